@@ -1,0 +1,244 @@
+/**
+ * The four contracts of the framework: ForwardOperator, Prox, Prior and Solver.
+ *
+ * Conventions (once, for everything):
+ * - images handed to operators, noise, metrics and files are NCHW float32 on the [0,1] scale;
+ * - the model boundary ([-1,1], latents) is inside the Prior;
+ * - the measurement noise is Gaussian with standard deviation σ_y on the [0,1] scale;
+ * - `proxL2(z, y, γ) = argmin_u (γ/2)‖A u − y‖² + ½‖u − z‖²` (deepinv's convention).
+ *
+ * @module
+ */
+import type { Tensor } from "./tensor.ts";
+import type { RandomStream } from "./rng.ts";
+
+/** What an operator can do; solvers declare which of these they need. */
+export interface OperatorCapabilities {
+  /** A is linear, so `adjoint` exists and `vjp(x, g) = adjoint(g)`. */
+  linear: boolean;
+  /** `proxL2` is exact and direct (FFT, DCT, elementwise), not an iterative solve. */
+  closedFormProx: boolean;
+  /** `vjp` is available (true for every built-in operator). */
+  differentiable: boolean;
+}
+
+/** Options of an iterative prox solve. */
+export interface ProxOptions {
+  /** Maximum iterations (CG or the nonlinear solver). */
+  maxIter?: number;
+  /** Relative tolerance on the normal-equation residual. */
+  tol?: number;
+}
+
+/** Gaussian measurement noise on the [0,1] image scale. */
+export interface NoiseModel {
+  /** Noise kind; only Gaussian is defined today. */
+  kind: "gaussian";
+  /** Standard deviation σ_y on the [0,1] scale. */
+  sigma: number;
+}
+
+/**
+ * A forward operator y = A(x) + n. All methods work on [1,C,H,W] float32 tensors on the [0,1] scale.
+ * Methods are asynchronous so that an operator may run on ONNX Runtime or a GPU.
+ */
+export interface ForwardOperator {
+  /** Plugin name, e.g. "blur". */
+  readonly name: string;
+  /** The options it was created with (after validation), for reports. */
+  readonly options: Readonly<Record<string, unknown>>;
+  /** Shape of x. */
+  readonly inputShape: readonly number[];
+  /** Shape of y = A(x). */
+  readonly outputShape: readonly number[];
+  /** What the operator supports. */
+  readonly capabilities: OperatorCapabilities;
+  /** Noiseless A(x). */
+  forward(x: Tensor): Promise<Tensor>;
+  /** Aᵀ y; present exactly when `capabilities.linear`. */
+  adjoint?(y: Tensor): Promise<Tensor>;
+  /** J_A(x)ᵀ g, the vector-Jacobian product. */
+  vjp(x: Tensor, g: Tensor): Promise<Tensor>;
+  /** argmin_u (γ/2)‖A u − y‖² + ½‖u − z‖². */
+  proxL2(z: Tensor, y: Tensor, gamma: number, options?: ProxOptions): Promise<Tensor>;
+  /**
+   * A cheap, reasonable image-shaped estimate from a measurement (e.g. Aᵀy, a zero-filled or
+   * nearest-upsampled image, a JPEG decode). Solvers use it for initialisation.
+   */
+  pseudoInverse?(y: Tensor): Promise<Tensor>;
+  /** Extra data to save with a run (mask, kernel), keyed by file stem. */
+  artifacts?(): Record<string, Tensor>;
+}
+
+/** The prox of a data term g(u) = ‖A u − y‖² / (2σ²), bound to one measurement. */
+export interface Prox {
+  /** "closed-form" when exact and direct, "cg" or "iterative" otherwise. */
+  readonly method: "closed-form" | "cg" | "iterative";
+  /** prox_{δ g}(z) = argmin_u δ g(u) + ½‖u − z‖². */
+  apply(z: Tensor, delta: number): Promise<Tensor>;
+}
+
+/** A text (or other) conditioning, already encoded by the prior's text encoder. */
+export interface Conditioning {
+  /** The prompt it came from, if any. */
+  prompt?: string;
+  /** Named tensors fed to the denoiser (e.g. encoder_hidden_states, text_embeds, time_ids). */
+  tensors: Record<string, Tensor>;
+}
+
+/** DDPM-type noise schedule: ᾱ_t for t = 0 … T−1. */
+export interface NoiseSchedule {
+  /** Number of training timesteps T. */
+  readonly numTrainTimesteps: number;
+  /** ᾱ_t (alphas_cumprod), float64. */
+  readonly alphasCumprod: Float64Array;
+}
+
+/** What a prior offers. */
+export interface PriorCapabilities {
+  /** `consistency` is available (one-step map to the clean latent). */
+  consistency: boolean;
+  /** `denoise` (Tweedie / ε-prediction) is available. */
+  denoise: boolean;
+  /** VJPs through the networks are available. */
+  gradients: boolean;
+}
+
+/** Per-model call counters and times, for run reports. */
+export interface ModelStats {
+  /** Number of calls (NFE) per model name. */
+  calls: Record<string, number>;
+  /** Total milliseconds per model name. */
+  ms: Record<string, number>;
+}
+
+/**
+ * A latent generative prior over an ONNX model family. Images are on the model scale [-1,1] here;
+ * latents are scaled latents (the VAE scaling factor is applied inside encode/decode).
+ */
+export interface Prior {
+  /** Model family / folder name. */
+  readonly name: string;
+  /** What it supports. */
+  readonly capabilities: PriorCapabilities;
+  /** The diffusion noise schedule. */
+  readonly schedule: NoiseSchedule;
+  /** Latent shape for an image shape [1,3,H,W]. */
+  latentShape(imageShape: readonly number[]): number[];
+  /** Scaled latent mean of E(x), x on [-1,1]. */
+  encode(x: Tensor): Promise<Tensor>;
+  /** D(z / scale) on [-1,1] (not clipped). */
+  decode(z: Tensor): Promise<Tensor>;
+  /** Encode a prompt. */
+  condition(prompt: string): Promise<Conditioning>;
+  /** Tweedie estimate ẑ0 = E[z0 | z_t] from the ε/v/sample network at integer timestep t. */
+  denoise?(zt: Tensor, t: number, c: Conditioning): Promise<Tensor>;
+  /** Consistency map G(z_t, t, c): the probability-flow ODE solution at ᾱ = 1. */
+  consistency?(zt: Tensor, t: number, c: Conditioning): Promise<Tensor>;
+  /** Model calls so far. */
+  stats(): ModelStats;
+}
+
+/** A fully specified inverse problem. */
+export interface Problem {
+  /** The measurement y on the [0,1] scale. */
+  y: Tensor;
+  /** The forward operator. */
+  operator: ForwardOperator;
+  /** The noise model y was drawn with. */
+  noise: NoiseModel;
+  /** Shape of the unknown image, [1,3,H,W]. */
+  imageShape: readonly number[];
+  /** The clean image when known (for reporting only; solvers must not use it). */
+  reference?: Tensor;
+}
+
+/** A progress event yielded by a solver at each step. */
+export interface StepEvent {
+  /** Step index, 0-based. */
+  step: number;
+  /** Total number of steps. */
+  total: number;
+  /** Diffusion timestep, when the solver has one. */
+  t?: number;
+  /** Model calls so far, per model. */
+  nfe: Record<string, number>;
+  /** ‖A x − y‖ on the [0,1] scale for the current estimate. */
+  residual?: number;
+  /** Milliseconds spent in this step. */
+  ms: number;
+  /** Current image estimate on [0,1], when previews were asked for. */
+  preview?: Tensor;
+}
+
+/** A solver's final answer. */
+export interface SolveResult {
+  /** The restored image on [0,1]. */
+  x: Tensor;
+  /** Anything solver-specific worth saving in run.json. */
+  info: Record<string, unknown>;
+}
+
+/** Requirements a solver places on the operator and prior. */
+export interface Requirements {
+  /** Capabilities the operator must have (true = required). */
+  operator?: Partial<OperatorCapabilities>;
+  /** Capabilities the prior must have (true = required). */
+  prior?: Partial<PriorCapabilities>;
+}
+
+/** Context handed to a solver run. */
+export interface SolveContext {
+  /** The solver's own random stream. */
+  rng: RandomStream;
+  /** Abort to stop between steps. */
+  signal?: AbortSignal;
+  /** Attach a [0,1] preview image to step events. */
+  previews?: boolean;
+}
+
+/** A solver: an async generator of step events that returns the result. */
+export interface Solver {
+  /** Solver name, e.g. "latino". */
+  readonly name: string;
+  /** What it needs of the operator and prior. */
+  readonly requires: Requirements;
+  /** Run on a problem with a prior. */
+  run(problem: Problem, prior: Prior, ctx: SolveContext): AsyncGenerator<StepEvent, SolveResult>;
+}
+
+/**
+ * Explain why a solver cannot run with this operator and prior, or return null when it can.
+ *
+ * @example
+ * ```ts
+ * import { unmetRequirements } from "./contracts.ts";
+ * const why = unmetRequirements(
+ *   { operator: { linear: true } },
+ *   { name: "jpeg", capabilities: { linear: false, closedFormProx: false, differentiable: true } },
+ * );
+ * console.assert(why !== null && why.includes("linear"));
+ * ```
+ */
+export function unmetRequirements(
+  req: Requirements,
+  operator?: Pick<ForwardOperator, "name" | "capabilities">,
+  prior?: Pick<Prior, "name" | "capabilities">,
+): string | null {
+  const problems: string[] = [];
+  if (operator && req.operator) {
+    for (const [k, need] of Object.entries(req.operator)) {
+      if (need && !operator.capabilities[k as keyof OperatorCapabilities]) {
+        problems.push(`operator "${operator.name}" is not ${k}`);
+      }
+    }
+  }
+  if (prior && req.prior) {
+    for (const [k, need] of Object.entries(req.prior)) {
+      if (need && !prior.capabilities[k as keyof PriorCapabilities]) {
+        problems.push(`prior "${prior.name}" lacks ${k}`);
+      }
+    }
+  }
+  return problems.length ? problems.join("; ") : null;
+}

@@ -1,0 +1,221 @@
+/**
+ * The operator contract suite: the properties every ForwardOperator must have, checked numerically.
+ * Third parties run it on their own plugins exactly as our tests run it on the built-ins:
+ *
+ * - adjointness (linear): |<Ax, y> − <x, Aᵀy>| / (‖Ax‖‖y‖) < 1e-5;
+ * - VJP against central finite differences of x ↦ <g, A(x)> (< 1e-3 relative);
+ * - prox optimality: ‖γ Jᵀ(A u − y) + u − z‖ / ‖z‖ < 1e-4 for several γ;
+ * - closed-form prox equals the CG prox (< 1e-4 relative) when the operator claims a closed form;
+ * - determinism: the same seed gives bit-identical operators;
+ * - shapes, finiteness, and rejection of wrongly shaped inputs.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import type { ForwardOperator } from "./contracts.ts";
+import { createOperator, type OperatorPlugin, PluginRegistry } from "./registry.ts";
+import { streams } from "./rng.ts";
+import { allFinite, dot, norm, numel, sameShape, type Tensor, tensor } from "./tensor.ts";
+import { cgProxL2 } from "./linalg/cg.ts";
+import { formatSpec } from "./spec.ts";
+
+/** Tolerances of the suite (defaults are the project's acceptance thresholds). */
+export interface SuiteTolerances {
+  /** Relative adjointness error. */
+  adjoint: number;
+  /** Relative VJP-vs-finite-difference error. */
+  vjp: number;
+  /** Relative prox optimality residual. */
+  proxOptimality: number;
+  /** Relative distance between the closed-form and CG prox. */
+  proxVsCg: number;
+}
+
+/** Options of {@link testOperator}. */
+export interface SuiteOptions {
+  /** Image shape [1,C,H,W]; default [1,3,32,40]. */
+  shape?: number[];
+  /** Seed for the operator and the random test vectors. Default 0. */
+  seed?: number;
+  /** γ values for the prox checks. Default [0.1, 1, 10]. */
+  gammas?: number[];
+  /** Finite-difference step (on the [0,1] scale). Default 1e-3. */
+  fdStep?: number;
+  /** Override tolerances. */
+  tolerances?: Partial<SuiteTolerances>;
+  /** Options for iterative prox solves inside the suite (tight by default). */
+  proxOptions?: { maxIter?: number; tol?: number };
+}
+
+/** What the suite measured. */
+export interface SuiteReport {
+  /** Spec of the operator tested. */
+  spec: string;
+  /** Relative adjointness error (linear operators). */
+  adjointError?: number;
+  /** Worst relative VJP error over the directions tried. */
+  vjpError: number;
+  /** Worst relative prox optimality residual over γ. */
+  proxOptimality: number;
+  /** Relative closed-form vs CG difference (closed-form linear operators). */
+  proxVsCg?: number;
+}
+
+const DEFAULT_TOL: SuiteTolerances = {
+  adjoint: 1e-5,
+  vjp: 1e-3,
+  proxOptimality: 1e-4,
+  proxVsCg: 1e-4,
+};
+
+function uniform(shape: readonly number[], seed: number, name: string, lo = 0, hi = 1): Tensor {
+  const r = streams(seed).get("suite").child(name);
+  const t = tensor(shape);
+  for (let i = 0; i < t.data.length; i++) t.data[i] = lo + (hi - lo) * r.uniform();
+  return t;
+}
+
+function gaussian(shape: readonly number[], seed: number, name: string): Tensor {
+  const t = tensor(shape);
+  streams(seed).get("suite").child(name).fillNormal(t.data);
+  return t;
+}
+
+function axpy(a: number, x: Tensor, y: Tensor): Tensor {
+  const out = tensor(y.shape);
+  for (let i = 0; i < out.data.length; i++) out.data[i] = a * x.data[i] + y.data[i];
+  return out;
+}
+
+async function transposeApply(op: ForwardOperator, at: Tensor, r: Tensor): Promise<Tensor> {
+  return op.adjoint ? await op.adjoint(r) : await op.vjp(at, r);
+}
+
+/**
+ * Run the contract suite on one plugin with one set of options. Throws an AssertionError that names
+ * the property and the measured value when a property fails; returns the measurements otherwise.
+ *
+ * @example
+ * ```ts ignore
+ * import { testOperator } from "./operator_suite.ts";
+ * import { myPlugin } from "./my_plugin.ts";
+ * Deno.test("my operator passes the contract", async () => {
+ *   await testOperator(myPlugin, { gain: 0.5 });
+ * });
+ * ```
+ */
+export async function testOperator(
+  plugin: OperatorPlugin,
+  options: Record<string, number | boolean | string> = {},
+  suite: SuiteOptions = {},
+): Promise<SuiteReport> {
+  const shape = suite.shape ?? [1, 3, 32, 40];
+  const seed = suite.seed ?? 0;
+  const tol = { ...DEFAULT_TOL, ...suite.tolerances };
+  const gammas = suite.gammas ?? [0.1, 1, 10];
+  const eps = suite.fdStep ?? 1e-3;
+  const proxOptions = { maxIter: 2000, tol: 1e-9, ...suite.proxOptions };
+  const registry = new PluginRegistry().register(plugin);
+  const spec = formatSpec({ name: plugin.name, options });
+  const label = `operator ${spec}`;
+
+  const op = await createOperator(registry, { name: plugin.name, options }, shape, seed);
+  const op2 = await createOperator(registry, { name: plugin.name, options }, shape, seed);
+  assert.ok(
+    sameShape(op.inputShape, shape),
+    `${label}: inputShape [${op.inputShape}] ≠ [${shape}]`,
+  );
+  const report: SuiteReport = { spec, vjpError: 0, proxOptimality: 0 };
+
+  // Shapes, finiteness, determinism under seed.
+  const x = uniform(shape, seed, "x", 0.15, 0.85);
+  const ax = await op.forward(x);
+  assert.ok(sameShape(ax.shape, op.outputShape), `${label}: forward shape [${ax.shape}]`);
+  assert.ok(allFinite(ax), `${label}: forward produced a non-finite value`);
+  const ax2 = await op2.forward(x);
+  assert.deepEqual(ax2.data, ax.data, `${label}: same seed gave a different operator`);
+  const m = numel(op.outputShape);
+
+  // Wrongly shaped input must be rejected.
+  const bad = tensor([shape[0], shape[1], shape[2] + 1, shape[3]]);
+  await assert.rejects(
+    async () => await op.forward(bad),
+    `${label}: forward accepted shape [${bad.shape}]`,
+  );
+
+  // Adjointness.
+  if (op.capabilities.linear) {
+    assert.ok(op.adjoint, `${label}: linear operator without adjoint`);
+    const u = gaussian(shape, seed, "adj-x");
+    const v = gaussian(op.outputShape, seed, "adj-y");
+    const au = await op.forward(u);
+    const atv = await op.adjoint(v);
+    assert.ok(sameShape(atv.shape, shape), `${label}: adjoint shape [${atv.shape}]`);
+    const err = Math.abs(dot(au, v) - dot(u, atv)) / (norm(au) * norm(v));
+    report.adjointError = err;
+    assert.ok(err < tol.adjoint, `${label}: adjointness error ${err.toExponential(2)}`);
+  }
+
+  // VJP against central finite differences of f(x) = <g, A(x)>.
+  assert.ok(op.capabilities.differentiable, `${label}: operator is not differentiable`);
+  const g = gaussian(op.outputShape, seed, "vjp-g");
+  const jtg = await op.vjp(x, g);
+  assert.ok(sameShape(jtg.shape, shape), `${label}: vjp shape [${jtg.shape}]`);
+  assert.ok(allFinite(jtg), `${label}: vjp produced a non-finite value`);
+  const f = async (t: Tensor) => dot(g, await op.forward(t));
+  const directions: [string, Tensor][] = [];
+  const jn = norm(jtg);
+  if (jn > 0) directions.push(["along Jᵀg", { data: jtg.data.map((v) => v / jn), shape }]);
+  const rv = gaussian(shape, seed, "vjp-v");
+  const rvn = norm(rv);
+  directions.push(["random", { data: rv.data.map((v) => v / rvn), shape }]);
+  for (const [name, dir] of directions) {
+    // Scale the step so that the per-pixel perturbation is about eps.
+    const h = eps * Math.sqrt(numel(shape));
+    const fd = (await f(axpy(h, dir, x)) - await f(axpy(-h, dir, x))) / (2 * h);
+    const an = dot(jtg, dir);
+    const denom = name === "random" ? jn : Math.max(Math.abs(an), 1e-30);
+    const err = Math.abs(fd - an) / denom;
+    report.vjpError = Math.max(report.vjpError, err);
+    assert.ok(
+      err < tol.vjp,
+      `${label}: VJP vs finite differences (${name}) error ${err.toExponential(2)}`,
+    );
+  }
+
+  // Prox optimality and closed form vs CG.
+  const y = axpy(0.02, gaussian(op.outputShape, seed, "prox-n"), ax);
+  const z = uniform(shape, seed, "prox-z");
+  await assert.rejects(
+    async () => await op.proxL2(z, tensor([m + 1]), 1),
+    `${label}: proxL2 accepted a wrongly shaped y`,
+  );
+  for (const gamma of gammas) {
+    const u = await op.proxL2(z, y, gamma, proxOptions);
+    assert.ok(sameShape(u.shape, shape), `${label}: prox shape [${u.shape}]`);
+    assert.ok(allFinite(u), `${label}: prox produced a non-finite value`);
+    const au = await op.forward(u);
+    const r = axpy(-1, y, au);
+    const jtr = await transposeApply(op, u, r);
+    let s = 0;
+    for (let i = 0; i < u.data.length; i++) {
+      const e = gamma * jtr.data[i] + u.data[i] - z.data[i];
+      s += e * e;
+    }
+    const opt = Math.sqrt(s) / norm(z);
+    report.proxOptimality = Math.max(report.proxOptimality, opt);
+    assert.ok(
+      opt < tol.proxOptimality,
+      `${label}: prox optimality residual ${opt.toExponential(2)} at γ=${gamma}`,
+    );
+    if (op.capabilities.closedFormProx && op.capabilities.linear) {
+      const ucg = await cgProxL2(op, z, y, gamma, { maxIter: 5000, tol: 1e-10 });
+      let d = 0;
+      for (let i = 0; i < u.data.length; i++) d += (u.data[i] - ucg.data[i]) ** 2;
+      const rel = Math.sqrt(d) / norm(ucg);
+      report.proxVsCg = Math.max(report.proxVsCg ?? 0, rel);
+      assert.ok(rel < tol.proxVsCg, `${label}: closed-form vs CG prox ${rel.toExponential(2)}`);
+    }
+  }
+  return report;
+}

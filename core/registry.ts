@@ -1,0 +1,266 @@
+/**
+ * Plugins and their registry.
+ *
+ * A plugin is a plain object `{ kind, name, description, options, create }` where `options` is a zod
+ * schema. Built-in plugins register exactly as third-party plugins do. External modules are loaded
+ * with {@link loadPluginModule} and must export a plugin or an array of plugins as `default` or as
+ * `plugins`.
+ *
+ * @module
+ */
+import type { ForwardOperator, Prior, Solver } from "./contracts.ts";
+import type { RandomStream } from "./rng.ts";
+import { STREAMS, streams } from "./rng.ts";
+import { InputError } from "./errors.ts";
+import { parseSpec, type Spec } from "./spec.ts";
+
+/** Context given to an operator plugin's `create`. */
+export interface OperatorContext {
+  /** Shape of the unknown image x, [1,C,H,W]. */
+  shape: readonly number[];
+  /** The operator's random stream (masks, motion kernels…), derived from the run seed. */
+  rng: RandomStream;
+}
+
+/** Context given to a prior plugin's `create`. */
+export interface PriorContext {
+  /** Execution provider request: "auto" | "cpu" | "cuda" | "webgpu". */
+  device: string;
+}
+
+/** Context given to a solver plugin's `create` (nothing yet; reserved). */
+export type SolverContext = Record<string, never>;
+
+/** One problem found by a schema. */
+export interface SchemaIssue {
+  /** Where in the options object. */
+  path: PropertyKey[];
+  /** What is wrong. */
+  message: string;
+}
+
+/** The result of validating options. */
+export type SchemaResult<O> =
+  | { success: true; data: O }
+  | { success: false; error: { issues: readonly SchemaIssue[] } };
+
+/**
+ * An options schema: anything with zod's `safeParse` (a zod schema is one). Kept structural so the
+ * public API does not expose zod's own types.
+ */
+export interface OptionsSchema<O = unknown> {
+  /** Validate and normalise (defaults, coercions) an options object. */
+  safeParse(value: unknown): SchemaResult<O>;
+}
+
+/** Fields shared by every plugin kind. */
+export interface PluginBase<K extends string, O, T, C> {
+  /** What the plugin provides. */
+  kind: K;
+  /** Unique name within its kind: lower-case letters, digits, dashes. */
+  name: string;
+  /** One line for `--help`. */
+  description: string;
+  /** zod schema of the options (use `z.strictObject` so unknown keys are rejected). */
+  options: OptionsSchema<O>;
+  /** Build the thing from validated options. */
+  create(options: O, context: C): T | Promise<T>;
+}
+
+/** An operator plugin. */
+// deno-lint-ignore no-explicit-any -- options are contravariant in create(); `any` lets a typed plugin join a list
+export type OperatorPlugin<O = any> = PluginBase<
+  "operator",
+  O,
+  ForwardOperator,
+  OperatorContext
+>;
+/** A prior (model family) plugin. */
+// deno-lint-ignore no-explicit-any -- options are contravariant in create(); `any` lets a typed plugin join a list
+export type PriorPlugin<O = any> = PluginBase<
+  "prior",
+  O,
+  Prior,
+  PriorContext
+>;
+/** A solver plugin. */
+// deno-lint-ignore no-explicit-any -- options are contravariant in create(); `any` lets a typed plugin join a list
+export type SolverPlugin<O = any> = PluginBase<
+  "solver",
+  O,
+  Solver,
+  SolverContext
+>;
+/** Any plugin. */
+export type Plugin = OperatorPlugin | PriorPlugin | SolverPlugin;
+/** Plugin kinds. */
+export type PluginKind = Plugin["kind"];
+
+/** Identity helper that gives an operator plugin full type inference for its options. */
+export function defineOperator<O>(p: OperatorPlugin<O>): OperatorPlugin<O> {
+  return p;
+}
+/** Identity helper that gives a solver plugin full type inference for its options. */
+export function defineSolver<O>(p: SolverPlugin<O>): SolverPlugin<O> {
+  return p;
+}
+/** Identity helper that gives a prior plugin full type inference for its options. */
+export function definePrior<O>(p: PriorPlugin<O>): PriorPlugin<O> {
+  return p;
+}
+
+const KINDS = ["operator", "prior", "solver"] as const;
+
+/** Return a list of what is wrong with a would-be plugin object (empty when it is valid). */
+export function pluginProblems(p: unknown): string[] {
+  if (typeof p !== "object" || p === null) return ["is not an object"];
+  const o = p as Record<string, unknown>;
+  const out: string[] = [];
+  if (!KINDS.includes(o.kind as PluginKind)) {
+    out.push(`kind must be one of ${KINDS.join(", ")} (got ${JSON.stringify(o.kind)})`);
+  }
+  if (typeof o.name !== "string" || !/^[a-z][a-z0-9-]*$/.test(o.name)) {
+    out.push(`name must be lower-case letters, digits and dashes (got ${JSON.stringify(o.name)})`);
+  }
+  if (typeof o.description !== "string" || o.description.length === 0) {
+    out.push("description must be a non-empty string");
+  }
+  const opts = o.options as { safeParse?: unknown } | undefined;
+  if (typeof opts !== "object" || opts === null || typeof opts.safeParse !== "function") {
+    out.push("options must be a zod schema");
+  }
+  if (typeof o.create !== "function") out.push("create must be a function");
+  return out;
+}
+
+/** Format zod issues as one line. */
+export function formatIssues(error: { issues: readonly SchemaIssue[] }): string {
+  return error.issues.map((i) => {
+    const path = i.path.length ? i.path.map(String).join(".") + ": " : "";
+    return path + i.message;
+  }).join("; ");
+}
+
+/** Validate options against a plugin's schema, or throw an InputError naming the plugin. */
+export function validateOptions<O>(
+  plugin: { kind: string; name: string; options: OptionsSchema<O> },
+  options: unknown,
+): O {
+  const r = plugin.options.safeParse(options);
+  if (!r.success) {
+    throw new InputError(`${plugin.kind} "${plugin.name}": ${formatIssues(r.error)}`);
+  }
+  return r.data;
+}
+
+/** Plugins by kind and name. */
+export class PluginRegistry {
+  #byKind = new Map<PluginKind, Map<string, Plugin>>();
+
+  /** Register one plugin; throws an InputError naming the problem when it is malformed. */
+  register(p: Plugin, origin = "plugin"): this {
+    const problems = pluginProblems(p);
+    if (problems.length) {
+      const label = (p as { name?: unknown })?.name;
+      throw new InputError(
+        `${origin}${label ? ` "${String(label)}"` : ""} is not a valid plugin: ${
+          problems.join("; ")
+        }`,
+      );
+    }
+    let m = this.#byKind.get(p.kind);
+    if (!m) this.#byKind.set(p.kind, m = new Map());
+    if (m.has(p.name)) {
+      throw new InputError(`${origin}: a ${p.kind} plugin named "${p.name}" is already registered`);
+    }
+    m.set(p.name, p);
+    return this;
+  }
+
+  /** Register several plugins. */
+  registerAll(ps: readonly Plugin[], origin = "plugin"): this {
+    for (const p of ps) this.register(p, origin);
+    return this;
+  }
+
+  /** The plugin of this kind and name, or an InputError listing the known names. */
+  get<K extends PluginKind>(kind: K, name: string): Extract<Plugin, { kind: K }> {
+    const p = this.#byKind.get(kind)?.get(name);
+    if (!p) {
+      const known = this.list(kind).map((q) => q.name).join(", ") || "none";
+      throw new InputError(`unknown ${kind} "${name}" (known: ${known})`);
+    }
+    return p as Extract<Plugin, { kind: K }>;
+  }
+
+  /** All plugins of a kind, in registration order. */
+  list<K extends PluginKind>(kind: K): Extract<Plugin, { kind: K }>[] {
+    return [...(this.#byKind.get(kind)?.values() ?? [])] as Extract<Plugin, { kind: K }>[];
+  }
+}
+
+/**
+ * Import a module and return the plugins it exports (`default` or `plugins`: one plugin or an array).
+ * Remote URLs are refused unless `allowRemote` is set.
+ */
+export async function loadPluginModule(
+  specifier: string,
+  options: { allowRemote?: boolean; baseDir?: string } = {},
+): Promise<Plugin[]> {
+  const isRemote = /^https?:\/\//.test(specifier);
+  if (isRemote && !options.allowRemote) {
+    throw new InputError(
+      `--plugin ${specifier}: loading a plugin from a URL needs --allow-remote-plugins`,
+    );
+  }
+  let url: string;
+  if (isRemote || specifier.startsWith("file://")) url = specifier;
+  else {
+    const { resolve } = await import("node:path");
+    const { pathToFileURL } = await import("node:url");
+    url = pathToFileURL(resolve(options.baseDir ?? Deno.cwd(), specifier)).href;
+  }
+  let mod: Record<string, unknown>;
+  try {
+    mod = await import(url);
+  } catch (e) {
+    const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    throw new InputError(`--plugin ${specifier}: cannot load module: ${msg}`);
+  }
+  const exported = mod.plugins ?? mod.default;
+  if (exported === undefined) {
+    throw new InputError(
+      `--plugin ${specifier}: the module exports neither "default" nor "plugins"`,
+    );
+  }
+  const list = Array.isArray(exported) ? exported : [exported];
+  list.forEach((p, i) => {
+    const problems = pluginProblems(p);
+    if (problems.length) {
+      throw new InputError(
+        `--plugin ${specifier}: export #${i} is not a valid plugin: ${problems.join("; ")}`,
+      );
+    }
+  });
+  return list as Plugin[];
+}
+
+/**
+ * Build an operator from a spec string for an image shape and a run seed. The operator's random
+ * stream is `operator/NAME` of the seed, so masks and kernels depend only on (seed, spec).
+ */
+export async function createOperator(
+  registry: PluginRegistry,
+  spec: string | Spec,
+  shape: readonly number[],
+  seed: number,
+): Promise<ForwardOperator> {
+  const s = typeof spec === "string" ? parseSpec(spec, "operator") : spec;
+  const plugin = registry.get("operator", s.name);
+  const options = validateOptions(plugin, s.options);
+  if (shape.length !== 4 || shape[0] !== 1) {
+    throw new InputError(`image shape [${shape}]: expected [1,C,H,W]`);
+  }
+  const rng = streams(seed).get(STREAMS.operator).child(s.name);
+  return await plugin.create(options, { shape, rng });
+}

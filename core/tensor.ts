@@ -1,0 +1,161 @@
+/**
+ * NCHW float32 tensors and the handful of vector operations the framework needs.
+ *
+ * A tensor is a plain object `{ data, shape }` so that third-party plugins can build one without
+ * importing anything. Images for operators, noise and metrics live on the [0,1] scale; the model
+ * boundary ([-1,1]) is the Prior's business.
+ *
+ * Reductions (dot, norm) accumulate in float64 so that contract tests are not limited by float32
+ * summation error.
+ *
+ * @module
+ */
+
+/** An NCHW (or any-rank) float32 tensor. `data.length` equals the product of `shape`. */
+export interface Tensor {
+  /** Row-major values. */
+  data: Float32Array;
+  /** Dimensions, outermost first (NCHW for images). */
+  shape: number[];
+}
+
+/** Number of elements implied by a shape. */
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/**
+ * Make a tensor of the given shape; copies nothing when `data` is given (it is checked for length).
+ *
+ * @example
+ * ```ts
+ * import { tensor } from "./tensor.ts";
+ * const t = tensor([1, 3, 2, 2]);
+ * console.assert(t.data.length === 12);
+ * ```
+ */
+export function tensor(shape: readonly number[], data?: Float32Array | number[]): Tensor {
+  for (const d of shape) {
+    if (!Number.isInteger(d) || d < 0) throw new RangeError(`invalid shape [${shape}]`);
+  }
+  const n = numel(shape);
+  const arr = data === undefined
+    ? new Float32Array(n)
+    : data instanceof Float32Array
+    ? data
+    : Float32Array.from(data);
+  if (arr.length !== n) {
+    throw new RangeError(`tensor data has ${arr.length} values, shape [${shape}] needs ${n}`);
+  }
+  return { data: arr, shape: [...shape] };
+}
+
+/** A tensor of zeros with the same shape as `t`. */
+export function zerosLike(t: Tensor): Tensor {
+  return tensor(t.shape);
+}
+
+/** A tensor filled with `value`. */
+export function full(shape: readonly number[], value: number): Tensor {
+  const t = tensor(shape);
+  t.data.fill(value);
+  return t;
+}
+
+/** A deep copy. */
+export function clone(t: Tensor): Tensor {
+  return { data: t.data.slice(), shape: [...t.shape] };
+}
+
+/** True when two shapes are equal. */
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** Throw a clear error when `t` does not have the `expected` shape. */
+export function assertShape(t: Tensor, expected: readonly number[], what = "tensor"): void {
+  if (!sameShape(t.shape, expected)) {
+    throw new RangeError(`${what} has shape [${t.shape}], expected [${expected}]`);
+  }
+}
+
+function binary(a: Tensor, b: Tensor, f: (x: number, y: number) => number): Tensor {
+  assertShape(b, a.shape, "second operand");
+  const out = new Float32Array(a.data.length);
+  const ad = a.data, bd = b.data;
+  for (let i = 0; i < out.length; i++) out[i] = f(ad[i], bd[i]);
+  return { data: out, shape: [...a.shape] };
+}
+
+/** Elementwise a + b. */
+export function add(a: Tensor, b: Tensor): Tensor {
+  return binary(a, b, (x, y) => x + y);
+}
+
+/** Elementwise a − b. */
+export function sub(a: Tensor, b: Tensor): Tensor {
+  return binary(a, b, (x, y) => x - y);
+}
+
+/** Elementwise a · b. */
+export function mul(a: Tensor, b: Tensor): Tensor {
+  return binary(a, b, (x, y) => x * y);
+}
+
+/** s · a. */
+export function scale(a: Tensor, s: number): Tensor {
+  const out = new Float32Array(a.data.length);
+  for (let i = 0; i < out.length; i++) out[i] = s * a.data[i];
+  return { data: out, shape: [...a.shape] };
+}
+
+/** α · x + β · y (new tensor). */
+export function axpby(alpha: number, x: Tensor, beta: number, y: Tensor): Tensor {
+  return binary(x, y, (u, v) => alpha * u + beta * v);
+}
+
+/** Apply `f` to every element (new tensor). */
+export function map(a: Tensor, f: (v: number) => number): Tensor {
+  const out = new Float32Array(a.data.length);
+  for (let i = 0; i < out.length; i++) out[i] = f(a.data[i]);
+  return { data: out, shape: [...a.shape] };
+}
+
+/** Clamp every element to [lo, hi] (new tensor). */
+export function clamp(a: Tensor, lo: number, hi: number): Tensor {
+  return map(a, (v) => (v < lo ? lo : v > hi ? hi : v));
+}
+
+/** <a, b>, accumulated in float64. */
+export function dot(a: Tensor, b: Tensor): number {
+  assertShape(b, a.shape, "second operand");
+  let s = 0;
+  const ad = a.data, bd = b.data;
+  for (let i = 0; i < ad.length; i++) s += ad[i] * bd[i];
+  return s;
+}
+
+/** Euclidean norm, accumulated in float64. */
+export function norm(a: Tensor): number {
+  let s = 0;
+  for (const v of a.data) s += v * v;
+  return Math.sqrt(s);
+}
+
+/** True when every element is finite. */
+export function allFinite(a: Tensor): boolean {
+  for (const v of a.data) if (!Number.isFinite(v)) return false;
+  return true;
+}
+
+/** Image scale [0,1] → model scale [−1,1]: x ↦ 2x − 1. */
+export function toModelScale(x: Tensor): Tensor {
+  return map(x, (v) => 2 * v - 1);
+}
+
+/** Model scale [−1,1] → image scale [0,1]: x ↦ (x + 1)/2. */
+export function toImageScale(x: Tensor): Tensor {
+  return map(x, (v) => 0.5 * v + 0.5);
+}

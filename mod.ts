@@ -1,0 +1,24 @@
+/**
+ * Latent-diffusion and consistency priors for imaging inverse problems, on ONNX Runtime.
+ *
+ * The public API: the four contracts (ForwardOperator, Prox, Prior, Solver), tensors and seeded
+ * streams, the plugin registry and spec strings, the operator contract suite, and the built-in
+ * plugins.
+ *
+ * @example
+ * ```ts ignore
+ * import { builtinRegistry, createOperator } from "./mod.ts";
+ * const op = await createOperator(builtinRegistry(), "blur:sigma=3", [1, 3, 64, 64], 0);
+ * ```
+ *
+ * @module
+ */
+export * from "./core/tensor.ts";
+export * from "./core/rng.ts";
+export * from "./core/contracts.ts";
+export * from "./core/errors.ts";
+export * from "./core/spec.ts";
+export * from "./core/registry.ts";
+export * from "./core/noise.ts";
+export * from "./core/linalg/cg.ts";
+export * from "./core/operator_suite.ts";
