@@ -22,3 +22,29 @@ export * from "./core/registry.ts";
 export * from "./core/noise.ts";
 export * from "./core/linalg/cg.ts";
 export * from "./core/operator_suite.ts";
+export * from "./core/onnx/proto.ts";
+export * from "./core/onnx/builder.ts";
+
+import { PluginRegistry } from "./core/registry.ts";
+import { operatorPlugins } from "./operators/mod.ts";
+import { solverPlugins } from "./solvers/mod.ts";
+import { priorPlugins } from "./plugins/mod.ts";
+export { operatorPlugins, priorPlugins, solverPlugins };
+
+/**
+ * A registry holding every built-in plugin (operators, priors, solvers). Third-party plugins are
+ * added with `registry.register(plugin)`.
+ *
+ * @example
+ * ```ts
+ * import { builtinRegistry } from "./mod.ts";
+ * const names = builtinRegistry().list("operator").map((p) => p.name);
+ * console.assert(Array.isArray(names));
+ * ```
+ */
+export function builtinRegistry(): PluginRegistry {
+  return new PluginRegistry()
+    .registerAll(operatorPlugins, "built-in")
+    .registerAll(priorPlugins, "built-in")
+    .registerAll(solverPlugins, "built-in");
+}

@@ -1,0 +1,277 @@
+/**
+ * A small ONNX graph builder: inputs, initializers, nodes with unique names, outputs, model bytes.
+ * Used by the built-in exact model, by the VJP transform and by tests that build tiny graphs with
+ * the same input and output names as Optimum/diffusers exports.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder } from "./builder.ts";
+ * const g = new GraphBuilder("double");
+ * const x = g.input("x", "float32", [1, 4]);
+ * g.output(g.op("Add", [x, x]), "y", "float32", [1, 4]);
+ * const bytes = g.toBytes();
+ * console.assert(bytes.length > 0);
+ * ```
+ *
+ * @module
+ */
+import { type AttributeProto, DataType, encodeModel, type NodeProto, onnx } from "./proto.ts";
+import type { IModelProto, TensorProto, ValueInfoProto } from "./proto.ts";
+
+/** Element types by name. */
+export type ElemType = "float32" | "float64" | "int64" | "int32" | "bool" | "float16" | "uint8";
+
+/** ONNX data type code of an element type name. */
+export function elemCode(t: ElemType): number {
+  return {
+    float32: DataType.FLOAT,
+    float64: DataType.DOUBLE,
+    int64: DataType.INT64,
+    int32: DataType.INT32,
+    bool: DataType.BOOL,
+    float16: DataType.FLOAT16,
+    uint8: DataType.UINT8,
+  }[t];
+}
+
+/** A float attribute (JS numbers that happen to be integers would otherwise become INT). */
+export interface FloatAttr {
+  /** Tag. */
+  kind: "float";
+  /** Value(s). */
+  value: number | number[];
+}
+
+/** Mark a number (or list) as a float attribute. */
+export function float(value: number | number[]): FloatAttr {
+  return { kind: "float", value };
+}
+
+/** Attribute values accepted by {@link GraphBuilder.op}. */
+export type AttrValue = number | number[] | string | string[] | FloatAttr | TensorProto;
+
+/** Encode one attribute. Integers become INT/INTS; use {@link float} for float attributes. */
+export function makeAttr(name: string, v: AttrValue): AttributeProto {
+  const A = onnx.AttributeProto.AttributeType;
+  if (typeof v === "string") return { name, type: A.STRING, s: new TextEncoder().encode(v) };
+  if (typeof v === "number") {
+    return Number.isInteger(v) ? { name, type: A.INT, i: v } : { name, type: A.FLOAT, f: v };
+  }
+  if (Array.isArray(v)) {
+    if (v.every((e) => typeof e === "string")) {
+      return {
+        name,
+        type: A.STRINGS,
+        strings: (v as string[]).map((e) => new TextEncoder().encode(e)),
+      };
+    }
+    const nums = v as number[];
+    return nums.every(Number.isInteger)
+      ? { name, type: A.INTS, ints: nums }
+      : { name, type: A.FLOATS, floats: nums };
+  }
+  if ((v as FloatAttr).kind === "float") {
+    const fv = (v as FloatAttr).value;
+    return Array.isArray(fv)
+      ? { name, type: A.FLOATS, floats: fv }
+      : { name, type: A.FLOAT, f: fv };
+  }
+  return { name, type: A.TENSOR, t: v as TensorProto };
+}
+
+/** Dims: numbers are fixed, strings are symbolic (dim_param). */
+export type Dims = (number | string)[];
+
+/** Make a value info. */
+export function valueInfo(name: string, type: ElemType, dims?: Dims): ValueInfoProto {
+  return {
+    name,
+    type: {
+      tensorType: {
+        elemType: elemCode(type),
+        shape: dims
+          ? {
+            dim: dims.map((d) => (typeof d === "string" ? { dimParam: d } : { dimValue: d })),
+          }
+          : undefined,
+      },
+    },
+  };
+}
+
+/** Make an embedded tensor proto from values. */
+export function makeTensor(
+  name: string,
+  type: ElemType,
+  dims: number[],
+  values: ArrayLike<number> | ArrayLike<bigint>,
+): TensorProto {
+  let bytes: Uint8Array;
+  const n = dims.reduce((a, b) => a * b, 1);
+  if (values.length !== n) {
+    throw new RangeError(`tensor ${name}: ${values.length} values for dims [${dims}]`);
+  }
+  switch (type) {
+    case "float32":
+      bytes = new Uint8Array(Float32Array.from(values as ArrayLike<number>).buffer);
+      break;
+    case "float64":
+      bytes = new Uint8Array(Float64Array.from(values as ArrayLike<number>).buffer);
+      break;
+    case "int64":
+      bytes = new Uint8Array(
+        BigInt64Array.from(values as ArrayLike<number>, (v) => BigInt(v)).buffer,
+      );
+      break;
+    case "int32":
+      bytes = new Uint8Array(Int32Array.from(values as ArrayLike<number>).buffer);
+      break;
+    case "bool":
+    case "uint8":
+      bytes = Uint8Array.from(values as ArrayLike<number>);
+      break;
+    default:
+      throw new Error(`makeTensor: ${type} not supported`);
+  }
+  return { name, dims, dataType: elemCode(type), rawData: bytes };
+}
+
+/** Builds one graph; names of intermediate values are made unique automatically. */
+export class GraphBuilder {
+  /** Nodes in order. */
+  readonly nodes: NodeProto[] = [];
+  /** Graph inputs. */
+  readonly inputs: ValueInfoProto[] = [];
+  /** Graph outputs. */
+  readonly outputs: ValueInfoProto[] = [];
+  /** Initializers. */
+  readonly initializers: TensorProto[] = [];
+  #used = new Set<string>();
+  #counter = 0;
+
+  /** Graph name. */
+  readonly name: string;
+  /** ai.onnx opset version. */
+  readonly opset: number;
+
+  /**
+   * Start an empty graph.
+   *
+   * @param name graph name
+   * @param opset ai.onnx opset version (default 17)
+   */
+  constructor(name: string, opset = 17) {
+    this.name = name;
+    this.opset = opset;
+  }
+
+  /** A fresh, unused value name starting with `hint`. */
+  fresh(hint = "v"): string {
+    let n = hint;
+    while (this.#used.has(n)) n = `${hint}_${++this.#counter}`;
+    this.#used.add(n);
+    return n;
+  }
+
+  /** Declare a graph input; returns its name. */
+  input(name: string, type: ElemType, dims?: Dims): string {
+    if (this.#used.has(name)) throw new Error(`name ${name} already used`);
+    this.#used.add(name);
+    this.inputs.push(valueInfo(name, type, dims));
+    return name;
+  }
+
+  /** Add an initializer; returns its name. */
+  initializer(
+    hint: string,
+    type: ElemType,
+    dims: number[],
+    values: ArrayLike<number> | ArrayLike<bigint>,
+  ): string {
+    const name = this.fresh(hint);
+    this.initializers.push(makeTensor(name, type, dims, values));
+    return name;
+  }
+
+  /** A float32 constant (initializer) of the given dims. */
+  constF(hint: string, dims: number[], values: ArrayLike<number>): string {
+    return this.initializer(hint, "float32", dims, values);
+  }
+
+  /** An int64 constant (initializer), e.g. shapes and axes. */
+  constI(hint: string, values: number[], dims: number[] = [values.length]): string {
+    return this.initializer(hint, "int64", dims, values);
+  }
+
+  /** Add a node with one output; returns the output name. */
+  op(
+    opType: string,
+    inputs: string[],
+    attrs: Record<string, AttrValue> = {},
+    hint?: string,
+  ): string {
+    return this.opN(opType, inputs, 1, attrs, hint)[0];
+  }
+
+  /** Add a node with `nOut` outputs; returns their names. */
+  opN(
+    opType: string,
+    inputs: string[],
+    nOut: number,
+    attrs: Record<string, AttrValue> = {},
+    hint?: string,
+  ): string[] {
+    const outs = Array.from(
+      { length: nOut },
+      (_, i) => this.fresh(`${hint ?? opType.toLowerCase()}${nOut > 1 ? `_${i}` : ""}`),
+    );
+    this.nodes.push({
+      opType,
+      input: inputs,
+      output: outs,
+      name: this.fresh(`node_${opType}`),
+      attribute: Object.entries(attrs).map(([k, v]) => makeAttr(k, v)),
+    });
+    return outs;
+  }
+
+  /**
+   * Declare `value` as a graph output named `name` (an Identity node is added when the names
+   * differ).
+   */
+  output(value: string, name: string, type: ElemType, dims?: Dims): string {
+    if (value !== name) {
+      if (this.#used.has(name)) throw new Error(`output name ${name} already used`);
+      this.#used.add(name);
+      this.nodes.push({
+        opType: "Identity",
+        input: [value],
+        output: [name],
+        name: this.fresh("node_Identity"),
+      });
+    }
+    this.outputs.push(valueInfo(name, type, dims));
+    return name;
+  }
+
+  /** The model object (ir_version 8). */
+  toModel(producer = "latent-inverse"): IModelProto {
+    return {
+      irVersion: 8,
+      producerName: producer,
+      opsetImport: [{ domain: "", version: this.opset }],
+      graph: {
+        name: this.name,
+        node: this.nodes,
+        input: this.inputs,
+        output: this.outputs,
+        initializer: this.initializers,
+      },
+    };
+  }
+
+  /** Serialized model bytes. */
+  toBytes(producer?: string): Uint8Array {
+    return encodeModel(this.toModel(producer));
+  }
+}

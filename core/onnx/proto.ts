@@ -1,0 +1,98 @@
+/**
+ * ONNX ModelProto reading and writing through the npm package `onnx-proto` (protobufjs code
+ * generated from the official onnx.proto, ONNX 1.10 schema), plus helpers to read tensor data.
+ *
+ * @module
+ */
+import onnxProto from "onnx-proto";
+
+/** The generated protobuf namespace (`onnx.ModelProto`, `onnx.TensorProto`, …). */
+export const onnx: typeof onnxProto.onnx = onnxProto.onnx;
+
+/** A decoded model. */
+export type ModelProto = onnxProto.onnx.ModelProto;
+/** A model as a plain object (for encoding). */
+export type IModelProto = onnxProto.onnx.IModelProto;
+/** A decoded graph. */
+export type GraphProto = onnxProto.onnx.IGraphProto;
+/** A node. */
+export type NodeProto = onnxProto.onnx.INodeProto;
+/** A tensor (initializer / constant). */
+export type TensorProto = onnxProto.onnx.ITensorProto;
+/** A value info (graph input/output). */
+export type ValueInfoProto = onnxProto.onnx.IValueInfoProto;
+/** An attribute. */
+export type AttributeProto = onnxProto.onnx.IAttributeProto;
+
+/** ONNX element types used here. */
+export const DataType = {
+  FLOAT: 1,
+  UINT8: 2,
+  INT8: 3,
+  INT32: 6,
+  INT64: 7,
+  BOOL: 9,
+  FLOAT16: 10,
+  DOUBLE: 11,
+} as const;
+
+/** Decode model bytes. */
+export function decodeModel(bytes: Uint8Array): ModelProto {
+  return onnx.ModelProto.decode(bytes);
+}
+
+/** Encode a model (object or message) to bytes. */
+export function encodeModel(model: onnxProto.onnx.IModelProto): Uint8Array {
+  return onnx.ModelProto.encode(model).finish();
+}
+
+function toNumber(v: number | { toNumber(): number }): number {
+  return typeof v === "number" ? v : v.toNumber();
+}
+
+/** Dimensions of a tensor proto as plain numbers. */
+export function tensorDims(t: TensorProto): number[] {
+  return (t.dims ?? []).map((d) => toNumber(d as number | { toNumber(): number }));
+}
+
+/**
+ * Values of an embedded tensor (raw_data or typed fields) as float64 numbers. External data is not
+ * read here (callers that need it resolve `externalData` themselves).
+ */
+export function tensorValues(t: TensorProto): Float64Array {
+  const dims = tensorDims(t);
+  const n = dims.reduce((a, b) => a * b, 1);
+  const raw = t.rawData;
+  const dt = t.dataType ?? DataType.FLOAT;
+  if (raw && raw.length > 0) {
+    const buf = raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength);
+    switch (dt) {
+      case DataType.FLOAT:
+        return Float64Array.from(new Float32Array(buf));
+      case DataType.DOUBLE:
+        return Float64Array.from(new Float64Array(buf));
+      case DataType.INT64:
+        return Float64Array.from(new BigInt64Array(buf), (v) => Number(v));
+      case DataType.INT32:
+        return Float64Array.from(new Int32Array(buf));
+      case DataType.INT8:
+        return Float64Array.from(new Int8Array(buf));
+      case DataType.UINT8:
+      case DataType.BOOL:
+        return Float64Array.from(new Uint8Array(buf));
+      default:
+        throw new Error(`tensor ${t.name}: raw data type ${dt} is not supported`);
+    }
+  }
+  let vals: ArrayLike<number | { toNumber(): number }> = [];
+  if (t.floatData?.length) vals = t.floatData;
+  else if (t.doubleData?.length) vals = t.doubleData;
+  else if (t.int64Data?.length) vals = t.int64Data as ArrayLike<number | { toNumber(): number }>;
+  else if (t.int32Data?.length) vals = t.int32Data;
+  const out = new Float64Array(vals.length);
+  for (let i = 0; i < vals.length; i++) out[i] = toNumber(vals[i]);
+  if (out.length !== n && !(n === 1 && out.length === 0)) {
+    throw new Error(`tensor ${t.name}: ${out.length} values for dims [${dims}]`);
+  }
+  return out;
+}

@@ -1,0 +1,9 @@
+/**
+ * The built-in operator plugins. Each plugin file adds itself to this list.
+ *
+ * @module
+ */
+import type { OperatorPlugin } from "../core/registry.ts";
+
+/** Every built-in operator plugin, in `--help` order. */
+export const operatorPlugins: OperatorPlugin[] = [];

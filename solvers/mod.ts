@@ -1,0 +1,9 @@
+/**
+ * The built-in solver plugins.
+ *
+ * @module
+ */
+import type { SolverPlugin } from "../core/registry.ts";
+
+/** Every built-in solver plugin, in `--help` order. */
+export const solverPlugins: SolverPlugin[] = [];
