@@ -26,6 +26,8 @@ export interface OperatorContext {
 export interface PriorContext {
   /** Execution provider request: "auto" | "cpu" | "cuda" | "webgpu". */
   device: string;
+  /** Shape of the images the prior will see, [1,3,H,W] (size-specific models need it). */
+  imageShape: readonly number[];
 }
 
 /** Context given to a solver plugin's `create` (nothing yet; reserved). */
