@@ -24,6 +24,11 @@ export * from "./core/linalg/cg.ts";
 export * from "./core/operator_suite.ts";
 export * from "./core/onnx/proto.ts";
 export * from "./core/onnx/builder.ts";
+export * from "./core/io/atomic.ts";
+export * from "./core/io/npy.ts";
+export * from "./core/io/image.ts";
+export * from "./core/metrics.ts";
+export * from "./core/scene.ts";
 
 import { PluginRegistry } from "./core/registry.ts";
 import { operatorPlugins } from "./operators/mod.ts";
