@@ -66,6 +66,12 @@ export interface ForwardOperator {
    * nearest-upsampled image, a JPEG decode). Solvers use it for initialisation.
    */
   pseudoInverse?(y: Tensor): Promise<Tensor>;
+  /**
+   * Restrict a noisy measurement to what the sensor observes, e.g. zero the missing pixels of an
+   * inpainting measurement so that noise lands only on observed entries (deepinv's convention).
+   * `measure` applies it after adding noise; operators without it leave y as is.
+   */
+  projectMeasurement?(y: Tensor): Promise<Tensor>;
   /** Extra data to save with a run (mask, kernel), keyed by file stem. */
   artifacts?(): Record<string, Tensor>;
 }

@@ -1,5 +1,6 @@
 /**
- * Measurement: y = A(x) + σ_y n, n ~ N(0, I), on the [0,1] scale, from a named stream.
+ * Measurement: y = A(x) + σ_y n, n ~ N(0, I), on the [0,1] scale, from a named stream; operators
+ * with `projectMeasurement` (inpainting) then restrict y to the observed entries.
  *
  * @module
  */
@@ -23,7 +24,7 @@ import type { Tensor } from "./tensor.ts";
  * ```
  */
 export async function measure(
-  op: Pick<ForwardOperator, "forward">,
+  op: Pick<ForwardOperator, "forward" | "projectMeasurement">,
   x: Tensor,
   sigma: number,
   rng: RandomStream,
@@ -34,5 +35,6 @@ export async function measure(
   const ax = await op.forward(x);
   const out = new Float32Array(ax.data.length);
   for (let i = 0; i < out.length; i++) out[i] = ax.data[i] + sigma * rng.normal();
-  return { data: out, shape: [...ax.shape] };
+  const y = { data: out, shape: [...ax.shape] };
+  return op.projectMeasurement ? await op.projectMeasurement(y) : y;
 }

@@ -4,6 +4,8 @@
  * @module
  */
 import type { OperatorPlugin } from "../core/registry.ts";
+import { srPlugin } from "./sr.ts";
+import { inpaintPlugin } from "./inpaint.ts";
 
 /** Every built-in operator plugin, in `--help` order. */
-export const operatorPlugins: OperatorPlugin[] = [];
+export const operatorPlugins: OperatorPlugin[] = [srPlugin, inpaintPlugin];
