@@ -143,6 +143,8 @@ export interface Prior {
   consistency?(zt: Tensor, t: number, c: Conditioning): Promise<Tensor>;
   /** Model calls so far. */
   stats(): ModelStats;
+  /** Facts for run reports: execution provider, model folder, versions… */
+  info?(): Record<string, unknown>;
 }
 
 /** A fully specified inverse problem. */
