@@ -1,0 +1,235 @@
+/**
+ * Execution-provider choice for ONNX Runtime (onnxruntime-node).
+ *
+ * `device` is one of "auto" | "cpu" | "cuda" | "webgpu". Availability is decided by actually
+ * creating (and running) a one-node session with that provider; the answer is cached for the
+ * process. "auto" tries CUDA, then WebGPU, then CPU and reports why the skipped ones were skipped.
+ * Asking explicitly for a provider that does not work is an {@link InputError} that says why.
+ *
+ * Facts this relies on (onnx.md §1.1–1.3): the npm package ships the CPU and WebGPU providers
+ * in its linux-x64 binary; the CUDA provider libraries are downloaded from NuGet by an npm
+ * postinstall script (Deno never runs it), and WebGPU on Linux needs the Vulkan loader
+ * (`libvulkan.so.1`) and a GPU driver's Vulkan ICD.
+ *
+ * @module
+ */
+import * as ort from "onnxruntime-node";
+import { GraphBuilder } from "../onnx/builder.ts";
+import { InputError } from "../errors.ts";
+
+/** What a user may ask for. */
+export type DeviceRequest = "auto" | "cpu" | "cuda" | "webgpu";
+
+/** An ONNX Runtime execution provider this toolkit knows how to use. */
+export type ExecutionProvider = "cpu" | "cuda" | "webgpu";
+
+/** The valid values of a device request. */
+export const DEVICE_REQUESTS: readonly DeviceRequest[] = ["auto", "cpu", "cuda", "webgpu"];
+
+/** The outcome of probing one provider. */
+export interface ProviderProbe {
+  /** The provider. */
+  provider: ExecutionProvider;
+  /** True when a session with it was created and ran. */
+  available: boolean;
+  /** Why it is not available (empty when it is). */
+  reason: string;
+}
+
+/** The provider chosen for a device request, with a one-line explanation for stderr. */
+export interface DeviceChoice {
+  /** What was asked for. */
+  request: DeviceRequest;
+  /** The provider that will run every model. */
+  provider: ExecutionProvider;
+  /** E.g. `device auto → cpu (cuda: …; webgpu: …)`. */
+  report: string;
+}
+
+const probes = new Map<string, Promise<ProviderProbe>>();
+const choices = new Map<string, Promise<DeviceChoice>>();
+
+/** First line of an error message, without ORT's source-location prefix, at most 200 chars. */
+export function shortError(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  const line = msg.split("\n").map((l) => l.trim()).find((l) => l.length > 0) ?? "unknown error";
+  // ORT messages look like "/onnxruntime_src/…/file.cc:136 fn(...) <lambda> actual message".
+  const m = /(Failed to[^\n]*|No supported adapters[^\n]*|cannot open[^\n]*)$/.exec(line);
+  const out = m ? m[1] : line;
+  return out.length > 200 ? out.slice(0, 197) + "…" : out;
+}
+
+/** The folder holding onnxruntime-node's native libraries for this platform, if found. */
+function bindingDir(): string | undefined {
+  try {
+    const url = new URL(import.meta.resolve("onnxruntime-node"));
+    if (url.protocol !== "file:") return undefined;
+    return new URL(`../bin/napi-v6/${Deno.build.os}/${archName()}/`, url).pathname;
+  } catch {
+    return undefined;
+  }
+}
+
+function archName(): string {
+  return Deno.build.arch === "x86_64" ? "x64" : Deno.build.arch === "aarch64" ? "arm64" : "";
+}
+
+function fileExists(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Cheap reasons to skip a provider in "auto" mode without loading it (loading a missing CUDA
+ * provider makes ORT print an error to stderr; a missing Vulkan loader makes Dawn print one).
+ * Returns undefined when nothing is known against it.
+ */
+function precheck(provider: ExecutionProvider): string | undefined {
+  if (provider === "cuda") {
+    const dir = bindingDir();
+    if (dir && !fileExists(dir + "libonnxruntime_providers_cuda.so")) {
+      return `CUDA provider libraries are not installed (no libonnxruntime_providers_cuda.so in ${dir}; ` +
+        "onnxruntime-node fetches them from NuGet at npm install time, and they need CUDA 12 + cuDNN 9)";
+    }
+  }
+  if (provider === "webgpu" && Deno.build.os === "linux") {
+    let extra: string[] = [];
+    try {
+      extra = (Deno.env.get("LD_LIBRARY_PATH") ?? "").split(":").filter((d) => d);
+    } catch { /* no env permission: look in the standard places only */ }
+    const dirs = [
+      ...extra,
+      "/usr/lib/x86_64-linux-gnu",
+      "/usr/lib/aarch64-linux-gnu",
+      "/lib/x86_64-linux-gnu",
+      "/usr/lib64",
+      "/usr/lib",
+      "/usr/local/lib",
+    ];
+    if (!dirs.some((d) => fileExists(`${d}/libvulkan.so.1`))) {
+      return "the Vulkan loader libvulkan.so.1 was not found (WebGPU on Linux runs on Vulkan: " +
+        "install libvulkan1 and the GPU driver's Vulkan ICD)";
+    }
+  }
+  return undefined;
+}
+
+/** Session options selecting one provider. */
+export function providerOptions(provider: ExecutionProvider): ort.InferenceSession.SessionOptions {
+  return { executionProviders: [provider] };
+}
+
+/** A one-node model used to probe providers. */
+function probeModel(): Uint8Array {
+  const g = new GraphBuilder("probe");
+  const x = g.input("x", "float32", [1, 4]);
+  g.output(g.op("Add", [x, x]), "y", "float32", [1, 4]);
+  return g.toBytes();
+}
+
+async function tryProvider(provider: ExecutionProvider): Promise<ProviderProbe> {
+  let session: ort.InferenceSession | undefined;
+  try {
+    session = await ort.InferenceSession.create(probeModel(), {
+      ...providerOptions(provider),
+      logSeverityLevel: 3,
+    });
+    const x = new ort.Tensor("float32", new Float32Array([1, 2, 3, 4]), [1, 4]);
+    const out = await session.run({ x });
+    const y = out.y.data as Float32Array;
+    if (y[3] !== 8) throw new Error(`probe computed ${Array.from(y)} instead of 2,4,6,8`);
+    return { provider, available: true, reason: "" };
+  } catch (e) {
+    return { provider, available: false, reason: shortError(e) };
+  } finally {
+    await session?.release();
+  }
+}
+
+/**
+ * Probe a provider (cached per process). With `precheck` (used by "auto"), providers whose
+ * libraries are visibly missing are skipped without trying to load them.
+ */
+export function probeProvider(
+  provider: ExecutionProvider,
+  options: { precheck?: boolean } = {},
+): Promise<ProviderProbe> {
+  if (provider === "cpu") {
+    return Promise.resolve({ provider, available: true, reason: "" });
+  }
+  const key = `${provider}:${options.precheck ? "pre" : "try"}`;
+  let p = probes.get(key);
+  if (!p) {
+    const why = options.precheck ? precheck(provider) : undefined;
+    p = why !== undefined
+      ? Promise.resolve({ provider, available: false, reason: why })
+      : tryProvider(provider).then((r) => {
+        // ORT's own message is terse ("Failed to load shared library"): add the likely cause.
+        const hint = r.available ? undefined : precheck(provider);
+        return hint ? { ...r, reason: `${r.reason}: ${hint}` } : r;
+      });
+    probes.set(key, p);
+  }
+  return p;
+}
+
+/** Check a device string and narrow it. */
+export function parseDevice(device: string): DeviceRequest {
+  if ((DEVICE_REQUESTS as readonly string[]).includes(device)) return device as DeviceRequest;
+  throw new InputError(
+    `device "${device}": expected one of ${DEVICE_REQUESTS.join(", ")}`,
+  );
+}
+
+async function choose(request: DeviceRequest): Promise<DeviceChoice> {
+  if (request === "cpu") {
+    return { request, provider: "cpu", report: "device cpu → cpu" };
+  }
+  if (request !== "auto") {
+    const probe = await probeProvider(request);
+    if (!probe.available) {
+      throw new InputError(`device "${request}" is not available: ${probe.reason}`);
+    }
+    return { request, provider: request, report: `device ${request} → ${request}` };
+  }
+  const skipped: string[] = [];
+  for (const provider of ["cuda", "webgpu"] as const) {
+    const probe = await probeProvider(provider, { precheck: true });
+    if (probe.available) {
+      const why = skipped.length ? ` (${skipped.join("; ")})` : "";
+      return { request, provider, report: `device auto → ${provider}${why}` };
+    }
+    skipped.push(`${provider} skipped: ${probe.reason}`);
+  }
+  return { request, provider: "cpu", report: `device auto → cpu (${skipped.join("; ")})` };
+}
+
+/**
+ * Resolve a device request to a provider (cached per process).
+ *
+ * @example
+ * ```ts ignore
+ * import { resolveDevice } from "./device.ts";
+ * const choice = await resolveDevice("auto");
+ * console.error(choice.report); // e.g. "device auto → cpu (cuda skipped: …; webgpu skipped: …)"
+ * ```
+ */
+export function resolveDevice(device: string = "auto"): Promise<DeviceChoice> {
+  let request: DeviceRequest;
+  try {
+    request = parseDevice(device);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  let p = choices.get(request);
+  if (!p) {
+    p = choose(request);
+    choices.set(request, p);
+    // An explicit request that failed may succeed later (e.g. after a fix); do not cache failures.
+    p.catch(() => choices.delete(request));
+  }
+  return p;
+}

@@ -1,0 +1,197 @@
+/**
+ * The process-wide ONNX session pool.
+ *
+ * A model (a file path, or in-memory bytes identified by a key) is loaded once per execution
+ * provider and shared by every plugin that asks for it; each asker gets its own
+ * {@link ModelSession} handle with its own call counter. Gradient models produced by the VJP
+ * transform are held the same way (bytes + key).
+ *
+ * Session options (onnx.md §1.5): graph optimisation "all"; intra-op threads = number of cores;
+ * `session.intra_op.allow_spinning = "0"` so ORT's worker threads do not spin-wait (burning the
+ * CPU that TypeScript numerics between model calls need).
+ *
+ * @example
+ * ```ts ignore
+ * import { sessionPool } from "./pool.ts";
+ * const unet = await sessionPool().session("unet", { path: "sd15/unet/model.onnx" });
+ * const out = await unet.run({ sample: { data: z.data, shape: z.shape }, ... });
+ * console.error(JSON.stringify(sessionPool().stats()));
+ * ```
+ *
+ * @module
+ */
+import * as ort from "onnxruntime-node";
+import { availableParallelism } from "node:os";
+import { resolve } from "node:path";
+import type { ModelStats } from "../contracts.ts";
+import { InputError } from "../errors.ts";
+import { type DeviceChoice, providerOptions, resolveDevice, shortError } from "./device.ts";
+import { type LoadedModel, ModelSession } from "./session.ts";
+
+/** Where a model comes from. Give a `path`, or `bytes` with a `key` that identifies them. */
+export interface ModelSource {
+  /** Identity in the pool; defaults to the resolved path. Required with `bytes`. */
+  key?: string;
+  /** Model file (external data next to it is found by ONNX Runtime). */
+  path?: string;
+  /** Serialized model. */
+  bytes?: Uint8Array;
+  /** External-data files for an in-memory model: the file name the graph refers to + contents. */
+  externalData?: { path: string; data: Uint8Array }[];
+  /** Label used in error messages, e.g. "sd15/unet/model.onnx". */
+  label?: string;
+}
+
+/** Options of {@link SessionPool.session}. */
+export interface SessionRequest {
+  /** "auto" | "cpu" | "cuda" | "webgpu" (default "auto"). */
+  device?: string;
+}
+
+/** Options of a pool. */
+export interface PoolOptions {
+  /** Intra-op threads (default: number of cores). */
+  threads?: number;
+}
+
+/** Number of logical cores available to this process. */
+export function coreCount(): number {
+  try {
+    return Math.max(1, availableParallelism());
+  } catch {
+    return Math.max(1, navigator.hardwareConcurrency ?? 1);
+  }
+}
+
+/** Loaded models shared by key and provider; per-name call statistics. */
+export class SessionPool {
+  #models = new Map<string, Promise<LoadedModel>>();
+  #calls: Record<string, number> = {};
+  #ms: Record<string, number> = {};
+  #threads: number;
+
+  /** Make an empty pool (most code uses the process-wide {@link sessionPool}). */
+  constructor(options: PoolOptions = {}) {
+    this.#threads = options.threads ?? coreCount();
+  }
+
+  /** ONNX Runtime session options for a provider. */
+  sessionOptions(choice: DeviceChoice): ort.InferenceSession.SessionOptions {
+    return {
+      ...providerOptions(choice.provider),
+      graphOptimizationLevel: "all",
+      intraOpNumThreads: this.#threads,
+      executionMode: "sequential",
+      logSeverityLevel: 3,
+      extra: { session: { intra_op: { allow_spinning: "0" } } },
+    };
+  }
+
+  /** Number of loaded (or loading) models. */
+  get size(): number {
+    return this.#models.size;
+  }
+
+  /**
+   * A handle on a model, loading it on first use. Throws an {@link InputError} naming the model
+   * when ONNX Runtime cannot load it.
+   *
+   * @param name statistics name (e.g. "unet")
+   * @param source path or bytes+key
+   * @param request device request
+   */
+  async session(
+    name: string,
+    source: ModelSource,
+    request: SessionRequest = {},
+  ): Promise<ModelSession> {
+    const choice = await resolveDevice(request.device ?? "auto");
+    const key = modelKey(source);
+    const poolKey = `${choice.provider}|${key}`;
+    let p = this.#models.get(poolKey);
+    if (!p) {
+      p = this.#load(key, source, choice);
+      this.#models.set(poolKey, p);
+      p.catch(() => this.#models.delete(poolKey));
+    }
+    const model = await p;
+    return new ModelSession(name, model, (n, ms) => {
+      this.#calls[n] = (this.#calls[n] ?? 0) + 1;
+      this.#ms[n] = (this.#ms[n] ?? 0) + ms;
+    });
+  }
+
+  async #load(key: string, source: ModelSource, choice: DeviceChoice): Promise<LoadedModel> {
+    const options = this.sessionOptions(choice);
+    if (source.externalData?.length) {
+      options.externalData = source.externalData.map((e) => ({ path: e.path, data: e.data }));
+    }
+    let session: ort.InferenceSession;
+    try {
+      session = source.bytes
+        ? await ort.InferenceSession.create(source.bytes, options)
+        : await ort.InferenceSession.create(source.path!, options);
+    } catch (e) {
+      throw new InputError(
+        `${source.label ?? key}: ONNX Runtime cannot load the model (${shortError(e)})`,
+      );
+    }
+    return { key, session, released: false };
+  }
+
+  /** Calls and milliseconds per model name, over every handle of this pool. */
+  stats(): ModelStats {
+    return { calls: { ...this.#calls }, ms: { ...this.#ms } };
+  }
+
+  /** Zero the statistics. */
+  resetStats(): void {
+    this.#calls = {};
+    this.#ms = {};
+  }
+
+  /** Release every session (handles become unusable); the pool can be used again afterwards. */
+  async release(): Promise<void> {
+    const all = [...this.#models.values()];
+    this.#models.clear();
+    for (const p of all) {
+      try {
+        const m = await p;
+        if (!m.released) {
+          m.released = true;
+          await m.session.release();
+        }
+      } catch { /* a model that failed to load holds nothing */ }
+    }
+  }
+}
+
+/** The pool identity of a source: its key, or its resolved path. */
+export function modelKey(source: ModelSource): string {
+  if (source.key) return source.key;
+  if (source.bytes) throw new RangeError("a model given as bytes needs a key");
+  if (!source.path) throw new RangeError("a model source needs a path or bytes");
+  return resolve(source.path);
+}
+
+let processPool: SessionPool | undefined;
+
+/**
+ * The process-wide pool. Its sessions are released on process unload; call
+ * {@link releaseSessions} to release them earlier.
+ */
+export function sessionPool(): SessionPool {
+  if (!processPool) {
+    processPool = new SessionPool();
+    const pool = processPool;
+    globalThis.addEventListener?.("unload", () => {
+      void pool.release();
+    });
+  }
+  return processPool;
+}
+
+/** Release every session of the process-wide pool. */
+export async function releaseSessions(): Promise<void> {
+  if (processPool) await processPool.release();
+}
