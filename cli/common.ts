@@ -95,6 +95,9 @@ function parseArgsMessage(e: Error & { code: string }): string {
     case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
       return `unknown option ${opt ?? m.split(".")[0]}`;
     case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
+      if (/ambiguous/.test(m) && opt) {
+        return `option ${opt}: a value starting with "-" must be written ${opt}=VALUE`;
+      }
       return m.split("\n")[0].replace(/^Option /, "option ");
     default:
       return m.split("\n")[0];

@@ -1,0 +1,393 @@
+/**
+ * The `degrade` and `metrics` commands, run as subprocesses through their deno.json tasks (so the
+ * tasks' permission sets are exercised too): outputs, determinism, exit codes, one-line errors, and
+ * that a failing run writes no file.
+ *
+ * The subprocess is `deno task -q …`, spawned by command name: the test task grants
+ * `--allow-run=python3,deno`, and `deno` on PATH is the running binary (npx puts it there).
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  builtinRegistry,
+  createOperator,
+  measure,
+  PluginRegistry,
+  readNpy,
+  streams,
+  testScene,
+  writeNpy,
+} from "../mod.ts";
+import { gainPlugin } from "../examples/gain_plugin.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const GAIN = join(ROOT, "examples", "gain_plugin.ts");
+const DENO = Deno.permissions.querySync({ name: "run", command: Deno.execPath() }).state ===
+    "granted"
+  ? Deno.execPath()
+  : "deno";
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function task(name: string, ...args: string[]): Promise<Result> {
+  const r = await new Deno.Command(DENO, {
+    args: ["task", "-q", name, ...args],
+    cwd: ROOT,
+    stdin: "null",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: r.code, stdout: dec.decode(r.stdout), stderr: dec.decode(r.stderr) };
+}
+
+/** Expect exit code 2, exactly one stderr line `error: …` matching `pattern`, and no files in `dir`. */
+function expectInputError(r: Result, pattern: RegExp, dir?: string, keep: string[] = []): void {
+  assert.equal(r.code, 2, `exit code (stderr: ${r.stderr})`);
+  const lines = r.stderr.trimEnd().split("\n");
+  assert.equal(lines.length, 1, `one stderr line, got: ${r.stderr}`);
+  assert.match(lines[0], /^error: /);
+  assert.match(lines[0], pattern);
+  if (dir) {
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => !keep.includes(n));
+    assert.deepEqual(names, [], "no output (or temporary) file written");
+  }
+}
+
+async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "cli_test_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const builtins = builtinRegistry();
+const hasOperator = (name: string) => builtins.list("operator").some((p) => p.name === name);
+
+Deno.test("degrade: --help exits 0", async () => {
+  const r = await task("degrade", "--help");
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /Usage: deno task degrade/);
+});
+
+Deno.test("degrade: y = A(x) + σ n with the seed's streams, deterministic; PNG = quantised .npy", async () => {
+  await withTempDir(async (dir) => {
+    const common = ["--plugin", GAIN, "--operator", "gain:strength=0.6", "--size", "24x32"];
+    const r1 = await task(
+      "degrade",
+      ...common,
+      "--noise",
+      "0.05",
+      "--seed",
+      "3",
+      "--out",
+      join(dir, "y.npy"),
+    );
+    assert.equal(r1.code, 0, r1.stderr);
+    assert.deepEqual(JSON.parse(r1.stdout).outputShape, [1, 3, 24, 32]);
+    const y = await readNpy(join(dir, "y.npy"));
+
+    // The same run in-process: operator stream and measurement-noise stream of seed 3.
+    const x = testScene(24, 32);
+    const op = await createOperator(
+      new PluginRegistry().register(gainPlugin),
+      "gain:strength=0.6",
+      x.shape,
+      3,
+    );
+    const expected = await measure(op, x, 0.05, streams(3).get("measurement-noise"));
+    assert.deepEqual(y.data, expected.data);
+
+    // Same arguments → identical bytes; another seed → another y.
+    const r2 = await task(
+      "degrade",
+      ...common,
+      "--noise",
+      "0.05",
+      "--seed",
+      "3",
+      "--out",
+      join(dir, "y2.npy"),
+    );
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.deepEqual(
+      await Deno.readFile(join(dir, "y2.npy")),
+      await Deno.readFile(join(dir, "y.npy")),
+    );
+    const r3 = await task(
+      "degrade",
+      ...common,
+      "--noise",
+      "0.05",
+      "--seed",
+      "4",
+      "--out",
+      join(dir, "y3.npy"),
+    );
+    assert.equal(r3.code, 0, r3.stderr);
+    assert.notDeepEqual((await readNpy(join(dir, "y3.npy"))).data, y.data);
+
+    // PNG output: clamp and round of the same y.
+    const r4 = await task(
+      "degrade",
+      ...common,
+      "--noise",
+      "0.05",
+      "--seed",
+      "3",
+      "--out",
+      join(dir, "y.png"),
+    );
+    assert.equal(r4.code, 0, r4.stderr);
+    const m = await task("metrics", join(dir, "y.npy"), join(dir, "y.png"));
+    assert.equal(m.code, 0, m.stderr);
+    const { psnr, ssim } = JSON.parse(m.stdout);
+    // Clamping the noise tails and 8-bit rounding (error ≤ 1/510) only: PSNR well above 40 dB.
+    assert.ok(psnr > 40 && ssim > 0.99, m.stdout);
+    const same = await task("metrics", join(dir, "y.npy"), join(dir, "y2.npy"));
+    assert.deepEqual(JSON.parse(same.stdout), { psnr: null, ssim: 1 });
+  });
+});
+
+Deno.test("degrade: bad input exits 2 with one line and writes nothing", async () => {
+  await withTempDir(async (dir) => {
+    const out = join(dir, "out");
+    await Deno.mkdir(out);
+    const y = join(out, "y.png");
+    const g = ["--plugin", GAIN];
+    expectInputError(
+      await task(
+        "degrade",
+        ...g,
+        "--operator",
+        "gain",
+        "--input",
+        join(dir, "missing.png"),
+        "--out",
+        y,
+      ),
+      /missing\.png: no such file/,
+      out,
+    );
+    const junk = join(dir, "junk.png");
+    await Deno.writeTextFile(junk, "this is not a PNG");
+    expectInputError(
+      await task("degrade", ...g, "--operator", "gain", "--input", junk, "--out", y),
+      /junk\.png: not a readable image/,
+      out,
+    );
+    expectInputError(
+      await task("degrade", "--operator", "nope:x=1", "--out", y),
+      /unknown operator "nope"/,
+      out,
+    );
+    expectInputError(
+      await task("degrade", ...g, "--operator", "gain:bogus=1", "--out", y),
+      /operator "gain": .*bogus/,
+      out,
+    );
+    expectInputError(
+      await task("degrade", ...g, "--operator", "gain", "--out", y, "--bogus"),
+      /unknown option --bogus/,
+      out,
+    );
+    expectInputError(
+      await task("degrade", ...g, "--operator", "gain", "--noise", "abc", "--out", y),
+      /--noise "abc": expected a number/,
+      out,
+    );
+    expectInputError(
+      await task("degrade", ...g, "--operator", "gain", "--noise=-1", "--out", y),
+      /--noise -1: must be ≥ 0/,
+      out,
+    );
+    expectInputError(
+      await task("degrade", ...g, "--operator", "gain", "--noise", "-1", "--out", y),
+      /option --noise: a value starting with "-" must be written --noise=VALUE/,
+      out,
+    );
+    expectInputError(
+      await task("degrade", ...g, "--operator", "gain", "--out", join(out, "y.bmp")),
+      /unsupported extension "\.bmp"/,
+      out,
+    );
+    expectInputError(
+      await task("degrade", ...g, "--operator", "gain", "--out", join(out, "y.jpg")),
+      /only for the jpeg operator/,
+      out,
+    );
+    // Image smaller than the operator allows (the gain field needs 2×2).
+    const tiny = join(dir, "tiny.npy");
+    await writeNpy(tiny, { data: new Float32Array([0.5, 0.5, 0.5]), shape: [1, 3, 1, 1] });
+    expectInputError(
+      await task("degrade", ...g, "--operator", "gain", "--input", tiny, "--out", y),
+      /too small/,
+      out,
+    );
+    expectInputError(await task("degrade", "--out", y), /--operator is required/, out);
+    expectInputError(
+      await task(
+        "degrade",
+        ...g,
+        "--operator",
+        "gain",
+        "--plugin",
+        join(dir, "nowhere.ts"),
+        "--out",
+        y,
+      ),
+      /--plugin .*nowhere\.ts: cannot load module/,
+      out,
+    );
+    expectInputError(
+      await task(
+        "degrade",
+        "--plugin",
+        "https://example.invalid/p.ts",
+        "--operator",
+        "gain",
+        "--out",
+        y,
+      ),
+      /needs --allow-remote-plugins/,
+      out,
+    );
+  });
+});
+
+Deno.test("degrade: refuses to overwrite its input", async () => {
+  await withTempDir(async (dir) => {
+    const x = join(dir, "x.npy");
+    await writeNpy(x, testScene(16, 16));
+    const before = await Deno.readFile(x);
+    expectInputError(
+      await task(
+        "degrade",
+        "--plugin",
+        GAIN,
+        "--operator",
+        "gain",
+        "--input",
+        x,
+        "--out",
+        join(dir, "sub", "..", "x.npy"),
+      ),
+      /refusing to overwrite the input file/,
+      dir,
+      ["x.npy"],
+    );
+    assert.deepEqual(await Deno.readFile(x), before);
+  });
+});
+
+Deno.test({
+  name: "degrade: SR factor that does not divide the size exits 2",
+  ignore: !hasOperator("sr"),
+  fn: async () => {
+    await withTempDir(async (dir) => {
+      expectInputError(
+        await task(
+          "degrade",
+          "--operator",
+          "sr:factor=4",
+          "--size",
+          "30x32",
+          "--out",
+          join(dir, "y.png"),
+        ),
+        /sr: .*not divisible by factor 4/,
+        dir,
+      );
+      // And a dividing size works, with the smaller output shape.
+      const ok = await task(
+        "degrade",
+        "--operator",
+        "sr:factor=4",
+        "--size",
+        "32x48",
+        "--out",
+        join(dir, "y.npy"),
+      );
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.deepEqual((await readNpy(join(dir, "y.npy"))).shape, [1, 3, 8, 12]);
+    });
+  },
+});
+
+Deno.test({
+  name: "degrade: an image smaller than the blur kernel exits 2",
+  ignore: !hasOperator("blur"),
+  fn: async () => {
+    await withTempDir(async (dir) => {
+      expectInputError(
+        await task(
+          "degrade",
+          "--operator",
+          "blur:sigma=3",
+          "--size",
+          "4x4",
+          "--out",
+          join(dir, "y.png"),
+        ),
+        /blur/,
+        dir,
+      );
+    });
+  },
+});
+
+Deno.test("degrade: unexpected failures exit 1 with one line; --debug adds the stack", async () => {
+  await withTempDir(async (dir) => {
+    const plugin = join(dir, "boom.ts");
+    await Deno.writeTextFile(
+      plugin,
+      `export default {
+        kind: "operator", name: "boom", description: "always fails",
+        options: { safeParse: (v) => ({ success: true, data: v }) },
+        create() { throw new Error("boom happened\\nsecond line"); },
+      };`,
+    );
+    const out = join(dir, "y.png");
+    const r = await task("degrade", "--plugin", plugin, "--operator", "boom", "--out", out);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr.trimEnd(), "error: boom happened");
+    const d = await task(
+      "degrade",
+      "--plugin",
+      plugin,
+      "--operator",
+      "boom",
+      "--out",
+      out,
+      "--debug",
+    );
+    assert.equal(d.code, 1);
+    assert.match(d.stderr, /^error: boom happened\n/);
+    assert.match(d.stderr, /at .*create/);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["boom.ts"]);
+  });
+});
+
+Deno.test("metrics: JSON on stdout; bad input exits 2", async () => {
+  await withTempDir(async (dir) => {
+    const a = join(dir, "a.npy"), b = join(dir, "b.npy"), c = join(dir, "c.npy");
+    const x = testScene(20, 24);
+    await writeNpy(a, x);
+    await writeNpy(b, { data: x.data.map((v) => v + 0.1), shape: x.shape }); // MSE = 0.01
+    await writeNpy(c, testScene(20, 20));
+    const r = await task("metrics", a, b);
+    assert.equal(r.code, 0, r.stderr);
+    const m = JSON.parse(r.stdout);
+    assert.ok(Math.abs(m.psnr - 20) < 1e-4, r.stdout);
+    assert.ok(m.ssim > 0.9 && m.ssim < 1, r.stdout);
+    expectInputError(await task("metrics", a, c), /shape \[1,3,20,24\] but .*\[1,3,20,20\]/);
+    expectInputError(await task("metrics", a), /expected 2 files/);
+    expectInputError(await task("metrics", a, join(dir, "none.png")), /none\.png: no such file/);
+  });
+});
