@@ -209,6 +209,25 @@ function makeLine(n: number): Line {
   return bluesteinLine(n);
 }
 
+/**
+ * The smallest length ≥ n that this module transforms without Bluestein: 2^k·m with m odd and
+ * m ≤ {@link MAX_SMALL_RADIX}. Use it to size zero-padded (linear) convolutions.
+ *
+ * @example
+ * ```ts
+ * import { fastFftSize } from "./fft.ts";
+ * console.assert(fastFftSize(572) === 576); // 576 = 9·64
+ * ```
+ */
+export function fastFftSize(n: number): number {
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`fastFftSize: need n ≥ 1, got ${n}`);
+  for (let m = n;; m++) {
+    let odd = m;
+    while (odd % 2 === 0) odd /= 2;
+    if (odd <= MAX_SMALL_RADIX) return m;
+  }
+}
+
 /** Columns handled per pass: contiguous reads of this many doubles per row keep the cache warm. */
 const COLUMN_BLOCK = 16;
 
