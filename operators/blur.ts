@@ -16,8 +16,8 @@
  * - `reflect`: whole-sample reflection (PyTorch/deepinv `reflect`; scipy `mode='mirror'`):
  *   … c b | a b c …; padding + convolution, exact adjoint, CG prox.
  *
- * Padded convolutions run as FFT convolutions on a zero-padded plane of a fast FFT size ≥ the
- * padded image, so 61×61 and 122×122 kernels cost about as much as small ones. The adjoint of
+ * Convolutions run through real-input FFTs (`rfft2`); padded ones on a zero-padded plane of a fast
+ * FFT size ≥ the padded image, so 61×61 and 122×122 kernels cost about as much as small ones. The adjoint of
  * "pad then valid convolution" is "full correlation then fold the padded borders back".
  * Everything is computed in float64 and returned as float32.
  *
@@ -29,7 +29,7 @@ import { defineOperator, type OperatorPlugin } from "../core/registry.ts";
 import { InputError } from "../core/errors.ts";
 import { assertShape, type Tensor } from "../core/tensor.ts";
 import { cgProxL2 } from "../core/linalg/cg.ts";
-import { fastFftSize, type Fft2, fft2 } from "../core/linalg/fft.ts";
+import { fastFftSize, type RealFft2, rfft2 } from "../core/linalg/fft.ts";
 import { dct2 } from "../core/linalg/dct.ts";
 import {
   axisSymmetric,
@@ -73,50 +73,32 @@ function fromPlanes(planes: Float64Array[], shape: readonly number[]): Tensor {
   return { data, shape: [...shape] };
 }
 
-/** Complex spectrum (separate real and imaginary parts). */
+/** Half spectrum of a real plane (numpy `rfft2` layout, separate real and imaginary parts). */
 interface Spectrum {
   re: Float64Array;
   im: Float64Array;
 }
 
-/** FFT of a real plane. */
-function spectrumOf(fft: Fft2, plane: Float64Array): Spectrum {
-  const re = plane.slice(), im = new Float64Array(plane.length);
-  fft.forward(re, im);
+/** rfft2 of a real plane. */
+function spectrumOf(fft: RealFft2, plane: Float64Array): Spectrum {
+  const re = new Float64Array(fft.h * fft.wh), im = new Float64Array(fft.h * fft.wh);
+  fft.forward(plane, re, im);
   return { re, im };
 }
 
 /**
- * Filter real planes by a Hermitian spectrum G (the FFT of a real kernel), two planes per complex
- * FFT: F⁻¹(G·F(a + i b)) = (g ∗ a) + i (g ∗ b) because g is real. `load` fills the complex plane
- * from one real input; `store` reads the filtered real output.
+ * Filter one real plane (h×w of the plan) by the spectrum G of a real kernel, or by conj(G) (the
+ * correlation, i.e. the adjoint): F⁻¹(G·F(x)), in place.
  */
-function filterPairs(
-  fft: Fft2,
-  count: number,
-  G: Spectrum,
-  conj: boolean,
-  load: (k: number, dst: Float64Array) => void,
-  store: (k: number, src: Float64Array) => void,
-): void {
-  const n = fft.h * fft.w;
-  const re = new Float64Array(n), im = new Float64Array(n);
+function filterPlane(fft: RealFft2, G: Spectrum, conj: boolean, plane: Float64Array): void {
+  const { re, im } = spectrumOf(fft, plane);
   const gs = conj ? -1 : 1;
-  for (let k = 0; k < count; k += 2) {
-    re.fill(0);
-    im.fill(0);
-    load(k, re);
-    if (k + 1 < count) load(k + 1, im);
-    fft.forward(re, im);
-    for (let p = 0; p < n; p++) {
-      const gr = G.re[p], gi = gs * G.im[p], a = re[p], b = im[p];
-      re[p] = a * gr - b * gi;
-      im[p] = a * gi + b * gr;
-    }
-    fft.inverse(re, im);
-    store(k, re);
-    if (k + 1 < count) store(k + 1, im);
+  for (let p = 0; p < re.length; p++) {
+    const gr = G.re[p], gi = gs * G.im[p], a = re[p], b = im[p];
+    re[p] = a * gr - b * gi;
+    im[p] = a * gi + b * gr;
   }
+  fft.inverse(re, im, plane);
 }
 
 /** Equality of two float32 arrays (for the measurement cache). */
@@ -129,6 +111,7 @@ function sameData(a: Float32Array, b: Float32Array): boolean {
 // ---------------------------------------------------------------------------------------------
 // Engines: the math on float64 planes.
 
+/** The operator on float64 planes (one per channel); methods may overwrite their input planes. */
 interface Engine {
   forward(x: Float64Array[]): Float64Array[];
   adjoint(y: Float64Array[]): Float64Array[];
@@ -138,16 +121,12 @@ interface Engine {
 
 /** Circular convolution: A = F⁻¹ diag(K) F. */
 class CircularEngine implements Engine {
-  readonly #fft: Fft2;
+  readonly #fft: RealFft2;
   readonly #K: Spectrum;
-  readonly #H: number;
-  readonly #W: number;
   #cache: { y: Float32Array; fy: Spectrum[] } | null = null;
 
   constructor(k: Kernel2, H: number, W: number) {
-    this.#H = H;
-    this.#W = W;
-    this.#fft = fft2(H, W);
+    this.#fft = rfft2(H, W);
     // The kernel with its centre moved to (0,0), wrapped around.
     const ch = Math.floor(k.h / 2), cw = Math.floor(k.w / 2);
     const plane = new Float64Array(H * W);
@@ -160,61 +139,43 @@ class CircularEngine implements Engine {
     this.#K = spectrumOf(this.#fft, plane);
   }
 
-  #apply(x: Float64Array[], conj: boolean): Float64Array[] {
-    const out = x.map(() => new Float64Array(this.#H * this.#W));
-    filterPairs(this.#fft, x.length, this.#K, conj, (k, d) => d.set(x[k]), (k, s) => out[k].set(s));
-    return out;
-  }
-
   forward(x: Float64Array[]): Float64Array[] {
-    return this.#apply(x, false);
+    for (const p of x) filterPlane(this.#fft, this.#K, false, p);
+    return x;
   }
 
   adjoint(y: Float64Array[]): Float64Array[] {
-    return this.#apply(y, true);
+    for (const p of y) filterPlane(this.#fft, this.#K, true, p);
+    return y;
   }
 
-  /** F(y_a + i y_b) per channel pair, cached for the last y (solvers reuse one measurement). */
-  #measurementSpectra(y: Tensor): Spectrum[] {
+  /** F(y_c) per channel, cached for the last y (solvers reuse one measurement). */
+  #measurementSpectra(y: Tensor, c: number): Spectrum[] {
     if (this.#cache && sameData(this.#cache.y, y.data)) return this.#cache.fy;
-    const n = this.#H * this.#W, c = y.data.length / n;
-    const fy: Spectrum[] = [];
-    for (let k = 0; k < c; k += 2) {
-      const re = Float64Array.from(y.data.subarray(k * n, (k + 1) * n));
-      const im = k + 1 < c
-        ? Float64Array.from(y.data.subarray((k + 1) * n, (k + 2) * n))
-        : new Float64Array(n);
-      this.#fft.forward(re, im);
-      fy.push({ re, im });
-    }
+    const fy = toPlanes(y, c, this.#fft.h * this.#fft.w).map((p) => spectrumOf(this.#fft, p));
     this.#cache = { y: y.data.slice(), fy };
     return fy;
   }
 
-  /** x = F⁻¹[(γ·conj(K)·F(y) + F(z)) / (γ|K|² + 1)], two channels per complex FFT. */
+  /** x = F⁻¹[(γ·conj(K)·F(y) + F(z)) / (γ|K|² + 1)] per channel. */
   prox(z: Float64Array[], y: Tensor, gamma: number): Float64Array[] {
-    const n = this.#H * this.#W, K = this.#K;
-    const fy = this.#measurementSpectra(y);
-    const out = z.map(() => new Float64Array(n));
-    for (let k = 0; k < z.length; k += 2) {
-      const re = z[k].slice();
-      const im = k + 1 < z.length ? z[k + 1].slice() : new Float64Array(n);
-      this.#fft.forward(re, im);
-      const Y = fy[k >> 1];
-      for (let p = 0; p < n; p++) {
+    const K = this.#K;
+    const fy = this.#measurementSpectra(y, z.length);
+    z.forEach((plane, c) => {
+      const { re, im } = spectrumOf(this.#fft, plane);
+      const Y = fy[c];
+      for (let p = 0; p < re.length; p++) {
         const kr = K.re[p], ki = K.im[p];
         const den = gamma * (kr * kr + ki * ki) + 1;
-        // conj(K)·Y = (kr − i ki)(yr + i yi)
+        // conj(K)·Y = (kr − i·ki)(yr + i·yi)
         const nr = gamma * (kr * Y.re[p] + ki * Y.im[p]) + re[p];
         const ni = gamma * (kr * Y.im[p] - ki * Y.re[p]) + im[p];
         re[p] = nr / den;
         im[p] = ni / den;
       }
-      this.#fft.inverse(re, im);
-      out[k].set(re);
-      if (k + 1 < z.length) out[k + 1].set(im);
-    }
-    return out;
+      this.#fft.inverse(re, im, plane);
+    });
+    return z;
   }
 }
 
@@ -235,7 +196,7 @@ function extendIndex(i: number, n: number, boundary: "symmetric" | "reflect"): n
  * convolution on an Nh×Nw zero-padded plane (Nh ≥ H + kh − 1, so nothing wraps around).
  */
 class PaddedEngine implements Engine {
-  readonly #fft: Fft2;
+  readonly #fft: RealFft2;
   readonly #K: Spectrum;
   readonly #rows: Int32Array;
   readonly #cols: Int32Array;
@@ -243,7 +204,6 @@ class PaddedEngine implements Engine {
   readonly #W: number;
   readonly #kh: number;
   readonly #kw: number;
-  readonly #Nw: number;
 
   constructor(k: Kernel2, H: number, W: number, boundary: "symmetric" | "reflect") {
     this.#H = H;
@@ -260,10 +220,9 @@ class PaddedEngine implements Engine {
         `blur: kernel ${k.h}×${k.w} is too large for ${boundary} padding of an image ${H}×${W}`,
       );
     }
-    const Nh = fastFftSize(Hp), Nw = fastFftSize(Wp);
-    this.#Nw = Nw;
-    this.#fft = fft2(Nh, Nw);
-    const plane = new Float64Array(Nh * Nw);
+    this.#fft = rfft2(fastFftSize(Hp), fastFftSize(Wp));
+    const Nw = this.#fft.w;
+    const plane = new Float64Array(this.#fft.h * Nw);
     for (let a = 0; a < k.h; a++) {
       for (let b = 0; b < k.w; b++) plane[a * Nw + b] = k.data[a * k.w + b];
     }
@@ -271,58 +230,44 @@ class PaddedEngine implements Engine {
   }
 
   forward(x: Float64Array[]): Float64Array[] {
-    const H = this.#H, W = this.#W, Nw = this.#Nw, rows = this.#rows, cols = this.#cols;
-    const oh = this.#kh - 1, ow = this.#kw - 1;
-    const out = x.map(() => new Float64Array(H * W));
-    filterPairs(
-      this.#fft,
-      x.length,
-      this.#K,
-      false,
-      (k, d) => {
-        const src = x[k];
-        for (let q = 0; q < rows.length; q++) {
-          const o = q * Nw, s = rows[q] * W;
-          for (let p = 0; p < cols.length; p++) d[o + p] = src[s + cols[p]];
-        }
-      },
-      (k, s) => {
-        const dst = out[k];
-        for (let i = 0; i < H; i++) {
-          const o = (i + oh) * Nw + ow;
-          for (let j = 0; j < W; j++) dst[i * W + j] = s[o + j];
-        }
-      },
-    );
-    return out;
+    const H = this.#H, W = this.#W, rows = this.#rows, cols = this.#cols;
+    const Nw = this.#fft.w, oh = this.#kh - 1, ow = this.#kw - 1;
+    const buf = new Float64Array(this.#fft.h * Nw);
+    return x.map((src) => {
+      buf.fill(0);
+      for (let q = 0; q < rows.length; q++) {
+        const o = q * Nw, s = rows[q] * W;
+        for (let p = 0; p < cols.length; p++) buf[o + p] = src[s + cols[p]];
+      }
+      filterPlane(this.#fft, this.#K, false, buf);
+      const dst = new Float64Array(H * W);
+      for (let i = 0; i < H; i++) {
+        const o = (i + oh) * Nw + ow;
+        for (let j = 0; j < W; j++) dst[i * W + j] = buf[o + j];
+      }
+      return dst;
+    });
   }
 
   adjoint(y: Float64Array[]): Float64Array[] {
-    const H = this.#H, W = this.#W, Nw = this.#Nw, rows = this.#rows, cols = this.#cols;
-    const oh = this.#kh - 1, ow = this.#kw - 1;
-    const out = y.map(() => new Float64Array(H * W));
-    filterPairs(
-      this.#fft,
-      y.length,
-      this.#K,
-      true,
-      (k, d) => {
-        const src = y[k];
-        for (let i = 0; i < H; i++) {
-          const o = (i + oh) * Nw + ow;
-          for (let j = 0; j < W; j++) d[o + j] = src[i * W + j];
-        }
-      },
-      (k, s) => {
-        // Transpose of the padding: every padded sample adds into the pixel it was copied from.
-        const dst = out[k];
-        for (let q = 0; q < rows.length; q++) {
-          const o = q * Nw, r = rows[q] * W;
-          for (let p = 0; p < cols.length; p++) dst[r + cols[p]] += s[o + p];
-        }
-      },
-    );
-    return out;
+    const H = this.#H, W = this.#W, rows = this.#rows, cols = this.#cols;
+    const Nw = this.#fft.w, oh = this.#kh - 1, ow = this.#kw - 1;
+    const buf = new Float64Array(this.#fft.h * Nw);
+    return y.map((src) => {
+      buf.fill(0);
+      for (let i = 0; i < H; i++) {
+        const o = (i + oh) * Nw + ow;
+        for (let j = 0; j < W; j++) buf[o + j] = src[i * W + j];
+      }
+      filterPlane(this.#fft, this.#K, true, buf);
+      // Transpose of the padding: every padded sample adds into the pixel it was copied from.
+      const dst = new Float64Array(H * W);
+      for (let q = 0; q < rows.length; q++) {
+        const o = q * Nw, r = rows[q] * W;
+        for (let p = 0; p < cols.length; p++) dst[r + cols[p]] += buf[o + p];
+      }
+      return dst;
+    });
   }
 }
 

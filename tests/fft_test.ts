@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { fft2 } from "../core/linalg/fft.ts";
+import { fastFftSize, fft2, rfft2 } from "../core/linalg/fft.ts";
 import { dct2, dctMatrix } from "../core/linalg/dct.ts";
 import { streams } from "../core/rng.ts";
 
@@ -125,6 +125,54 @@ Deno.test("fft2 caches plans and rejects wrong plane sizes", () => {
   assert.throws(() => fft2(6, 10).forward(new Float64Array(59), new Float64Array(60)), RangeError);
   assert.throws(() => fft2(0, 3), RangeError);
   assert.throws(() => fft2(2.5, 3), RangeError);
+});
+
+Deno.test("rfft2 equals the left half of the complex FFT of a real plane and inverts it", () => {
+  for (const [h, w] of [[1, 1], [1, 2], [5, 7], [12, 9], [8, 16], [7, 6], [3, 1], [64, 48]]) {
+    const x = randomPlane(h * w, `real-${h}x${w}`);
+    const re = x.slice(), im = new Float64Array(h * w);
+    fft2(h, w).forward(re, im);
+    const p = rfft2(h, w);
+    assert.equal(p.wh, Math.floor(w / 2) + 1);
+    const hr = new Float64Array(h * p.wh), hi = new Float64Array(h * p.wh);
+    p.forward(x, hr, hi);
+    let e = 0, n = 0;
+    for (let u = 0; u < h; u++) {
+      for (let v = 0; v < p.wh; v++) {
+        e += (hr[u * p.wh + v] - re[u * w + v]) ** 2 + (hi[u * p.wh + v] - im[u * w + v]) ** 2;
+        n += re[u * w + v] ** 2 + im[u * w + v] ** 2;
+      }
+    }
+    assert.ok(Math.sqrt(e / n) < 1e-13, `${h}×${w}: half spectrum error ${Math.sqrt(e / n)}`);
+    const back = new Float64Array(h * w);
+    const keep = hr.slice();
+    p.inverse(hr, hi, back);
+    assert.deepEqual(hr, keep, "inverse must not change its input");
+    assert.ok(relErr(back, x) < 1e-13, `${h}×${w}: round trip ${relErr(back, x)}`);
+  }
+});
+
+Deno.test("rfft2 inverse ignores the imaginary parts of the DC and Nyquist columns (irfft2)", () => {
+  const h = 4, w = 6;
+  const x = randomPlane(h * w, "nyq");
+  const p = rfft2(h, w);
+  const re = new Float64Array(h * p.wh), im = new Float64Array(h * p.wh);
+  p.forward(x, re, im);
+  // Perturb the imaginary parts of column 0 at u = 0 and of column w/2 at u = 0: for a real
+  // signal they are zero, and irfft2 discards them.
+  im[0] += 5;
+  im[w / 2] -= 3;
+  const back = new Float64Array(h * w);
+  p.inverse(re, im, back);
+  assert.ok(relErr(back, x) < 1e-13);
+});
+
+Deno.test("fastFftSize picks 2^k·m with m odd ≤ 15", () => {
+  assert.equal(fastFftSize(1), 1);
+  assert.equal(fastFftSize(17), 18);
+  assert.equal(fastFftSize(572), 576);
+  assert.equal(fastFftSize(512), 512);
+  assert.equal(fastFftSize(769), 832); // 13·64
 });
 
 /** Φ_h x Φ_wᵀ with explicit matrices. */

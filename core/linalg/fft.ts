@@ -273,12 +273,21 @@ class Plan2 implements Fft2 {
         }
       }
     }
+    this.columns(re, im, w);
+  }
+
+  /**
+   * In place: DFT along the h-long columns of the first `width` columns of h×width planes
+   * (internal; shared with the real-input plan).
+   */
+  columns(re: Float64Array, im: Float64Array, width: number): void {
+    const h = this.h, b = this.#b;
     if (h > 1) {
       const cols = this.#cols;
-      for (let j0 = 0; j0 < w; j0 += COLUMN_BLOCK) {
-        const nb = Math.min(COLUMN_BLOCK, w - j0);
+      for (let j0 = 0; j0 < width; j0 += COLUMN_BLOCK) {
+        const nb = Math.min(COLUMN_BLOCK, width - j0);
         for (let i = 0; i < h; i++) {
-          const o = i * w + j0;
+          const o = i * width + j0;
           for (let c = 0; c < nb; c++) {
             cols[2 * (c * h + i)] = re[o + c];
             cols[2 * (c * h + i) + 1] = im[o + c];
@@ -290,7 +299,7 @@ class Plan2 implements Fft2 {
           col.set(b.subarray(0, 2 * h));
         }
         for (let i = 0; i < h; i++) {
-          const o = i * w + j0;
+          const o = i * width + j0;
           for (let c = 0; c < nb; c++) {
             re[o + c] = cols[2 * (c * h + i)];
             im[o + c] = cols[2 * (c * h + i) + 1];
@@ -298,6 +307,11 @@ class Plan2 implements Fft2 {
         }
       }
     }
+  }
+
+  /** The row transform and its scratch buffers (internal; shared with the real-input plan). */
+  rowLine(): { line: Line; a: Float64Array; b: Float64Array } {
+    return { line: this.#row, a: this.#a, b: this.#b };
   }
 
   forward(re: Float64Array, im: Float64Array): void {
@@ -313,6 +327,115 @@ class Plan2 implements Fft2 {
     for (let k = 0; k < re.length; k++) {
       re[k] *= s;
       im[k] *= s;
+    }
+  }
+}
+
+/**
+ * A 2-D FFT plan for real h×w planes: the half spectrum X[u,v], v ≤ ⌊w/2⌋ (the rest is
+ * X[u,v] = conj X[−u,−v]), stored as h×wh row-major planes with wh = ⌊w/2⌋ + 1 (numpy's `rfft2`
+ * layout). About half the work of a complex transform.
+ */
+export interface RealFft2 {
+  /** Number of rows. */
+  readonly h: number;
+  /** Number of columns of the real plane. */
+  readonly w: number;
+  /** Columns of the half spectrum, ⌊w/2⌋ + 1. */
+  readonly wh: number;
+  /** Half spectrum of the real plane x (h·w values) into re, im (h·wh values each). */
+  forward(x: Float64Array, re: Float64Array, im: Float64Array): void;
+  /**
+   * The real plane x (h·w values) whose half spectrum is (re, im), including the 1/(h·w) factor.
+   * Like numpy's `irfft2`: a complex inverse along columns, then a real inverse along rows that
+   * ignores the imaginary parts of columns 0 and (even w) w/2. Inputs are not changed.
+   */
+  inverse(re: Float64Array, im: Float64Array, x: Float64Array): void;
+}
+
+/**
+ * Real plans pack two real rows into one complex row transform (a + i·b; A_v = (Z_v + conj
+ * Z_{w−v})/2, B_v = (Z_v − conj Z_{w−v})/(2i)), then transform only the wh columns that are kept.
+ */
+class RealPlan2 implements RealFft2 {
+  readonly wh: number;
+  readonly #c: Plan2;
+  readonly #re: Float64Array;
+  readonly #im: Float64Array;
+  constructor(readonly h: number, readonly w: number) {
+    this.wh = Math.floor(w / 2) + 1;
+    this.#c = plan2(h, w) as Plan2;
+    this.#re = new Float64Array(h * this.wh);
+    this.#im = new Float64Array(h * this.wh);
+  }
+
+  #check(nx: number, nre: number, nim: number): void {
+    const { h, w, wh } = this;
+    if (nx !== h * w || nre !== h * wh || nim !== h * wh) {
+      throw new RangeError(
+        `rfft2 ${h}×${w}: got ${nx} real and ${nre}/${nim} spectral values, need ${h * w} and ${
+          h * wh
+        }`,
+      );
+    }
+  }
+
+  forward(x: Float64Array, re: Float64Array, im: Float64Array): void {
+    this.#check(x.length, re.length, im.length);
+    const { h, w, wh } = this;
+    const { line, a, b } = this.#c.rowLine();
+    for (let i = 0; i < h; i += 2) {
+      const two = i + 1 < h;
+      const o = i * w;
+      for (let j = 0; j < w; j++) {
+        a[2 * j] = x[o + j];
+        a[2 * j + 1] = two ? x[o + w + j] : 0;
+      }
+      line.transform(a, b);
+      const p = i * wh, q = p + wh;
+      for (let v = 0; v < wh; v++) {
+        const m = v === 0 ? 0 : w - v;
+        const zr = b[2 * v], zi = b[2 * v + 1], cr = b[2 * m], ci = b[2 * m + 1];
+        re[p + v] = 0.5 * (zr + cr);
+        im[p + v] = 0.5 * (zi - ci);
+        if (two) {
+          re[q + v] = 0.5 * (zi + ci);
+          im[q + v] = -0.5 * (zr - cr);
+        }
+      }
+    }
+    this.#c.columns(re, im, wh);
+  }
+
+  inverse(re: Float64Array, im: Float64Array, x: Float64Array): void {
+    this.#check(x.length, re.length, im.length);
+    const { h, w, wh } = this;
+    const sr = this.#re, si = this.#im;
+    // Columns: IDFT = swap ∘ DFT ∘ swap (times h), with swap exchanging real and imaginary parts.
+    sr.set(re);
+    si.set(im);
+    this.#c.columns(si, sr, wh);
+    const { line, a, b } = this.#c.rowLine();
+    const s = 1 / (h * w);
+    for (let i = 0; i < h; i += 2) {
+      const two = i + 1 < h;
+      const p = i * wh, q = p + wh;
+      // Z = A + i·B with A, B the full (Hermitian) row spectra; fill swap(Z) into a.
+      for (let v = 0; v < w; v++) {
+        const k = v < wh ? v : w - v;
+        // Hermitian rows: conj above w/2; DC and (even w) Nyquist are real, as in numpy's irfft.
+        const cj = k === 0 || 2 * k === w ? 0 : v < wh ? 1 : -1;
+        const ar = sr[p + k], ai = cj * si[p + k];
+        const br = two ? sr[q + k] : 0, bi = two ? cj * si[q + k] : 0;
+        a[2 * v] = ai + br; // Im Z
+        a[2 * v + 1] = ar - bi; // Re Z
+      }
+      line.transform(a, b);
+      const o = i * w;
+      for (let j = 0; j < w; j++) {
+        x[o + j] = s * b[2 * j + 1];
+        if (two) x[o + w + j] = s * b[2 * j];
+      }
     }
   }
 }
@@ -339,8 +462,39 @@ export function fft2(h: number, w: number): Fft2 {
   if (!Number.isInteger(h) || !Number.isInteger(w) || h < 1 || w < 1) {
     throw new RangeError(`fft2: size must be positive integers, got ${h}×${w}`);
   }
+  return plan2(h, w);
+}
+
+function plan2(h: number, w: number): Fft2 {
   const key = `${h}x${w}`;
   let p = plans.get(key);
   if (!p) plans.set(key, p = new Plan2(h, w));
+  return p;
+}
+
+const realPlans = new Map<string, RealFft2>();
+
+/**
+ * The (cached) real-input 2-D FFT plan for h×w planes (half spectrum, numpy `rfft2` layout).
+ *
+ * @example
+ * ```ts
+ * import { rfft2 } from "./fft.ts";
+ * const p = rfft2(4, 6); // half spectrum 4×4
+ * const x = Float64Array.from({ length: 24 }, (_, i) => i % 5);
+ * const re = new Float64Array(16), im = new Float64Array(16), back = new Float64Array(24);
+ * p.forward(x, re, im);
+ * console.assert(Math.abs(re[0] - x.reduce((a, b) => a + b)) < 1e-12); // DC = sum
+ * p.inverse(re, im, back);
+ * console.assert(back.every((v, i) => Math.abs(v - x[i]) < 1e-12));
+ * ```
+ */
+export function rfft2(h: number, w: number): RealFft2 {
+  if (!Number.isInteger(h) || !Number.isInteger(w) || h < 1 || w < 1) {
+    throw new RangeError(`rfft2: size must be positive integers, got ${h}×${w}`);
+  }
+  const key = `${h}x${w}`;
+  let p = realPlans.get(key);
+  if (!p) realPlans.set(key, p = new RealPlan2(h, w));
   return p;
 }
