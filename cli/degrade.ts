@@ -11,6 +11,9 @@
  *
  * Only the `--out` path (and a temporary file beside it) is written; it may not be an input.
  *
+ * Permissions: the `degrade` task grants `--allow-write` without a path list because `--out` may
+ * be anywhere; the code writes nothing but `--out` and its temporary sibling (see core/io/atomic.ts).
+ *
  * @module
  */
 import { extname } from "node:path";

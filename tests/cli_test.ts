@@ -20,6 +20,7 @@ import {
   writeNpy,
 } from "../mod.ts";
 import { gainPlugin } from "../examples/gain_plugin.ts";
+import { percentile, timeIt } from "../cli/bench_util.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const GAIN = join(ROOT, "examples", "gain_plugin.ts");
@@ -390,4 +391,45 @@ Deno.test("metrics: JSON on stdout; bad input exits 2", async () => {
     expectInputError(await task("metrics", a), /expected 2 files/);
     expectInputError(await task("metrics", a, join(dir, "none.png")), /none\.png: no such file/);
   });
+});
+
+Deno.test("bench utilities: percentiles interpolate like NumPy; timeIt counts runs", async () => {
+  assert.equal(percentile([1, 2, 3, 4], 0.5), 2.5);
+  assert.ok(Math.abs(percentile([10, 20, 30, 40, 50], 0.1) - 14) < 1e-12);
+  assert.equal(percentile([7], 0.9), 7);
+  let calls = 0;
+  const t = await timeIt(() => calls++, { warmup: 2, runs: 5 });
+  assert.equal(calls, 7);
+  assert.equal(t.runs.length, 5);
+  assert.ok(t.p10 <= t.median && t.median <= t.p90);
+});
+
+Deno.test("bench: runs end to end at a tiny size and writes its JSON", async () => {
+  const name = `test-${crypto.randomUUID()}.json`;
+  const out = join("bench-results", name);
+  try {
+    const r = await task("bench", "--sizes", "32", "--runs", "1", "--warmup", "0", "--out", out);
+    assert.equal(r.code, 0, r.stderr);
+    const report = JSON.parse(await Deno.readTextFile(join(ROOT, out)));
+    const names = builtins.list("operator").map((p) => p.name);
+    const seen = new Set<string>([
+      ...report.operators.results.map((x: { spec: string }) => x.spec.split(":")[0]),
+      ...report.operators.skipped.map((x: { plugin: string }) => x.plugin),
+    ]);
+    assert.deepEqual(
+      [...seen].sort(),
+      [...names].sort(),
+      "every built-in operator is measured or skipped",
+    );
+    for (const x of report.operators.results) {
+      assert.ok(x.forward.median > 0 && x.prox.median > 0 && x.forward.mpps > 0);
+    }
+    assert.ok(
+      Array.isArray(report.reference.results) || typeof report.reference.error === "string",
+    );
+    expectInputError(await task("bench", "--only", "nope"), /--only nope: no such operator plugin/);
+  } finally {
+    await Deno.remove(join(ROOT, out)).catch(() => {});
+    await Deno.remove(join(ROOT, "bench-results")).catch(() => {}); // only when left empty
+  }
 });

@@ -1,0 +1,387 @@
+/**
+ * `deno task bench`: operator throughput, with a SciPy reference measured in the same run.
+ *
+ * For every built-in operator plugin (`operatorPlugins`), with representative options per plugin
+ * name (plugins without an entry are tried with their defaults, and skipped with a note when that
+ * fails), at each size (512² and 1024² RGB by default) on the procedural test scene:
+ * - forward A(x) and prox_L2 (γ = 1) wall time: median, p10, p90 of N runs after a warm-up, in ms,
+ *   and megapixels per second (H·W / time);
+ * - the reference: SciPy's closed-form circular Gaussian-blur prox (σ = 3, kernel spectrum
+ *   precomputed, `scipy.fft.rfft2/irfft2` in float32, RGB), 1 and 2 workers, run by `python3` in
+ *   this same invocation, and the ratio ours/reference for our circular Gaussian-blur prox
+ *   (ratio > 1: we are slower).
+ *
+ * Results go to `bench-results/operators.json` (or `--out`), and a short table to stdout. Further
+ * benchmark sections (e.g. VJPs) plug in through {@link BenchSection} and `SECTIONS` below, using
+ * `timeIt` from cli/bench_util.ts.
+ *
+ * @module
+ */
+import { createOperator } from "../core/registry.ts";
+import type { ForwardOperator } from "../core/contracts.ts";
+import { measure } from "../core/noise.ts";
+import { streams } from "../core/rng.ts";
+import { testScene } from "../core/scene.ts";
+import { writeFileAtomic } from "../core/io/atomic.ts";
+import { InputError } from "../core/errors.ts";
+import { operatorPlugins } from "../operators/mod.ts";
+import { firstLine, main, parseCli, parseNumber, registryFromFlags } from "./common.ts";
+import { formatTable, megapixelsPerSecond, timeIt, type Timing } from "./bench_util.ts";
+
+const USAGE =
+  `Usage: deno task bench [--sizes 512,1024] [--runs 7] [--out bench-results/operators.json]
+
+Operator forward/prox throughput at each size (RGB, procedural scene) and the SciPy circular
+Gaussian-blur prox reference measured in the same run (python3 + scipy), with the ratio ours/ref.
+
+Options:
+  --sizes LIST        square sizes, comma-separated (default 512,1024)
+  --runs N            timed runs per measurement (default 7; fewer for very slow ones)
+  --warmup N          untimed runs first (default 1)
+  --only LIST         benchmark only these operator plugins (comma-separated names)
+  --no-reference      skip the python3/SciPy reference
+  --out PATH          JSON output (default bench-results/operators.json)
+`;
+
+/**
+ * Representative spec strings per built-in plugin name, tried in order (the first that the plugin
+ * accepts is used). Several entries that all validate are benchmarked one after the other when
+ * marked with `all: true`.
+ */
+const REPRESENTATIVE: Record<string, { specs: string[]; all?: boolean }> = {
+  blur: {
+    specs: [
+      "blur:kernel=gaussian,sigma=3,boundary=circular",
+      "blur:sigma=3,boundary=circular",
+      "blur:sigma=3",
+    ],
+  },
+  sr: { specs: ["sr:factor=4", "sr:factor=4,boundary=reflect"], all: true },
+  inpaint: { specs: ["inpaint:mask=box", "inpaint:mask=random,p=0.2"], all: true },
+  jpeg: { specs: ["jpeg:quality=10", "jpeg:quality=10,differentiable=true"] },
+};
+
+/** The spec whose prox is compared with the SciPy reference: circular Gaussian blur, σ = 3. */
+function isReferenceBlur(op: ForwardOperator): boolean {
+  const o = op.options as Record<string, unknown>;
+  const sx = o.sigma_x ?? o.sigma, sy = o.sigma_y ?? o.sigma;
+  return op.name === "blur" && (o.kernel ?? "gaussian") === "gaussian" && sx === 3 && sy === 3 &&
+    (o.angle ?? 0) === 0 && (o.boundary ?? "circular") === "circular" &&
+    op.capabilities.closedFormProx;
+}
+
+/** One timed measurement in the JSON. */
+interface TimedEntry extends Timing {
+  /** Megapixels (of the input image) per second at the median. */
+  mpps: number;
+}
+
+/** One operator at one size. */
+interface OperatorResult {
+  spec: string;
+  size: number;
+  inputShape: number[];
+  outputShape: number[];
+  proxMethod: "closed-form" | "iterative";
+  forward: TimedEntry;
+  prox: TimedEntry;
+}
+
+/** What a benchmark section receives. */
+export interface BenchContext {
+  /** Square sizes to measure. */
+  sizes: number[];
+  /** Timed runs per measurement. */
+  runs: number;
+  /** Untimed runs before. */
+  warmup: number;
+}
+
+/** A section of the benchmark: JSON for the results file and a table for the terminal. */
+export interface BenchSection {
+  /** Key in the JSON output. */
+  name: string;
+  /** Run it. */
+  run(ctx: BenchContext): Promise<{ json: unknown; table: string }>;
+}
+
+/**
+ * Time `fn` with `runs` timed runs, unless one run takes more than ~2 s: then fewer (at least 3),
+ * so that slow iterative proxes do not take minutes.
+ */
+async function timeAdaptive(fn: () => Promise<unknown>, ctx: BenchContext): Promise<Timing> {
+  const t0 = performance.now();
+  await fn();
+  const once = performance.now() - t0;
+  const runs = once > 2000 ? Math.max(3, Math.min(ctx.runs, Math.floor(10000 / once))) : ctx.runs;
+  return await timeIt(fn, { warmup: Math.max(0, ctx.warmup - 1), runs });
+}
+
+function entry(t: Timing, size: number): TimedEntry {
+  return { ...t, mpps: megapixelsPerSecond(size, size, t.median) };
+}
+
+/** Create every representative operator of one plugin for a shape (skipped ones get a reason). */
+async function representativeOperators(
+  name: string,
+  shape: number[],
+): Promise<{ ops: { spec: string; op: ForwardOperator }[]; skipped?: string }> {
+  const registry = await registryFromFlags({});
+  const rep = REPRESENTATIVE[name] ?? { specs: [name] };
+  const ops: { spec: string; op: ForwardOperator }[] = [];
+  const reasons: string[] = [];
+  for (const spec of rep.specs) {
+    try {
+      ops.push({ spec, op: await createOperator(registry, spec, shape, 0) });
+      if (!rep.all) break;
+    } catch (e) {
+      reasons.push(`${spec}: ${firstLine(e)}`);
+    }
+  }
+  return ops.length ? { ops } : { ops, skipped: reasons.join("; ") };
+}
+
+/** The operator section: forward and prox of every built-in operator plugin. */
+const operatorSection: BenchSection & { only?: string[] } = {
+  name: "operators",
+  async run(ctx) {
+    const results: OperatorResult[] = [];
+    const skipped: { plugin: string; reason: string }[] = [];
+    const rows: string[][] = [[
+      "operator",
+      "size",
+      "fwd ms",
+      "fwd MP/s",
+      "prox ms",
+      "prox MP/s",
+      "prox",
+    ]];
+    for (const plugin of operatorPlugins) {
+      if (this.only && !this.only.includes(plugin.name)) continue;
+      for (const size of ctx.sizes) {
+        const shape = [1, 3, size, size];
+        const { ops, skipped: why } = await representativeOperators(plugin.name, shape);
+        if (why !== undefined) {
+          if (size === ctx.sizes[0]) skipped.push({ plugin: plugin.name, reason: why });
+          continue;
+        }
+        const x = testScene(size, size);
+        for (const { spec, op } of ops) {
+          const y = await measure(op, x, 0.01, streams(0).get("measurement-noise"));
+          const noise = streams(0).get("bench-z");
+          const z = { data: x.data.map((v) => v + 0.05 * noise.normal()), shape: [...x.shape] };
+          const forward = await timeAdaptive(() => op.forward(x), ctx);
+          const prox = await timeAdaptive(() => op.proxL2(z, y, 1), ctx);
+          const r: OperatorResult = {
+            spec,
+            size,
+            inputShape: [...op.inputShape],
+            outputShape: [...op.outputShape],
+            proxMethod: op.capabilities.closedFormProx ? "closed-form" : "iterative",
+            forward: entry(forward, size),
+            prox: entry(prox, size),
+          };
+          if (isReferenceBlur(op)) {
+            (r as OperatorResult & { referenceBlur?: true }).referenceBlur = true;
+          }
+          results.push(r);
+          rows.push([
+            spec,
+            `${size}²`,
+            forward.median.toFixed(1),
+            r.forward.mpps.toFixed(1),
+            prox.median.toFixed(1),
+            r.prox.mpps.toFixed(1),
+            r.proxMethod,
+          ]);
+        }
+      }
+    }
+    let table = formatTable(rows);
+    if (skipped.length) {
+      table += "\n" + skipped.map((s) => `skipped ${s.plugin}: ${s.reason}`).join("\n");
+    }
+    return { json: { results, skipped }, table };
+  },
+};
+
+/** SciPy circular Gaussian-blur prox, the throughput anchor (see shared perf-anchors.md). */
+const REFERENCE_SCRIPT = `
+import json, sys, time
+import numpy as np
+import scipy, scipy.fft as sfft
+
+sizes = [int(s) for s in sys.argv[1].split(",")]
+runs, warmup = int(sys.argv[2]), int(sys.argv[3])
+sigma, gamma = 3.0, 1.0
+out = {"scipy": scipy.__version__, "numpy": np.__version__, "sigma": sigma, "results": []}
+for n in sizes:
+    # Centred Gaussian kernel, circularly shifted so its centre is at (0, 0); spectrum precomputed.
+    r = np.arange(n) - n // 2
+    g = np.exp(-0.5 * (r[:, None] ** 2 + r[None, :] ** 2) / sigma ** 2)
+    k = np.fft.ifftshift((g / g.sum()).astype(np.float32))
+    rng = np.random.default_rng(0)
+    z = rng.random((3, n, n), dtype=np.float32)
+    y = rng.random((3, n, n), dtype=np.float32)
+    for workers in (1, 2):
+        K = sfft.rfft2(k, workers=workers)
+        cK = (gamma * np.conj(K)).astype(np.complex64)
+        den = (1.0 + gamma * np.abs(K) ** 2).astype(np.float32)
+        Y = sfft.rfft2(y, workers=workers) * cK
+        # u = F⁻¹[(F z + γ conj(K) F y) / (1 + γ |K|²)]
+        variants = {
+            # the same work as proxL2(z, y, γ): transforms of z and y, one inverse transform
+            "same-work": lambda: sfft.irfft2(
+                (sfft.rfft2(z, workers=workers) + sfft.rfft2(y, workers=workers) * cK) / den,
+                s=(n, n), workers=workers),
+            # γ conj(K) F y precomputed too (fixed y inside a solver): two transforms
+            "precomputed-y": lambda: sfft.irfft2(
+                (sfft.rfft2(z, workers=workers) + Y) / den, s=(n, n), workers=workers),
+        }
+        for variant, prox in variants.items():
+            for _ in range(warmup):
+                prox()
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                u = prox()
+                times.append((time.perf_counter() - t0) * 1000)
+            assert u.dtype == np.float32
+            t = np.array(times)
+            out["results"].append({"size": n, "workers": workers, "variant": variant,
+                "median": float(np.median(t)), "p10": float(np.percentile(t, 10)),
+                "p90": float(np.percentile(t, 90)), "runs": times})
+print(json.dumps(out))
+`;
+
+/** Run the SciPy reference; an unavailable python3/scipy gives `{ error }` instead of failing. */
+async function scipyReference(ctx: BenchContext): Promise<Record<string, unknown>> {
+  try {
+    const r = await new Deno.Command("python3", {
+      args: ["-c", REFERENCE_SCRIPT, ctx.sizes.join(","), String(ctx.runs), String(ctx.warmup)],
+      stdin: "null",
+    }).output();
+    if (r.code !== 0) {
+      const err = new TextDecoder().decode(r.stderr).trim().split("\n").pop();
+      return { error: `python3 exited with ${r.code}: ${err}` };
+    }
+    return JSON.parse(new TextDecoder().decode(r.stdout));
+  } catch (e) {
+    return { error: `cannot run python3: ${firstLine(e)}` };
+  }
+}
+
+/**
+ * Ratios ours / SciPy of the circular Gaussian-blur prox per size, against each SciPy variant
+ * ("same-work": SciPy transforms y too, as one proxL2(z, y, γ) call must; "precomputed-y": the
+ * spectrum of y is reused, as perf-anchors.md measured) and worker count.
+ */
+function compare(
+  results: OperatorResult[],
+  ref: Record<string, unknown>,
+): { rows: string[][]; ratios: Record<string, unknown>[] } {
+  type Ref = { size: number; workers: number; variant: string; median: number };
+  const refResults = (ref.results ?? []) as Ref[];
+  const ratios: Record<string, unknown>[] = [];
+  const rows: string[][] = [[
+    "blur prox σ=3",
+    "size",
+    "ours ms",
+    "scipy variant",
+    "workers",
+    "scipy ms",
+    "ratio",
+  ]];
+  for (const r of refResults) {
+    const ours = results.find((o) =>
+      o.size === r.size && (o as { referenceBlur?: true }).referenceBlur
+    );
+    const ratio = ours ? ours.prox.median / r.median : null;
+    ratios.push({
+      size: r.size,
+      variant: r.variant,
+      workers: r.workers,
+      spec: ours?.spec ?? null,
+      oursMs: ours?.prox.median ?? null,
+      scipyMs: r.median,
+      ratio,
+      ...(ours ? {} : { note: "no circular Gaussian blur operator with σ = 3 is registered" }),
+    });
+    rows.push([
+      ours?.spec ?? "(none)",
+      `${r.size}²`,
+      ours ? ours.prox.median.toFixed(1) : "-",
+      r.variant,
+      String(r.workers),
+      r.median.toFixed(1),
+      ratio === null ? "-" : ratio.toFixed(2),
+    ]);
+  }
+  return { rows, ratios };
+}
+
+/** Every section, in order. Other benchmarks add themselves here. */
+const SECTIONS: BenchSection[] = [operatorSection];
+
+/** Run `bench` with command-line arguments. */
+export async function bench(args: string[]): Promise<number> {
+  const { values } = parseCli(args, {
+    sizes: { type: "string" },
+    runs: { type: "string" },
+    warmup: { type: "string" },
+    only: { type: "string" },
+    "no-reference": { type: "boolean" },
+    out: { type: "string" },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const sizes = (values.sizes ?? "512,1024").split(",").map((s) =>
+    parseNumber(s, "--sizes", { min: 16, max: 8192, integer: true })
+  );
+  const ctx: BenchContext = {
+    sizes,
+    runs: parseNumber(values.runs, "--runs", { fallback: 7, min: 1, integer: true }),
+    warmup: parseNumber(values.warmup, "--warmup", { fallback: 1, min: 0, integer: true }),
+  };
+  const out = values.out ?? "bench-results/operators.json";
+  if (!out.endsWith(".json")) throw new InputError(`--out ${out}: expected a .json path`);
+  const only = values.only?.split(",").map((s) => s.trim()).filter(Boolean);
+  if (only) {
+    const known = operatorPlugins.map((p) => p.name);
+    const bad = only.find((n) => !known.includes(n));
+    if (bad) {
+      throw new InputError(`--only ${bad}: no such operator plugin (known: ${known.join(", ")})`);
+    }
+  }
+  operatorSection.only = only;
+
+  const report: Record<string, unknown> = {
+    date: new Date().toISOString(),
+    deno: Deno.version.deno,
+    v8: Deno.version.v8,
+    os: Deno.build.os,
+    arch: Deno.build.arch,
+    hardwareConcurrency: navigator.hardwareConcurrency,
+    config: ctx,
+  };
+  for (const section of SECTIONS) {
+    const { json, table } = await section.run(ctx);
+    report[section.name] = json;
+    console.log(`\n${section.name}\n${table}`);
+  }
+  if (!values["no-reference"]) {
+    const ref = await scipyReference(ctx);
+    const results = (report.operators as { results: OperatorResult[] }).results;
+    const { rows, ratios } = compare(results, ref);
+    report.reference = { kind: "scipy circular Gaussian-blur prox, float32", ...ref, ratios };
+    if (ref.error) console.log(`\nreference skipped: ${ref.error}`);
+    else console.log(`\nreference (ratio = ours / scipy)\n${formatTable(rows)}`);
+  }
+  await writeFileAtomic(out, new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"));
+  console.log(`\nwrote ${out}`);
+  return 0;
+}
+
+if (import.meta.main) await main(bench);
