@@ -1,0 +1,222 @@
+/**
+ * ONNX models with external data: loading a model without reading its weights, reading the few
+ * small external tensors a transform needs, and writing a derived model that *references* the same
+ * data files instead of copying them.
+ *
+ * ONNX Runtime (1.30) only accepts external data that lies inside the model file's directory
+ * (relative `location`, no `..`, no absolute path, symbolic links resolved). A derived model is
+ * therefore written either next to the source model, or into another directory on the same file
+ * system with hard links to the data files (a hard link is the same file, not a copy).
+ *
+ * @module
+ */
+import { dirname, isAbsolute, join, normalize, resolve } from "node:path";
+import { InputError } from "../errors.ts";
+import { decodeModel, encodeModel, type IModelProto, type ModelProto } from "./proto.ts";
+import type { GraphProto, TensorProto } from "./proto.ts";
+
+/** A model decoded from bytes or a file, with the directory its external data is relative to. */
+export interface LoadedModel {
+  /** The decoded model (external tensors keep only their references). */
+  model: ModelProto;
+  /** Directory that external data locations are relative to (the model file's directory). */
+  baseDir?: string;
+  /** The file the model was read from, if any. */
+  path?: string;
+}
+
+/** Whether a tensor's data is stored externally. */
+export function isExternal(t: TensorProto): boolean {
+  return t.dataLocation === 1 || (t.externalData?.length ?? 0) > 0;
+}
+
+/** The external-data fields of a tensor: location, offset, length. */
+export function externalInfo(
+  t: TensorProto,
+): { location: string; offset: number; length?: number } {
+  const kv = new Map((t.externalData ?? []).map((e) => [e.key ?? "", e.value ?? ""]));
+  const location = kv.get("location");
+  if (!location) throw new InputError(`tensor '${t.name}': external data without a location`);
+  const length = kv.get("length");
+  return {
+    location,
+    offset: Number(kv.get("offset") ?? 0),
+    length: length !== undefined ? Number(length) : undefined,
+  };
+}
+
+function* allTensors(g: GraphProto | null | undefined): Generator<TensorProto> {
+  if (!g) return;
+  for (const t of g.initializer ?? []) yield t;
+  for (const n of g.node ?? []) {
+    for (const a of n.attribute ?? []) {
+      if (a.t) yield a.t;
+      for (const t of a.tensors ?? []) yield t;
+      if (a.g) yield* allTensors(a.g);
+      for (const sg of a.graphs ?? []) yield* allTensors(sg);
+    }
+  }
+}
+
+/** The distinct external data locations a model references (relative paths). */
+export function externalLocations(model: IModelProto): string[] {
+  const locs = new Set<string>();
+  for (const t of allTensors(model.graph)) if (isExternal(t)) locs.add(externalInfo(t).location);
+  return [...locs];
+}
+
+/**
+ * Load a model from bytes or a path. Only the protobuf is read; external data stays on disk.
+ *
+ * @param src model bytes or a file path
+ * @param baseDir directory for external data when `src` is bytes
+ */
+export async function loadModel(src: Uint8Array | string, baseDir?: string): Promise<LoadedModel> {
+  if (typeof src === "string") {
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(src);
+    } catch (e) {
+      throw new InputError(`model '${src}': cannot read (${(e as Error).message})`);
+    }
+    let model: ModelProto;
+    try {
+      model = decodeModel(bytes);
+    } catch (e) {
+      throw new InputError(`model '${src}': not an ONNX model (${(e as Error).message})`);
+    }
+    return { model, baseDir: dirname(resolve(src)), path: resolve(src) };
+  }
+  try {
+    return { model: decodeModel(src), baseDir: baseDir ? resolve(baseDir) : undefined };
+  } catch (e) {
+    throw new InputError(`model bytes: not an ONNX model (${(e as Error).message})`);
+  }
+}
+
+/** Check a location is relative and stays inside its directory. */
+function safeLocation(loc: string): string {
+  const n = normalize(loc);
+  if (isAbsolute(n) || n.startsWith("..")) {
+    throw new InputError(
+      `external data location '${loc}' must be a relative path inside the model folder`,
+    );
+  }
+  return n;
+}
+
+/**
+ * Raw bytes of a tensor's data (embedded or external). For the small tensors a transform needs to
+ * read (shape constants, scales); weights are never read.
+ */
+export async function tensorBytes(t: TensorProto, baseDir?: string): Promise<Uint8Array> {
+  if (!isExternal(t)) return t.rawData ?? new Uint8Array();
+  if (!baseDir) {
+    throw new InputError(
+      `tensor '${t.name}' is stored externally: load the model from its path or pass baseDir`,
+    );
+  }
+  const { location, offset, length } = externalInfo(t);
+  const f = await Deno.open(join(baseDir, safeLocation(location)), { read: true });
+  try {
+    const size = length ?? (await f.stat()).size - offset;
+    const buf = new Uint8Array(size);
+    await f.seek(offset, Deno.SeekMode.Start);
+    let got = 0;
+    while (got < size) {
+      const n = await f.read(buf.subarray(got));
+      if (n === null) break;
+      got += n;
+    }
+    if (got !== size) throw new InputError(`tensor '${t.name}': external data file too short`);
+    return buf;
+  } finally {
+    f.close();
+  }
+}
+
+/**
+ * Replace the external references of small tensors (≤ `maxBytes`) by embedded raw data, so that
+ * value-dependent analysis can read them. Large tensors stay external.
+ */
+export async function embedSmallExternal(
+  model: IModelProto,
+  baseDir: string | undefined,
+  maxBytes = 4096,
+): Promise<void> {
+  for (const t of allTensors(model.graph)) {
+    if (!isExternal(t)) continue;
+    const { length } = externalInfo(t);
+    if (length === undefined || length > maxBytes) continue;
+    t.rawData = await tensorBytes(t, baseDir);
+    t.externalData = [];
+    t.dataLocation = 0;
+  }
+}
+
+async function sameFile(a: string, b: string): Promise<boolean> {
+  try {
+    const [sa, sb] = await Promise.all([Deno.stat(a), Deno.stat(b)]);
+    return sa.dev === sb.dev && sa.ino === sb.ino && sa.ino !== null;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Make the external data files of `model` (relative to `fromDir`) available in `toDir` without
+ * copying: nothing to do when the directories are the same, else one hard link per file.
+ * Throws an InputError when a link cannot be made (another file system, permissions).
+ */
+export async function linkExternalData(
+  model: IModelProto,
+  fromDir: string | undefined,
+  toDir: string,
+): Promise<void> {
+  const locs = externalLocations(model);
+  if (locs.length === 0) return;
+  if (!fromDir) {
+    throw new InputError("model has external data but its folder is unknown (pass baseDir)");
+  }
+  if (resolve(fromDir) === resolve(toDir)) return;
+  for (const loc of locs) {
+    const rel = safeLocation(loc);
+    const src = join(fromDir, rel);
+    const dst = join(toDir, rel);
+    if (await sameFile(src, dst)) continue;
+    try {
+      await Deno.mkdir(dirname(dst), { recursive: true });
+      await Deno.link(src, dst);
+    } catch (e) {
+      throw new InputError(
+        `cannot reference external data '${src}' from '${toDir}' (${(e as Error).message}): ` +
+          `ONNX Runtime requires it inside the model folder; write the model next to ` +
+          `'${fromDir}' or on the same file system`,
+      );
+    }
+  }
+}
+
+/**
+ * Write a model atomically (temp file + rename). External data stays referenced: when the target
+ * folder differs from `sourceDir`, the data files are hard-linked into it (never copied).
+ */
+export async function writeModel(
+  model: IModelProto,
+  outPath: string,
+  sourceDir?: string,
+): Promise<void> {
+  const out = resolve(outPath);
+  const dir = dirname(out);
+  await Deno.mkdir(dir, { recursive: true });
+  await linkExternalData(model, sourceDir, dir);
+  const bytes = encodeModel(model);
+  const tmp = `${out}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  try {
+    await Deno.writeFile(tmp, bytes);
+    await Deno.rename(tmp, out);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}

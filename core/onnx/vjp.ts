@@ -1,0 +1,185 @@
+/**
+ * Gradients through ONNX graphs: a reverse-mode ONNX → ONNX transform emitting standard `ai.onnx`
+ * ops only (no `com.microsoft` *Grad kernels), so the result runs on every execution provider.
+ *
+ * Given f: (x₁, …) ↦ (y₁, …), the transformed model takes the original inputs plus one cotangent
+ * `y.cotangent` per differentiated output and returns the original outputs plus, for each chosen
+ * input x, `x.grad` = Σ_k (∂y_k/∂x)ᵀ y_k.cotangent — a vector–Jacobian product in one run.
+ *
+ * The implementation lives in `vjp/`: graph analysis (`graph.ts`), shape inference and probing
+ * (`shapes.ts`, `probe.ts`), per-op rules (`rules/`), emission (`emit.ts`) and the sweep
+ * (`transform.ts`). External data stays external (see `external.ts`).
+ *
+ * @example
+ * ```ts ignore
+ * import { vjpTransform } from "./vjp.ts";
+ * const g = await vjpTransform("unet/model.onnx", ["out_sample"], ["sample"], {
+ *   inputShapes: { sample: [1, 4, 64, 64] },
+ * });
+ * await g.write("unet/model.vjp.onnx"); // next to model.onnx_data: weights stay referenced
+ * ```
+ *
+ * @module
+ */
+import { join, parse as parsePath, resolve } from "node:path";
+import { externalLocations, isExternal, loadModel, tensorBytes, writeModel } from "./external.ts";
+import { encodeModel, type IModelProto, type TensorProto } from "./proto.ts";
+import {
+  COTANGENT_SUFFIX,
+  GRAD_SUFFIX,
+  transform,
+  type TransformOptions,
+  type TransformStats,
+} from "./vjp/transform.ts";
+
+export { COTANGENT_SUFFIX, GRAD_SUFFIX, VjpUnsupportedError } from "./vjp/transform.ts";
+export type { TransformStats as VjpStats, UnsupportedNode } from "./vjp/transform.ts";
+export { supportedOps as vjpSupportedOps } from "./vjp/rules/mod.ts";
+
+/** Options of {@link vjpTransform} (besides what to differentiate). */
+export type VjpOptions = Omit<TransformOptions, "of" | "wrt">;
+
+/** A transformed model. */
+export interface VjpGraph {
+  /** The model (external initializers keep their references). */
+  model: IModelProto;
+  /** Facts about the transform (node counts, shape source, time). */
+  stats: TransformStats;
+  /** Folder the external data locations are relative to. */
+  baseDir?: string;
+  /** Whether the model references external data (then load it from a path, see `write`). */
+  externalData: boolean;
+  /** Name of the cotangent input of output `o`. */
+  cotangentName(o: string): string;
+  /** Name of the gradient output of input `x`. */
+  gradName(x: string): string;
+  /** Serialized model (external data stays referenced, relative to `baseDir`). */
+  bytes(): Uint8Array;
+  /**
+   * Write the model atomically. External data is referenced, never copied: a target folder other
+   * than `baseDir` gets hard links to the data files (same file system), else an InputError.
+   */
+  write(path: string): Promise<void>;
+}
+
+/** Copy of small external tensors with their bytes embedded (for value analysis only). */
+async function readSmallExternal(
+  model: IModelProto,
+  baseDir: string | undefined,
+): Promise<Map<string, TensorProto>> {
+  const out = new Map<string, TensorProto>();
+  for (const t of model.graph?.initializer ?? []) {
+    if (!isExternal(t)) continue;
+    const n = (t.dims ?? []).reduce((p: number, d) => p * Number(d), 1);
+    if (n > 64) continue;
+    out.set(t.name ?? "", { ...t, rawData: await tensorBytes(t, baseDir), externalData: [] });
+  }
+  return out;
+}
+
+/**
+ * Build the VJP model of `src` for outputs `of` with respect to inputs (or initializers) `wrt`.
+ *
+ * @param src model bytes or path (external data allowed)
+ * @param of outputs to differentiate
+ * @param wrt inputs / initializers to differentiate with respect to
+ * @param opts concrete shapes, symbolic dim values, shape source, external-data folder
+ */
+export async function vjpTransform(
+  src: Uint8Array | string,
+  of: string[],
+  wrt: string[],
+  opts: VjpOptions = {},
+): Promise<VjpGraph> {
+  const loaded = await loadModel(src, opts.baseDir);
+  const baseDir = loaded.baseDir;
+  const small = await readSmallExternal(loaded.model, baseDir);
+  const res = await transform(loaded.model, { ...opts, of, wrt, baseDir, constants: small });
+  const external = externalLocations(res.model).length > 0;
+  return {
+    model: res.model,
+    stats: res.stats,
+    baseDir,
+    externalData: external,
+    cotangentName: (o) => o + COTANGENT_SUFFIX,
+    gradName: (x) => x + GRAD_SUFFIX,
+    bytes: () => encodeModel(res.model),
+    write: (path) => writeModel(res.model, path, baseDir),
+  };
+}
+
+/** Key of a transformed model in a session pool. */
+export function vjpModelKey(modelKey: string, of: string[], wrt: string[], opts: VjpOptions = {}) {
+  const extra = opts.inputShapes || opts.dims
+    ? `|${JSON.stringify({ s: opts.inputShapes ?? {}, d: opts.dims ?? {} })}`
+    : "";
+  return `${modelKey}#vjp(${of.join(",")}→${wrt.join(",")})${extra}`;
+}
+
+const memo = new Map<string, Promise<Uint8Array | string>>();
+let cacheDir: string | undefined;
+
+async function processCacheDir(): Promise<string> {
+  if (!cacheDir) {
+    cacheDir = await Deno.makeTempDir({ prefix: "latent-inverse-vjp-" });
+    const dir = cacheDir;
+    globalThis.addEventListener("unload", () => {
+      try {
+        Deno.removeSync(dir, { recursive: true });
+      } catch {
+        // best effort
+      }
+    });
+  }
+  return cacheDir;
+}
+
+/**
+ * The VJP model of (model, outputs, inputs), built once per process and shared: returns model
+ * bytes, or — when the model has external data — the path of a model file that references the
+ * same data (a per-process cache folder with hard links, or next to the source model when links
+ * are impossible). Hand the result to the session pool like any model source.
+ *
+ * @param modelKey a stable key of the source model (e.g. its path or a content hash)
+ * @param bytesOrPath the source model
+ * @param of outputs to differentiate
+ * @param wrt inputs to differentiate with respect to
+ * @param opts shapes and dims (part of the cache key)
+ */
+export function vjpModel(
+  modelKey: string,
+  bytesOrPath: Uint8Array | string,
+  of: string[],
+  wrt: string[],
+  opts: VjpOptions = {},
+): Promise<Uint8Array | string> {
+  const key = vjpModelKey(modelKey, of, wrt, opts);
+  let p = memo.get(key);
+  if (!p) {
+    p = (async () => {
+      const g = await vjpTransform(bytesOrPath, of, wrt, opts);
+      if (!g.externalData) return g.bytes();
+      const id = (await sha1(key)).slice(0, 16);
+      const file = `${parsePath(typeof bytesOrPath === "string" ? bytesOrPath : "model").name}` +
+        `.vjp-${id}.onnx`;
+      try {
+        const path = join(await processCacheDir(), id, file);
+        await g.write(path);
+        return path;
+      } catch {
+        if (!g.baseDir) throw new Error("VJP model with external data needs its folder");
+        const path = join(g.baseDir, file);
+        await g.write(path);
+        return resolve(path);
+      }
+    })();
+    memo.set(key, p);
+    p.catch(() => memo.delete(key));
+  }
+  return p;
+}
+
+async function sha1(s: string): Promise<string> {
+  const d = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(s));
+  return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
+}

@@ -1,0 +1,241 @@
+/**
+ * Emission of the backward graph: fresh names, small constants (cached by value), and helpers for
+ * the patterns every rule needs (un-broadcasting, opset-dependent reductions, zeros, sums).
+ * Emits standard `ai.onnx` ops only.
+ *
+ * @module
+ */
+import { type AttrValue, makeAttr } from "../builder.ts";
+import type { NodeProto, TensorProto } from "../proto.ts";
+import { DataType } from "../proto.ts";
+import { numel } from "./graph.ts";
+
+/** Bytes of `values` in ONNX element type `dtype` (float32, float64, int64, int32, bool). */
+function rawBytes(values: ArrayLike<number>, dtype: number): Uint8Array {
+  switch (dtype) {
+    case DataType.FLOAT:
+      return new Uint8Array(Float32Array.from(values).buffer);
+    case DataType.DOUBLE:
+      return new Uint8Array(Float64Array.from(values).buffer);
+    case DataType.INT64:
+      return new Uint8Array(BigInt64Array.from(Array.from(values), (v) => BigInt(v)).buffer);
+    case DataType.INT32:
+      return new Uint8Array(Int32Array.from(values).buffer);
+    case DataType.BOOL:
+    case DataType.UINT8:
+      return Uint8Array.from(values);
+    default:
+      throw new Error(`constant of element type ${dtype} is not supported`);
+  }
+}
+
+/** Builds backward nodes and constants next to an existing graph. */
+export class Emitter {
+  /** Emitted nodes, in order. */
+  readonly nodes: NodeProto[] = [];
+  /** Emitted initializers (small constants). */
+  readonly initializers: TensorProto[] = [];
+  /** ai.onnx opset of the model (decides reduction / split signatures). */
+  readonly opset: number;
+  #used: Set<string>;
+  #count = 0;
+  #consts = new Map<string, string>();
+
+  /**
+   * @param used every name already taken in the graph (values and initializers)
+   * @param opset the model's ai.onnx opset
+   */
+  constructor(used: Set<string>, opset: number) {
+    this.#used = used;
+    this.opset = opset;
+  }
+
+  /** A fresh value name. */
+  fresh(hint: string): string {
+    let n: string;
+    do n = `vjp/${hint}_${this.#count++}`; while (this.#used.has(n));
+    this.#used.add(n);
+    return n;
+  }
+
+  /** Reserve an exact name (throws if taken). */
+  reserve(name: string): string {
+    if (this.#used.has(name)) throw new Error(`name '${name}' already exists in the graph`);
+    this.#used.add(name);
+    return name;
+  }
+
+  /** Emit a node with `nOut` outputs (or to the given output names). */
+  opN(
+    opType: string,
+    inputs: string[],
+    nOut: number | string[],
+    attrs: Record<string, AttrValue> = {},
+  ): string[] {
+    const outs = typeof nOut === "number"
+      ? Array.from({ length: nOut }, () => this.fresh(opType))
+      : nOut;
+    this.nodes.push({
+      opType,
+      input: inputs,
+      output: outs,
+      name: this.fresh(`node_${opType}`),
+      attribute: Object.entries(attrs).map(([k, v]) => makeAttr(k, v)),
+    });
+    return outs;
+  }
+
+  /** Emit a node with one output. */
+  op(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}): string {
+    return this.opN(opType, inputs, 1, attrs)[0];
+  }
+
+  /** A constant tensor (cached by type, dims and values). */
+  constant(dtype: number, dims: number[], values: ArrayLike<number>): string {
+    if (values.length !== numel(dims)) throw new Error("constant: size mismatch");
+    const key = `${dtype}|${dims.join(",")}|${Array.from(values).join(",")}`;
+    const small = values.length <= 64;
+    const hit = small ? this.#consts.get(key) : undefined;
+    if (hit) return hit;
+    const name = this.fresh("const");
+    this.initializers.push({ name, dims, dataType: dtype, rawData: rawBytes(values, dtype) });
+    if (small) this.#consts.set(key, name);
+    return name;
+  }
+
+  /** An int64 1-D constant. */
+  ints(values: number[]): string {
+    return this.constant(DataType.INT64, [values.length], values);
+  }
+
+  /** A scalar of element type `dtype` (float16 / bfloat16 go through a float32 constant + Cast). */
+  scalar(v: number, dtype: number): string {
+    if (dtype === DataType.FLOAT || dtype === DataType.DOUBLE || dtype === DataType.INT64) {
+      return this.constant(dtype, [], [v]);
+    }
+    const key = `cast|${dtype}|${v}`;
+    const hit = this.#consts.get(key);
+    if (hit) return hit;
+    const out = this.op("Cast", [this.constant(DataType.FLOAT, [], [v])], { to: dtype });
+    this.#consts.set(key, out);
+    return out;
+  }
+
+  /** A value-attribute tensor for ConstantOfShape. */
+  #fill(v: number, dtype: number): TensorProto {
+    const d = dtype === DataType.FLOAT16 || dtype === 16 ? DataType.FLOAT : dtype;
+    return { name: "value", dims: [1], dataType: d, rawData: rawBytes([v], d) };
+  }
+
+  /** A tensor of zeros of the given dims and element type. */
+  zeros(dims: number[], dtype: number): string {
+    const z = this.op("ConstantOfShape", [this.ints(dims)], { value: this.#fill(0, dtype) });
+    return dtype === DataType.FLOAT16 || dtype === 16 ? this.op("Cast", [z], { to: dtype }) : z;
+  }
+
+  /** Sum of several tensors (one node; identity for one). */
+  sum(xs: string[]): string {
+    return xs.length === 1 ? xs[0] : this.op("Sum", xs);
+  }
+
+  /** a + b. */
+  add(a: string, b: string): string {
+    return this.op("Add", [a, b]);
+  }
+  /** a − b. */
+  sub(a: string, b: string): string {
+    return this.op("Sub", [a, b]);
+  }
+  /** a · b. */
+  mul(a: string, b: string): string {
+    return this.op("Mul", [a, b]);
+  }
+  /** a / b. */
+  div(a: string, b: string): string {
+    return this.op("Div", [a, b]);
+  }
+  /** −a. */
+  neg(a: string): string {
+    return this.op("Neg", [a]);
+  }
+
+  /** A reduction over `axes` (ReduceSum takes axes as an input from opset 13, the rest from 18). */
+  reduce(opType: string, x: string, axes: number[], keepdims: boolean): string {
+    const keep = keepdims ? 1 : 0;
+    const asInput = opType === "ReduceSum" ? this.opset >= 13 : this.opset >= 18;
+    return asInput
+      ? this.op(opType, [x, this.ints(axes)], { keepdims: keep })
+      : this.op(opType, [x], { axes, keepdims: keep });
+  }
+
+  /** ReduceSum over axes. */
+  reduceSum(x: string, axes: number[], keepdims = true): string {
+    return axes.length ? this.reduce("ReduceSum", x, axes, keepdims) : x;
+  }
+
+  /** ReduceMean over axes. */
+  reduceMean(x: string, axes: number[], keepdims = true): string {
+    return axes.length ? this.reduce("ReduceMean", x, axes, keepdims) : x;
+  }
+
+  /** Reshape to concrete dims. */
+  reshape(x: string, dims: number[]): string {
+    return this.op("Reshape", [x, this.ints(dims)]);
+  }
+
+  /** Transpose (identity permutations emit nothing). */
+  transpose(x: string, perm: number[]): string {
+    return perm.every((p, i) => p === i) ? x : this.op("Transpose", [x], { perm });
+  }
+
+  /** Expand to dims. */
+  expand(x: string, dims: number[]): string {
+    return this.op("Expand", [x, this.ints(dims)]);
+  }
+
+  /** Split along an axis into the given sizes. */
+  split(x: string, sizes: number[], axis: number): string[] {
+    if (sizes.length === 1) return [x];
+    return this.opset >= 13
+      ? this.opN("Split", [x, this.ints(sizes)], sizes.length, { axis })
+      : this.opN("Split", [x], sizes.length, { axis, split: sizes });
+  }
+
+  /** Unsqueeze at axes. */
+  unsqueeze(x: string, axes: number[]): string {
+    return this.opset >= 13
+      ? this.op("Unsqueeze", [x, this.ints(axes)])
+      : this.op("Unsqueeze", [x], { axes });
+  }
+
+  /** Zero padding (pads = [begin…, end…], non-negative). */
+  padZeros(x: string, pads: number[]): string {
+    return pads.every((p) => p === 0) ? x : this.op("Pad", [x, this.ints(pads)], {
+      mode: "constant",
+    });
+  }
+
+  /** Slice with constant parameters. */
+  slice(x: string, starts: number[], ends: number[], axes: number[], steps?: number[]): string {
+    const ins = [x, this.ints(starts), this.ints(ends), this.ints(axes)];
+    if (steps) ins.push(this.ints(steps));
+    return this.op("Slice", ins);
+  }
+
+  /**
+   * Sum a gradient of broadcast shape `gDims` down to `target` dims (numpy broadcasting: leading
+   * axes and axes where the target has extent 1).
+   */
+  unbroadcast(g: string, gDims: number[], target: number[]): string {
+    const r = gDims.length;
+    if (target.length === r && target.every((d, i) => d === gDims[i])) return g;
+    const padded = [...new Array(r - target.length).fill(1), ...target];
+    const axes = padded.map((d, i) => (d === 1 && gDims[i] !== 1 ? i : -1)).filter((i) => i >= 0);
+    const lead = r - target.length;
+    const onlyLead = axes.every((i) => i < lead) && axes.length === lead;
+    if (onlyLead && lead > 0) return this.reduceSum(g, axes, false);
+    let out = this.reduceSum(g, axes, true);
+    if (lead > 0 || axes.length === 0) out = this.reshape(out, target);
+    return out;
+  }
+}

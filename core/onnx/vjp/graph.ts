@@ -1,0 +1,337 @@
+/**
+ * Graph analysis for the reverse-mode transform: decoded attributes, constant tensors (initializers
+ * and `Constant` nodes), a topological node order, the element-type helpers, and the activity
+ * analysis that decides which tensors carry a gradient.
+ *
+ * A tensor is *active* when (1) it has a floating-point element type, (2) it depends on one of the
+ * tensors we differentiate with respect to, through ops that have a non-zero derivative, and (3) one
+ * of the differentiated outputs depends on it. Integer shape sub-graphs (Shape → Gather → Concat …)
+ * fail (1) and are therefore never differentiated.
+ *
+ * @module
+ */
+import { DataType, type GraphProto, type NodeProto, onnx, type TensorProto } from "../proto.ts";
+
+/** A 64-bit integer as protobufjs decodes it (a number or a `Long`). */
+type LongLike = number | { toNumber(): number };
+
+/** A protobufjs int64 (number or Long) as a JS number. */
+export function num(v: LongLike | null | undefined): number {
+  if (v === null || v === undefined) return 0;
+  return typeof v === "number" ? v : v.toNumber();
+}
+
+/** Floating-point ONNX element types (FLOAT, FLOAT16, DOUBLE, BFLOAT16). */
+export const FLOAT_TYPES: ReadonlySet<number> = new Set([1, 10, 11, 16]);
+
+/** Whether an ONNX element type is floating point. */
+export function isFloatType(t: number | undefined): boolean {
+  return t !== undefined && FLOAT_TYPES.has(t);
+}
+
+/** Integer ONNX element types. */
+export const INT_TYPES: ReadonlySet<number> = new Set([2, 3, 4, 5, 6, 7, 12, 13]);
+
+/** Human-readable ONNX element type name. */
+export function typeName(t: number): string {
+  const names: Record<number, string> = {
+    1: "float32",
+    2: "uint8",
+    3: "int8",
+    4: "uint16",
+    5: "int16",
+    6: "int32",
+    7: "int64",
+    8: "string",
+    9: "bool",
+    10: "float16",
+    11: "float64",
+    12: "uint32",
+    13: "uint64",
+    16: "bfloat16",
+  };
+  return names[t] ?? `type${t}`;
+}
+
+/** A decoded attribute value. */
+export type Attr =
+  | number
+  | number[]
+  | string
+  | string[]
+  | TensorProto
+  | GraphProto
+  | GraphProto[];
+
+/** Decoded attributes of a node, by name. */
+export type Attrs = Record<string, Attr>;
+
+const AT = onnx.AttributeProto.AttributeType;
+
+/** Decode a node's attributes to plain JS values (ints as numbers, strings as UTF-8). */
+export function attrsOf(node: NodeProto): Attrs {
+  const out: Attrs = {};
+  const dec = new TextDecoder();
+  for (const a of node.attribute ?? []) {
+    const name = a.name ?? "";
+    switch (a.type) {
+      case AT.INT:
+        out[name] = num(a.i as LongLike);
+        break;
+      case AT.INTS:
+        out[name] = (a.ints ?? []).map((v) => num(v as LongLike));
+        break;
+      case AT.FLOAT:
+        out[name] = a.f ?? 0;
+        break;
+      case AT.FLOATS:
+        out[name] = Array.from(a.floats ?? []);
+        break;
+      case AT.STRING:
+        out[name] = dec.decode(a.s ?? new Uint8Array());
+        break;
+      case AT.STRINGS:
+        out[name] = (a.strings ?? []).map((s) => dec.decode(s));
+        break;
+      case AT.TENSOR:
+        out[name] = a.t as TensorProto;
+        break;
+      case AT.GRAPH:
+        out[name] = a.g as GraphProto;
+        break;
+      case AT.GRAPHS:
+        out[name] = (a.graphs ?? []) as GraphProto[];
+        break;
+      default:
+        break;
+    }
+  }
+  return out;
+}
+
+/** Integer attribute with a default. */
+export function intAttr(a: Attrs, name: string, dflt: number): number {
+  const v = a[name];
+  return typeof v === "number" ? v : dflt;
+}
+
+/** Float attribute with a default. */
+export function floatAttr(a: Attrs, name: string, dflt: number): number {
+  const v = a[name];
+  return typeof v === "number" ? v : dflt;
+}
+
+/** Integer-list attribute (undefined when absent). */
+export function intsAttr(a: Attrs, name: string): number[] | undefined {
+  const v = a[name];
+  return Array.isArray(v) && (v.length === 0 || typeof v[0] === "number")
+    ? (v as number[])
+    : undefined;
+}
+
+/** String attribute with a default. */
+export function strAttr(a: Attrs, name: string, dflt: string): string {
+  const v = a[name];
+  return typeof v === "string" ? v : dflt;
+}
+
+/** A node's display name for messages: `Conv 'down.0.conv'` or `Conv #12`. */
+export function nodeLabel(node: NodeProto, index: number): string {
+  return node.name ? `${node.opType} '${node.name}'` : `${node.opType} #${index}`;
+}
+
+/** The ai.onnx opset version a model imports. */
+export function defaultOpset(
+  imports: { domain?: string | null; version?: LongLike | null }[] | null | undefined,
+): number {
+  const d = (imports ?? []).find((i) => !i.domain || i.domain === "ai.onnx");
+  return d ? num(d.version as LongLike) : 0;
+}
+
+/**
+ * Order nodes topologically (ONNX requires it, but some tools write graphs out of order). Throws on
+ * a cycle. Stable: a graph already in order is returned as is.
+ */
+export function topoSort(nodes: NodeProto[], available: Iterable<string>): NodeProto[] {
+  const have = new Set<string>(available);
+  have.add("");
+  let inOrder = true;
+  for (const n of nodes) {
+    if (!(n.input ?? []).every((i) => have.has(i))) {
+      inOrder = false;
+      break;
+    }
+    for (const o of n.output ?? []) have.add(o);
+  }
+  if (inOrder) return nodes;
+  const ready = new Set<string>(available);
+  ready.add("");
+  const pending = [...nodes];
+  const out: NodeProto[] = [];
+  while (pending.length) {
+    const before = pending.length;
+    for (let i = 0; i < pending.length;) {
+      const n = pending[i];
+      if ((n.input ?? []).every((x) => ready.has(x))) {
+        out.push(n);
+        for (const o of n.output ?? []) ready.add(o);
+        pending.splice(i, 1);
+      } else i++;
+    }
+    if (pending.length === before) {
+      const missing = (pending[0].input ?? []).filter((x) => !ready.has(x));
+      throw new Error(
+        `graph has a cycle or undefined inputs: node ${pending[0].opType} needs ${
+          missing.join(", ")
+        }`,
+      );
+    }
+  }
+  return out;
+}
+
+/**
+ * Ops whose derivative is zero almost everywhere or that produce no floating-point data: their
+ * outputs are never active even when an input is.
+ */
+export const NON_DIFFERENTIABLE: ReadonlySet<string> = new Set([
+  "Shape",
+  "Size",
+  "Equal",
+  "Greater",
+  "GreaterOrEqual",
+  "Less",
+  "LessOrEqual",
+  "Not",
+  "And",
+  "Or",
+  "Xor",
+  "ArgMax",
+  "ArgMin",
+  "ConstantOfShape",
+  "Range",
+  "NonZero",
+  "Floor",
+  "Ceil",
+  "Round",
+  "Sign",
+  "IsNaN",
+  "IsInf",
+  "RandomNormal",
+  "RandomNormalLike",
+  "RandomUniform",
+  "RandomUniformLike",
+  "Multinomial",
+  "Bernoulli",
+  "EyeLike",
+  "Constant",
+  "OneHot",
+  "TopK",
+  "Mod",
+  "BitShift",
+  "QuantizeLinear",
+  "DynamicQuantizeLinear",
+]);
+
+/**
+ * Inputs of an op that never carry a gradient even when floating point (index list). For example
+ * the `roi`/`scales` of Resize, the running statistics of BatchNormalization, or a Where condition.
+ */
+export const NON_DIFF_INPUTS: Readonly<Record<string, readonly number[]>> = {
+  Resize: [1, 2, 3],
+  Upsample: [1],
+  Pad: [1, 2, 3],
+  Slice: [1, 2, 3, 4],
+  Reshape: [1],
+  Expand: [1],
+  Tile: [1],
+  Split: [1],
+  Squeeze: [1],
+  Unsqueeze: [1],
+  ReduceSum: [1],
+  ReduceMean: [1],
+  ReduceMax: [1],
+  ReduceMin: [1],
+  ReduceSumSquare: [1],
+  ReduceL2: [1],
+  ReduceLogSumExp: [1],
+  Gather: [1],
+  GatherElements: [1],
+  GatherND: [1],
+  Where: [0],
+  Dropout: [1, 2],
+  CumSum: [1],
+  Trilu: [1],
+  Clip: [1, 2],
+  BatchNormalization: [3, 4],
+  ScatterND: [1],
+  ScatterElements: [1],
+};
+
+/** Result of the activity analysis. */
+export interface Activity {
+  /** Active tensor names. */
+  active: Set<string>;
+  /** Indices (into the ordered node list) of nodes with at least one active input and output. */
+  activeNodes: number[];
+}
+
+/**
+ * Activity analysis: forward from `wrt` through differentiable edges, backward from `of`.
+ *
+ * @param nodes nodes in topological order
+ * @param wrt tensors to differentiate with respect to
+ * @param of outputs to differentiate
+ * @param dtypeOf element type of a tensor (undefined when unknown)
+ */
+export function activity(
+  nodes: NodeProto[],
+  wrt: string[],
+  of: string[],
+  dtypeOf: (name: string) => number | undefined,
+): Activity {
+  const fwd = new Set<string>(wrt);
+  for (const n of nodes) {
+    if (NON_DIFFERENTIABLE.has(n.opType ?? "")) continue;
+    const skip = NON_DIFF_INPUTS[n.opType ?? ""] ?? [];
+    const ins = n.input ?? [];
+    if (!ins.some((x, i) => x && fwd.has(x) && !skip.includes(i))) continue;
+    for (const o of n.output ?? []) if (o && isFloatType(dtypeOf(o))) fwd.add(o);
+  }
+  const bwd = new Set<string>(of.filter((o) => fwd.has(o)));
+  const activeNodes: number[] = [];
+  for (let k = nodes.length - 1; k >= 0; k--) {
+    const n = nodes[k];
+    if (!(n.output ?? []).some((o) => o && bwd.has(o))) continue;
+    if (NON_DIFFERENTIABLE.has(n.opType ?? "")) continue;
+    const skip = NON_DIFF_INPUTS[n.opType ?? ""] ?? [];
+    let any = false;
+    (n.input ?? []).forEach((x, i) => {
+      if (x && fwd.has(x) && !skip.includes(i)) {
+        bwd.add(x);
+        any = true;
+      }
+    });
+    if (any) activeNodes.push(k);
+  }
+  activeNodes.reverse();
+  const active = new Set<string>([...bwd].filter((t) => fwd.has(t)));
+  return { active, activeNodes };
+}
+
+/** The element count of a shape. */
+export function numel(dims: readonly number[]): number {
+  let n = 1;
+  for (const d of dims) n *= d;
+  return n;
+}
+
+/** Normalise a possibly negative axis for rank `r`. */
+export function normAxis(axis: number, r: number): number {
+  const a = axis < 0 ? axis + r : axis;
+  if (a < 0 || a >= r) throw new RangeError(`axis ${axis} out of range for rank ${r}`);
+  return a;
+}
+
+/** ONNX element types of a few names used by the emitter. */
+export const DT = DataType;
