@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import {
   builtinRegistry,
   createOperator,
+  InputError,
   measure,
   PluginRegistry,
   readNpy,
@@ -21,6 +22,7 @@ import {
 } from "../mod.ts";
 import { gainPlugin } from "../examples/gain_plugin.ts";
 import { percentile, timeIt } from "../cli/bench_util.ts";
+import { classifyError, parseCli } from "../cli/common.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const GAIN = join(ROOT, "examples", "gain_plugin.ts");
@@ -432,4 +434,30 @@ Deno.test("bench: runs end to end at a tiny size and writes its JSON", async () 
     await Deno.remove(join(ROOT, out)).catch(() => {});
     await Deno.remove(join(ROOT, "bench-results")).catch(() => {}); // only when left empty
   }
+});
+
+Deno.test("classifyError: input, schema and argument errors → 2; anything else → 1", async () => {
+  const { z } = await import("zod");
+  let zodError: unknown;
+  try {
+    z.strictObject({ sigma: z.number() }).parse({ sigma: "x" });
+  } catch (e) {
+    zodError = e;
+  }
+  const zc = classifyError(zodError);
+  assert.equal(zc.exitCode, 2);
+  assert.match(zc.message, /^sigma: /);
+  assert.ok(!zc.message.includes("\n"));
+  let argError: unknown;
+  try {
+    parseCli(["--nope"], {});
+  } catch (e) {
+    argError = e;
+  }
+  assert.deepEqual(classifyError(argError), { exitCode: 2, message: "unknown option --nope" });
+  assert.deepEqual(classifyError(new InputError("x.png: no such file")), {
+    exitCode: 2,
+    message: "x.png: no such file",
+  });
+  assert.deepEqual(classifyError(new TypeError("bad\nthing")), { exitCode: 1, message: "bad" });
 });
