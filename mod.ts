@@ -36,6 +36,7 @@ export * from "./core/io/npy.ts";
 export * from "./core/io/image.ts";
 export * from "./core/metrics.ts";
 export * from "./core/scene.ts";
+export * from "./plugins/builtin-gaussian/mod.ts";
 
 import { PluginRegistry } from "./core/registry.ts";
 import { operatorPlugins } from "./operators/mod.ts";
