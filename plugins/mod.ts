@@ -4,6 +4,7 @@
  * @module
  */
 import type { PriorPlugin } from "../core/registry.ts";
+import { diffusersPlugin } from "./diffusers/mod.ts";
 
 /** Every built-in prior plugin. */
-export const priorPlugins: PriorPlugin[] = [];
+export const priorPlugins: PriorPlugin[] = [diffusersPlugin];

@@ -184,7 +184,10 @@ Deno.test("backend: one session per model, shared by handles; per-name statistic
     // The pool can be used again after release.
     const again = await pool.session("first", { path }, { device: "cpu" });
     assert.deepEqual(Array.from((await again.run(feed)).y.data), [3, 6]);
-    await pool.release();
+    // The synchronous release used on process unload.
+    pool.releaseNow();
+    assert.equal(pool.size, 0);
+    await assert.rejects(() => again.run(feed), /was released/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

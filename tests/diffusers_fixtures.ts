@@ -29,6 +29,8 @@ export interface UnetSpec {
   pooledDim?: number;
   /** LCM: timestep_cond size. */
   timeCondDim?: number;
+  /** Declare timestep_cond's size as a symbolic dim (its size then comes from config.json). */
+  timeCondSymbolic?: boolean;
   /** Rename the latent input (error tests). */
   sampleName?: string;
   /** Rank of the latent input (error tests; default 4). */
@@ -84,7 +86,10 @@ export function unetGraph(spec: UnetSpec): Uint8Array {
     out = g.op("Add", [out, g.op("Mul", [reduceAll(g, ti), g.constF("ki", [], [UNET_K.timeIds])])]);
   }
   if (spec.timeCondDim) {
-    const tc = g.input("timestep_cond", "float32", ["batch", spec.timeCondDim]);
+    const tc = g.input("timestep_cond", "float32", [
+      "batch",
+      spec.timeCondSymbolic ? "cond_dim" : spec.timeCondDim,
+    ]);
     out = g.op("Add", [
       out,
       g.op("Mul", [reduceAll(g, tc), g.constF("kc", [], [UNET_K.timeCond])]),

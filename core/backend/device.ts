@@ -117,8 +117,26 @@ function precheck(provider: ExecutionProvider): string | undefined {
   return undefined;
 }
 
+/** ONNX Runtime session options (the subset this toolkit sets; passed to onnxruntime-node). */
+export interface SessionOptions {
+  /** Providers in order of preference. */
+  executionProviders: string[];
+  /** "disabled" | "basic" | "extended" | "layout" | "all". */
+  graphOptimizationLevel?: "disabled" | "basic" | "extended" | "layout" | "all";
+  /** Intra-op thread count. */
+  intraOpNumThreads?: number;
+  /** "sequential" | "parallel". */
+  executionMode?: "sequential" | "parallel";
+  /** 0 verbose … 4 fatal. */
+  logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
+  /** Session config entries, nested (e.g. session.intra_op.allow_spinning). */
+  extra?: Record<string, unknown>;
+  /** External-data files of an in-memory model. */
+  externalData?: { path: string; data: Uint8Array }[];
+}
+
 /** Session options selecting one provider. */
-export function providerOptions(provider: ExecutionProvider): ort.InferenceSession.SessionOptions {
+export function providerOptions(provider: ExecutionProvider): SessionOptions {
   return { executionProviders: [provider] };
 }
 

@@ -25,7 +25,13 @@ import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import type { ModelStats } from "../contracts.ts";
 import { InputError } from "../errors.ts";
-import { type DeviceChoice, providerOptions, resolveDevice, shortError } from "./device.ts";
+import {
+  type DeviceChoice,
+  providerOptions,
+  resolveDevice,
+  type SessionOptions,
+  shortError,
+} from "./device.ts";
 import { type LoadedModel, ModelSession } from "./session.ts";
 
 /** Where a model comes from. Give a `path`, or `bytes` with a `key` that identifies them. */
@@ -66,6 +72,7 @@ export function coreCount(): number {
 /** Loaded models shared by key and provider; per-name call statistics. */
 export class SessionPool {
   #models = new Map<string, Promise<LoadedModel>>();
+  #loaded = new Set<LoadedModel>();
   #calls: Record<string, number> = {};
   #ms: Record<string, number> = {};
   #threads: number;
@@ -76,7 +83,7 @@ export class SessionPool {
   }
 
   /** ONNX Runtime session options for a provider. */
-  sessionOptions(choice: DeviceChoice): ort.InferenceSession.SessionOptions {
+  sessionOptions(choice: DeviceChoice): SessionOptions {
     return {
       ...providerOptions(choice.provider),
       graphOptimizationLevel: "all",
@@ -127,16 +134,19 @@ export class SessionPool {
       options.externalData = source.externalData.map((e) => ({ path: e.path, data: e.data }));
     }
     let session: ort.InferenceSession;
+    const ortOptions = options as ort.InferenceSession.SessionOptions;
     try {
       session = source.bytes
-        ? await ort.InferenceSession.create(source.bytes, options)
-        : await ort.InferenceSession.create(source.path!, options);
+        ? await ort.InferenceSession.create(source.bytes, ortOptions)
+        : await ort.InferenceSession.create(source.path!, ortOptions);
     } catch (e) {
       throw new InputError(
         `${source.label ?? key}: ONNX Runtime cannot load the model (${shortError(e)})`,
       );
     }
-    return { key, session, released: false };
+    const model = { key, session, released: false };
+    this.#loaded.add(model);
+    return model;
   }
 
   /** Calls and milliseconds per model name, over every handle of this pool. */
@@ -152,17 +162,31 @@ export class SessionPool {
 
   /** Release every session (handles become unusable); the pool can be used again afterwards. */
   async release(): Promise<void> {
-    const all = [...this.#models.values()];
-    this.#models.clear();
-    for (const p of all) {
+    const pending = [...this.#models.values()];
+    this.releaseNow();
+    // Models still loading when release was called are released once they arrive.
+    for (const p of pending) {
       try {
         const m = await p;
-        if (!m.released) {
-          m.released = true;
-          await m.session.release();
-        }
+        if (!m.released) this.#dispose(m);
       } catch { /* a model that failed to load holds nothing */ }
     }
+  }
+
+  /**
+   * Release every loaded session synchronously (onnxruntime-node disposes the native session
+   * inside the call). Used on process unload, where awaiting would run after teardown began.
+   */
+  releaseNow(): void {
+    this.#models.clear();
+    for (const m of this.#loaded) this.#dispose(m);
+  }
+
+  #dispose(m: LoadedModel): void {
+    this.#loaded.delete(m);
+    if (m.released) return;
+    m.released = true;
+    void m.session.release();
   }
 }
 
@@ -184,9 +208,7 @@ export function sessionPool(): SessionPool {
   if (!processPool) {
     processPool = new SessionPool();
     const pool = processPool;
-    globalThis.addEventListener?.("unload", () => {
-      void pool.release();
-    });
+    globalThis.addEventListener?.("unload", () => pool.releaseNow());
   }
   return processPool;
 }

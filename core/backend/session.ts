@@ -36,6 +36,9 @@ export type FeedData =
   | Uint8Array
   | readonly number[];
 
+/** Element types a model input may be fed as. */
+export type ElementType = "float32" | "float64" | "int64" | "int32" | "bool" | "uint8" | "float16";
+
 /** One input value: data plus shape; `type` overrides the metadata type (rarely needed). */
 export interface Feed {
   /** Values, row-major. Numbers are converted to the model's element type. */
@@ -43,7 +46,7 @@ export interface Feed {
   /** Dimensions ([] for a scalar). */
   shape: readonly number[];
   /** Element type to send; by default the type the model declares. */
-  type?: ort.Tensor.Type;
+  type?: ElementType;
 }
 
 /** Options of one call. */
@@ -52,20 +55,42 @@ export interface RunOptions {
   outputs?: string[];
 }
 
+/** Metadata of one value as onnxruntime-common reports it. */
+export interface OrtValueMetadata {
+  /** Name. */
+  readonly name: string;
+  /** False for sequences and maps. */
+  readonly isTensor: boolean;
+  /** Element type (tensors only). */
+  readonly type?: string;
+  /** Dimensions (tensors only). */
+  readonly shape?: ReadonlyArray<number | string>;
+}
+
+/** The part of an onnxruntime `InferenceSession` this wrapper uses (kept structural). */
+export interface OrtSessionLike {
+  /** Input metadata. */
+  readonly inputMetadata: readonly OrtValueMetadata[];
+  /** Output metadata. */
+  readonly outputMetadata: readonly OrtValueMetadata[];
+  /** Release the native session. */
+  release(): Promise<void>;
+}
+
 /** The shared, loaded part of a session (one per model and provider in a pool). */
 export interface LoadedModel {
   /** Pool key of the model (path or in-memory key). */
   readonly key: string;
   /** The ONNX Runtime session. */
-  readonly session: ort.InferenceSession;
+  readonly session: OrtSessionLike;
   /** Set once the pool released it. */
   released: boolean;
 }
 
-function metadataOf(list: readonly ort.InferenceSession.ValueMetadata[]): ValueInfo[] {
+function metadataOf(list: readonly OrtValueMetadata[]): ValueInfo[] {
   return list.map((m) =>
     m.isTensor
-      ? { name: m.name, type: m.type, shape: [...m.shape] }
+      ? { name: m.name, type: m.type ?? "unknown", shape: [...(m.shape ?? [])] }
       : { name: m.name, type: "non-tensor", shape: [] }
   );
 }
@@ -240,9 +265,10 @@ export class ModelSession {
       }
     }
     const t0 = performance.now();
+    const session = this.#model.session as ort.InferenceSession;
     const out = options.outputs
-      ? await this.#model.session.run(ortFeeds, options.outputs)
-      : await this.#model.session.run(ortFeeds);
+      ? await session.run(ortFeeds, options.outputs)
+      : await session.run(ortFeeds);
     const ms = performance.now() - t0;
     this.calls++;
     this.ms += ms;

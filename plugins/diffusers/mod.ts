@@ -1,0 +1,54 @@
+/**
+ * The "diffusers" prior plugin: a diffusers/Optimum ONNX pipeline folder on disk
+ * (`--prior diffusers:path=./sd15-onnx`), served by {@link DiffusersPrior}.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { definePrior, type PriorPlugin } from "../../core/registry.ts";
+import { InputError } from "../../core/errors.ts";
+import { directoryFiles } from "./files.ts";
+import { DEFAULT_LCM_GUIDANCE, DiffusersPrior } from "./prior.ts";
+
+export * from "./files.ts";
+export * from "./schedule.ts";
+export * from "./tokenizer.ts";
+export * from "./conditioning.ts";
+export { MODEL_FOLDERS, type ModelFolder } from "./folder.ts";
+export { DEFAULT_LCM_GUIDANCE, type DiffusersLoadOptions, DiffusersPrior } from "./prior.ts";
+
+/** Options of the "diffusers" prior plugin. */
+export interface DiffusersPluginOptions {
+  /** The pipeline folder. */
+  path: string;
+  /** LCM guidance scale for `timestep_cond` (default 8.5). */
+  lcm_guidance: number;
+}
+
+/** Prior plugin over a diffusers/Optimum ONNX pipeline folder. */
+export const diffusersPlugin: PriorPlugin<DiffusersPluginOptions> = definePrior({
+  kind: "prior",
+  name: "diffusers",
+  description:
+    "diffusers/Optimum ONNX pipeline folder (SD 1.x/2.x, SDXL, LCM): unet, vae_encoder, vae_decoder, text encoders",
+  options: z.strictObject({
+    path: z.string().min(1),
+    lcm_guidance: z.number().positive().default(DEFAULT_LCM_GUIDANCE),
+  }),
+  async create(options, ctx) {
+    let isDir = false;
+    try {
+      isDir = (await Deno.stat(options.path)).isDirectory;
+    } catch { /* reported below */ }
+    if (!isDir) {
+      throw new InputError(
+        `prior "diffusers": path "${options.path}" is not a directory (expected a diffusers ONNX pipeline folder)`,
+      );
+    }
+    return await DiffusersPrior.load(directoryFiles(options.path), {
+      device: ctx.device,
+      imageShape: ctx.imageShape,
+      lcmGuidance: options.lcm_guidance,
+    });
+  },
+});
