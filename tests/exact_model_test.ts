@@ -5,11 +5,13 @@ import {
   choleskySolve,
   consistencyMap,
   decode64,
+  denoiserVjp,
   diagonalProblem,
   embeddingForTheta,
   embeddingGradient,
   encode64,
   exactSchedule,
+  expectedPriorScoreTheta,
   type LatentLayout,
   latentLayout,
   LATINO_TIMESTEPS,
@@ -54,6 +56,8 @@ import {
   referenceTokenize,
   wordSymbols,
 } from "../plugins/builtin-gaussian/bpe_vocab.ts";
+import { transform } from "../core/onnx/vjp/transform.ts";
+import { decodeModel, encodeModel } from "../core/onnx/proto.ts";
 import { ClipTokenizer } from "../plugins/diffusers/tokenizer.ts";
 import { createOperator, PluginRegistry } from "../core/registry.ts";
 import { operatorPlugins } from "../operators/mod.ts";
@@ -445,6 +449,92 @@ Deno.test("exact model: UNets with a batch of two embeddings and a non-unit scal
   assert.equal(JSON.parse(f.get("vae_encoder/config.json") as string).scaling_factor, 0.7);
 });
 
+Deno.test("exact model: closed-form denoiser VJPs match finite differences (float64)", () => {
+  const m = createExactModel({ imageShape: [1, 3, 6, 8] });
+  const l = m.layout, sp = m.spectrum, n = 3 * 6 * 8;
+  const theta = promptTheta(m, "a sharp red photo");
+  const w = Float64Array.from({ length: n }, (_, i) => Math.cos(0.9 * i));
+  const fns = {
+    eps: (z: ArrayLike<number>, th: ArrayLike<number>, t: number) =>
+      tweedie(z, t, priorMoments(th, l, sp)).eps,
+    z0: (z: ArrayLike<number>, th: ArrayLike<number>, t: number) =>
+      tweedie(z, t, priorMoments(th, l, sp)).z0,
+    G: (z: ArrayLike<number>, th: ArrayLike<number>, t: number) =>
+      consistencyMap(z, t, priorMoments(th, l, sp)),
+  };
+  const dotw = (v: Float64Array) => v.reduce((s, x, i) => s + x * w[i], 0);
+  for (const t of [124, 624, 999]) {
+    const mom = priorMoments(theta, l, sp);
+    const zt = mom.mu.map((mu, i) => 0.5 * mu + Math.sqrt(mom.lambda[i] + 1) * Math.sin(i));
+    for (const out of ["eps", "z0", "G"] as const) {
+      const f = fns[out];
+      const vjp = denoiserVjp(out, zt, t, theta, l, sp, w);
+      const h = 1e-6;
+      for (let j = 0; j < 9; j++) {
+        const tp = Float64Array.from(theta), tm = Float64Array.from(theta);
+        tp[j] += h;
+        tm[j] -= h;
+        const fd = (dotw(f(zt, tp, t)) - dotw(f(zt, tm, t))) / (2 * h);
+        assert.ok(
+          Math.abs(fd - vjp.dtheta[j]) < 1e-6 * (Math.abs(fd) + 1),
+          `${out} t=${t} θ${j}: ${fd} vs ${vjp.dtheta[j]}`,
+        );
+      }
+      for (const i of [0, 17, 100]) {
+        const zp = Float64Array.from(zt), zm = Float64Array.from(zt);
+        zp[i] += 1e-6;
+        zm[i] -= 1e-6;
+        const fd = (dotw(f(zp, theta, t)) - dotw(f(zm, theta, t))) / 2e-6;
+        assert.ok(Math.abs(fd - vjp.dz[i]) < 1e-6 * (Math.abs(fd) + 1), `${out} ∂z`);
+      }
+    }
+  }
+});
+
+Deno.test("exact model: the VJP transform of both UNets gives the closed-form gradients (sample and embedding)", async () => {
+  const m = createExactModel({ imageShape: [1, 3, 8, 12] });
+  const f = buildExactModelFiles(m);
+  const l = m.layout, n = 3 * 8 * 12;
+  const prompt = "a blurry bright photo";
+  const c = embedIds(m, promptIds(m, prompt));
+  const theta = promptTheta(m, prompt);
+  const mom = modelMoments(m, theta);
+  const zt = Float32Array.from(
+    mom.mu,
+    (mu, i) => 0.3 * mu + Math.sqrt(mom.lambda[i] + 0.5) * Math.sin(0.7 * i),
+  );
+  const w = Float32Array.from({ length: n }, (_, i) => Math.cos(1.1 * i));
+  for (const [folder, out] of [["unet", "eps"], ["consistency_unet", "G"]] as const) {
+    const { model: vjpModel } = await transform(
+      decodeModel(f.get(`${folder}/model.onnx`) as Uint8Array),
+      {
+        of: ["out_sample"],
+        wrt: ["sample", "encoder_hidden_states"],
+        dims: { batch: 1 },
+      },
+    );
+    const s = await ort.InferenceSession.create(encodeModel(vjpModel));
+    for (const t of [124, 749]) {
+      const res = await s.run({
+        sample: f32([1, 3, 8, 12], zt),
+        timestep: new ort.Tensor("float32", new Float32Array([t]), []),
+        encoder_hidden_states: f32([1, 77, 16], c),
+        "out_sample.cotangent": f32([1, 3, 8, 12], w),
+      });
+      const want = denoiserVjp(out, zt, t, theta, l, m.spectrum, w);
+      const wantC = embeddingGradient(want.dtheta, 77, m.text.readout);
+      const ez = relErr(res["sample.grad"].data as Float32Array, want.dz);
+      const ec = relErr(res["encoder_hidden_states.grad"].data as Float32Array, wantC);
+      console.log(
+        `${folder} t=${t}: VJP vs closed form, ∂z rel ${ez.toExponential(1)}, ∂c rel ${
+          ec.toExponential(1)
+        }`,
+      );
+      assert.ok(ez < 1e-5 && ec < 1e-4);
+    }
+  }
+});
+
 Deno.test("exact model: G is the probability-flow ODE solved to ᾱ = 1 (RK4, float64)", () => {
   // dz/dℓ = ½ z + ½ ∇log p_ℓ(z), ℓ = log ᾱ, ∇log p = −(z − √ᾱ μ)/(ᾱλ + 1 − ᾱ); integrate from
   // ℓ_t to 0 on a grid geometric in −ℓ (the ODE is stiff near ℓ = 0 for small λ).
@@ -631,6 +721,14 @@ Deno.test("exact model: evidence gradient and Hessian match finite differences; 
       assert.ok(logEvidence(t, prob, sp).value < best.logEvidence);
     }
   }
+  // Fisher identity: E_post[∇_θ log p(z|θ)] = ∇_θ log p(y|θ), in closed form
+  const fisher = expectedPriorScoreTheta(
+    posteriorDiagonal(prob, modelMoments(m, theta0)),
+    theta0,
+    l,
+    sp,
+  );
+  assert.ok(relErr(fisher, d.gradient) < 1e-9, `Fisher identity: ${relErr(fisher, d.gradient)}`);
   // the embedding that realises θ*
   const cStar = embeddingForTheta(best.theta, 77, m.text.readout);
   assertClose(thetaFromEmbedding(cStar, m.text.readout), best.theta, 1e-12, 1e-12, "θ(c*)");

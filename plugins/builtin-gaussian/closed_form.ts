@@ -494,6 +494,115 @@ export function consistencyMap(zt: ArrayLike<number>, t: number, m: PriorMoments
   return out;
 }
 
+/** What a UNet-like map returns: ε̂ (ε-prediction), ẑ0 (Tweedie) or G (consistency). */
+export type DenoiserOutput = "eps" | "z0" | "G";
+
+/** Vector–Jacobian product of a denoiser output. */
+export interface DenoiserVjp {
+  /** ∂⟨w, f⟩/∂z_t (the map is diagonal in z_t). */
+  dz: Float64Array;
+  /** ∂⟨w, f⟩/∂θ (9 values); chain with {@link embeddingGradient} for ∂/∂c. */
+  dtheta: Float64Array;
+}
+
+/**
+ * Closed-form VJP of ε̂, ẑ0 or G at integer t for prior θ, cotangent w (the exact gradients the
+ * ONNX VJP of the UNets must reproduce). With d = z_t − √ᾱμ, den = ᾱλ + 1 − ᾱ, η = log λ:
+ * - G = μ + k d, k = √(λ/den): ∂G/∂z = k, ∂G/∂η = ½ k (1−ᾱ)/den · d, ∂G/∂μ = 1 − √ᾱ k;
+ * - ẑ0 = μ + g d, g = √ᾱλ/den: ∂/∂z = g, ∂/∂η = g (1−ᾱ)/den · d, ∂/∂μ = 1 − √ᾱ g;
+ * - ε̂ = √(1−ᾱ) d/den: ∂/∂z = √(1−ᾱ)/den, ∂/∂η = −√(1−ᾱ) ᾱλ d/den², ∂/∂μ = −√ᾱ √(1−ᾱ)/den;
+ * then ∂η/∂a_k = 1, ∂η/∂β_k = −L/2, ∂μ_DC/∂m_k = √(HW)s.
+ */
+export function denoiserVjp(
+  output: DenoiserOutput,
+  zt: ArrayLike<number>,
+  t: number,
+  theta: ArrayLike<number>,
+  l: LatentLayout,
+  c: SpectrumConstants,
+  w: ArrayLike<number>,
+): DenoiserVjp {
+  checkTimestep(t);
+  const { alphasCumprod, oneMinusAlphasCumprod } = exactSchedule();
+  const ab = alphasCumprod[t],
+    om = oneMinusAlphasCumprod[t],
+    sab = Math.sqrt(ab),
+    som = Math.sqrt(om);
+  const m = priorMoments(theta, l, c);
+  const L = logFrequencyTerm(l, c), dc = dcWeight(l);
+  const n = l.keepH * l.keepW;
+  const dz = new Float64Array(3 * n), dtheta = new Float64Array(THETA_SIZE);
+  for (let k = 0; k < 3; k++) {
+    for (let j = 0; j < n; j++) {
+      const i = k * n + j, lam = m.lambda[i], den = ab * lam + om;
+      const d = zt[i] - sab * m.mu[i];
+      let fz: number, fEta: number, fMu: number;
+      if (output === "G") {
+        const kk = Math.sqrt(lam / den);
+        [fz, fEta, fMu] = [kk, 0.5 * kk * (om / den) * d, 1 - sab * kk];
+      } else if (output === "z0") {
+        const g = (sab * lam) / den;
+        [fz, fEta, fMu] = [g, g * (om / den) * d, 1 - sab * g];
+      } else {
+        [fz, fEta, fMu] = [som / den, (-som * ab * lam * d) / (den * den), (-sab * som) / den];
+      }
+      dz[i] = w[i] * fz;
+      dtheta[k] += w[i] * fEta;
+      dtheta[3 + k] += -0.5 * L[j] * w[i] * fEta;
+      if (j === 0) dtheta[6 + k] += w[i] * fMu * dc;
+    }
+  }
+  return { dz, dtheta };
+}
+
+/**
+ * ∇_θ log p(z | θ) of the Gaussian prior at a latent z (the Fisher-identity / SAPG estimator on a
+ * sample): ∂/∂η_i = ½((z_i − μ_i)²/λ_i − 1), ∂/∂μ_i = (z_i − μ_i)/λ_i, chained as in
+ * {@link logEvidence}.
+ */
+export function priorScoreTheta(
+  z: ArrayLike<number>,
+  theta: ArrayLike<number>,
+  l: LatentLayout,
+  c: SpectrumConstants,
+): Float64Array {
+  const m = priorMoments(theta, l, c);
+  const variance = new Float64Array(z.length);
+  return expectedPriorScoreTheta({ mean: Float64Array.from(z), variance }, theta, l, c, m);
+}
+
+/**
+ * E_q[∇_θ log p(z | θ)] for z ~ q = N(mean, diag(variance)) (e.g. the exact posterior): by the
+ * Fisher identity this equals ∇_θ log p(y | θ) when q is the posterior under θ.
+ */
+export function expectedPriorScoreTheta(
+  q: PosteriorMoments,
+  theta: ArrayLike<number>,
+  l: LatentLayout,
+  c: SpectrumConstants,
+  moments?: PriorMoments,
+): Float64Array {
+  const m = moments ?? priorMoments(theta, l, c);
+  const L = logFrequencyTerm(l, c), dc = dcWeight(l);
+  const n = l.keepH * l.keepW;
+  const g = new Float64Array(THETA_SIZE);
+  for (let k = 0; k < 3; k++) {
+    for (let j = 0; j < n; j++) {
+      const i = k * n + j, r = q.mean[i] - m.mu[i];
+      const dEta = 0.5 * ((r * r + q.variance[i]) / m.lambda[i] - 1);
+      g[k] += dEta;
+      g[3 + k] += -0.5 * L[j] * dEta;
+      if (j === 0) g[6 + k] += (r / m.lambda[i]) * dc;
+    }
+  }
+  return g;
+}
+
+/** One draw from N(mean, diag(variance)) (e.g. an exact posterior sample for a diagonal operator). */
+export function sampleDiagonal(q: PosteriorMoments, rng: NormalSource): Float64Array {
+  return q.mean.map((v, i) => v + Math.sqrt(q.variance[i]) * rng.normal());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Diagonal operators: A = Dᵀ-basis diagonal, y′ = 2y − A(1) = A x′ + 2n.
 
