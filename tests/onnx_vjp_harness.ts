@@ -234,6 +234,10 @@ export async function checkBuilt(
         } ≥ ${tol}`,
       );
     }
+    if (Deno.env.get("VJP_TEST_VERBOSE")) {
+      const errs = Object.entries(errors).map(([k, v]) => `${k}:${v.toExponential(1)}`);
+      console.log(`[vjp] ${label} ${dtype} ${errs.join(" ")} (${vg.stats.backwardNodes} nodes)`);
+    }
     return {
       dtype,
       errors,
@@ -280,10 +284,5 @@ export async function checkOp(
   opts: CheckOptions = {},
 ): Promise<GradReport> {
   const dtype: FloatName = (await runsInFloat64(build, opts.opset)) ? "float64" : "float32";
-  const rep = await checkGradient(label, dtype, build, opts);
-  if (Deno.env.get("VJP_TEST_VERBOSE")) {
-    const errs = Object.entries(rep.errors).map(([k, v]) => `${k}:${v.toExponential(1)}`);
-    console.log(`[vjp] ${label} ${rep.dtype} ${errs.join(" ")}`);
-  }
-  return rep;
+  return await checkGradient(label, dtype, build, opts);
 }
