@@ -9,7 +9,8 @@
  * ᾱ_t = ∏_{s≤t} (1 − β_s). With `rescale_betas_zero_snr`, √ᾱ is shifted and scaled so that
  * √ᾱ_{T−1} = 0 while √ᾱ_0 is kept (Lin et al. 2023, diffusers `rescale_zero_terminal_snr`).
  *
- * Everything is computed in float64 (diffusers uses float32; the two agree to ≈1e-7).
+ * DEVIATION: everything is computed in float64, while diffusers computes β and ᾱ in float32 (torch);
+ * the two agree to ≈1e-7 (solvers.md §1.1), and the contract's `alphasCumprod` is float64.
  *
  * LCM boundary conditions (diffusers `LCMScheduler.get_scalings_for_boundary_condition_discrete`),
  * with σ_data = 0.5 and s = t · timestep_scaling:
