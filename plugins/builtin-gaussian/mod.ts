@@ -10,3 +10,4 @@ export * from "./params.ts";
 export * from "./bpe_vocab.ts";
 export * from "./model.ts";
 export * from "./emit.ts";
+export * from "./plugin.ts";

@@ -1,0 +1,88 @@
+/**
+ * The "builtin" prior plugin: the exact model, emitted for the run's image size and served by the
+ * same loader as a diffusers folder on disk (`DiffusersPrior` over an in-memory folder). No
+ * download; every quantity is known in closed form (see closed_form.ts).
+ *
+ * Options (spec string `builtin:lossy=0.5,scale=1`):
+ * - `lossy`: keep only the low-frequency block of the latent: a per-axis fraction in (0,1] or a
+ *   block "KhxKw" (e.g. `lossy=16x24`); absent: lossless (latent [1,3,H,W]).
+ * - `scale`: the latent scaling factor s (VAE `scaling_factor`), default 1.
+ * - `ref_size`: the size reference N_ref of the prior's size scaling (0: none), default 64.
+ * - `write_model`: also write the emitted folder to this (new) directory, to inspect it.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { definePrior, type PriorPlugin } from "../../core/registry.ts";
+import { InputError } from "../../core/errors.ts";
+import { memoryFiles } from "../diffusers/files.ts";
+import { DiffusersPrior } from "../diffusers/prior.ts";
+import { buildExactModelFiles, writeExactModelFolder } from "./emit.ts";
+import { createExactModel } from "./model.ts";
+
+/** Options of the builtin prior (after validation). */
+export interface BuiltinPriorOptions {
+  /** Per-axis keep fraction, or "KhxKw". */
+  lossy?: number | string;
+  /** Latent scaling factor s. */
+  scale: number;
+  /** Size reference N_ref (0 disables the size scaling). */
+  ref_size: number;
+  /** Directory to write the emitted folder to. */
+  write_model?: string;
+}
+
+/** Parse the `lossy` option. */
+function lossyOf(
+  v: number | string | undefined,
+  H: number,
+  W: number,
+): [number, number] | number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v === "number") return v;
+  const m = /^(\d+)x(\d+)$/.exec(v);
+  if (!m) {
+    throw new InputError(`prior "builtin": lossy=${v}: expected a fraction in (0,1] or KhxKw`);
+  }
+  const kh = Number(m[1]), kw = Number(m[2]);
+  if (kh < 1 || kw < 1 || kh > H || kw > W) {
+    throw new InputError(`prior "builtin": lossy=${v}: the block must fit the ${H}x${W} image`);
+  }
+  return [kh, kw];
+}
+
+/** The built-in exact model as a prior plugin. */
+export const builtinPlugin: PriorPlugin<BuiltinPriorOptions> = definePrior<BuiltinPriorOptions>({
+  kind: "prior",
+  name: "builtin",
+  description:
+    "built-in exact latent-diffusion model (DCT autoencoder, Gaussian prior, closed-form Tweedie and consistency UNets; no download)",
+  options: z.strictObject({
+    lossy: z.union([
+      z.number().gt(0).max(1),
+      z.string().regex(/^\d+x\d+$/, "expected KhxKw, e.g. 16x24"),
+    ]).optional(),
+    scale: z.number().positive().default(1),
+    ref_size: z.number().min(0).default(64),
+    write_model: z.string().min(1).optional(),
+  }),
+  async create(o, ctx) {
+    const shape = ctx.imageShape;
+    if (shape.length !== 4 || shape[0] !== 1 || shape[1] !== 3) {
+      throw new InputError(`prior "builtin": images must be [1,3,H,W] RGB (got [${shape}])`);
+    }
+    const [, , H, W] = shape;
+    const model = createExactModel({
+      imageShape: shape,
+      lossy: lossyOf(o.lossy, H, W),
+      scale: o.scale,
+      refSize: o.ref_size,
+    });
+    const files = buildExactModelFiles(model);
+    if (o.write_model) await writeExactModelFolder(o.write_model, files);
+    return await DiffusersPrior.load(memoryFiles("builtin", files), {
+      device: ctx.device,
+      imageShape: shape,
+    });
+  },
+});
