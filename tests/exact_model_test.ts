@@ -10,6 +10,7 @@ import {
   embeddingForTheta,
   embeddingGradient,
   encode64,
+  evidenceGainFraction,
   exactSchedule,
   expectedPriorScoreTheta,
   type LatentLayout,
@@ -721,6 +722,8 @@ Deno.test("exact model: evidence gradient and Hessian match finite differences; 
       assert.ok(logEvidence(t, prob, sp).value < best.logEvidence);
     }
   }
+  assert.ok(Math.abs(evidenceGainFraction(best.theta, theta0, prob, sp) - 1) < 1e-9);
+  assert.equal(evidenceGainFraction(theta0, theta0, prob, sp, best.theta), 0);
   // Fisher identity: E_post[∇_θ log p(z|θ)] = ∇_θ log p(y|θ), in closed form
   const fisher = expectedPriorScoreTheta(
     posteriorDiagonal(prob, modelMoments(m, theta0)),

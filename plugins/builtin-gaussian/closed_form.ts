@@ -787,6 +787,26 @@ function accumulateEvidence(
   return value;
 }
 
+/**
+ * The fraction of the achievable evidence gain reached by θ_final (exact-model.md §5):
+ * (log p(y|θ_final) − log p(y|θ0)) / (log p(y|θ*) − log p(y|θ0)), θ* by {@link maximiseEvidence}
+ * from θ0 unless given.
+ */
+export function evidenceGainFraction(
+  thetaFinal: ArrayLike<number>,
+  theta0: ArrayLike<number>,
+  problems: DiagonalProblem | readonly DiagonalProblem[],
+  c: SpectrumConstants,
+  thetaStar?: ArrayLike<number>,
+): number {
+  const l0 = logEvidence(theta0, problems, c).value;
+  const lf = logEvidence(thetaFinal, problems, c).value;
+  const ls = thetaStar
+    ? logEvidence(thetaStar, problems, c).value
+    : maximiseEvidence(problems, c, theta0).logEvidence;
+  return (lf - l0) / (ls - l0);
+}
+
 /** Result of {@link maximiseEvidence}. */
 export interface EvidenceMaximum {
   /** θ* (9 values). */
