@@ -48,7 +48,10 @@ export interface TransformOptions {
   shapes?: "auto" | "static" | "probe";
   /** Folder of the model's external data (needed to probe a model given as bytes). */
   baseDir?: string;
-  /** Also list differentiated initializers as graph inputs (their stored values become defaults). */
+  /**
+   * Turn the differentiated initializers into graph inputs (the stored values are dropped and must
+   * be fed; ONNX Runtime ignores feeds for initializers that are also listed as inputs).
+   */
   exposeInitializers?: boolean;
   /** Embedded copies of small external initializers (read for their values only). */
   constants?: Map<string, TensorProto>;
@@ -337,7 +340,12 @@ export async function transform(
       node: [...nodes, ...e.nodes],
       input: [...newInputs, ...cotangents],
       output: newOutputs,
-      initializer: [...(graph.initializer ?? []), ...e.initializers],
+      initializer: [
+        ...(graph.initializer ?? []).filter((t) =>
+          !(opts.exposeInitializers && opts.wrt.includes(t.name ?? ""))
+        ),
+        ...e.initializers,
+      ],
       valueInfo: [],
       sparseInitializer: graph.sparseInitializer,
     },
