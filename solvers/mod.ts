@@ -4,6 +4,7 @@
  * @module
  */
 import type { SolverPlugin } from "../core/registry.ts";
+import { latinoPlugin } from "./latino.ts";
 
 /** Every built-in solver plugin, in `--help` order. */
-export const solverPlugins: SolverPlugin[] = [];
+export const solverPlugins: SolverPlugin[] = [latinoPlugin];

@@ -1,0 +1,319 @@
+/**
+ * `deno task solve` / `deno run … solve.ts`: restore an image with a solver, an operator and a prior.
+ *
+ *   solve.ts --solver latino --operator blur:sigma=3 --noise 0.01 --seed 0
+ *            [--input clean.png | --measurement y.png|y.npy [--size HxW]] [--model DIR]
+ *            [--prompt "…"] [--device auto|cpu|cuda|webgpu] --out DIR
+ *
+ * Writes into DIR (atomically, never over an input): `measurement.png`, `restored.png`,
+ * `restored.npy`, `side_by_side.png` (clean | measurement | restored, or measurement | restored) and
+ * `run.json` (options, seed, versions, execution provider, NFE per model, timings, metrics).
+ * Without `--input`/`--measurement` the procedural test scene is used. Progress goes to stderr.
+ *
+ * @module
+ */
+import { join, resolve } from "node:path";
+import * as ort from "onnxruntime-node";
+import type { ForwardOperator, Prior, Problem, SolveResult } from "./core/contracts.ts";
+import { unmetRequirements } from "./core/contracts.ts";
+import { InputError } from "./core/errors.ts";
+import { measure } from "./core/noise.ts";
+import { createOperator, type PluginRegistry, validateOptions } from "./core/registry.ts";
+import { STREAMS, streams } from "./core/rng.ts";
+import { testScene } from "./core/scene.ts";
+import { parseSpec } from "./core/spec.ts";
+import { allFinite, numel, sameShape, type Tensor, tensor } from "./core/tensor.ts";
+import { measurementPsnr, psnr, ssim } from "./core/metrics.ts";
+import { writeFileAtomic } from "./core/io/atomic.ts";
+import { writeTensor } from "./core/io/image.ts";
+import {
+  main,
+  parseCli,
+  parseNumber,
+  parseSize,
+  readInput,
+  registryFromFlags,
+} from "./cli/common.ts";
+import { ProgressReporter } from "./cli/progress.ts";
+
+const USAGE = `Usage: deno task solve --solver SPEC --operator SPEC --out DIR [options]
+
+Restore an image. Specs are NAME[:key=value,...], e.g. latino:steps=8 or blur:sigma=3.
+
+Options:
+  --solver SPEC        solver and its options (default latino)
+  --operator SPEC      forward operator and its options (required)
+  --noise SIGMA        measurement noise σ_y on the [0,1] scale (default 0.01)
+  --seed N             run seed; every random draw comes from a named stream of it (default 0)
+  --input PATH         clean image (PNG/JPEG/WebP/TIFF or .npy): the measurement is simulated
+  --measurement PATH   an existing measurement y (.png or .npy on [0,1]) instead of --input
+  --size HxW           image size: the test-scene size (default 256x256), or the unknown image's
+                       size with --measurement when it differs from y (e.g. SR)
+  --model DIR          diffusers/Optimum ONNX pipeline folder (default: the built-in exact model)
+  --prompt TEXT        prompt for the prior (sets the solver's "prompt" option)
+  --device D           auto | cpu | cuda | webgpu (default auto)
+  --out DIR            output folder (required)
+  --previews           save a preview PNG of every step in DIR/steps/
+  --quiet              no progress bar
+  --plugin PATH        load plugins from a module (repeatable); --allow-remote-plugins for URLs
+  --help               this text, plus the solvers and operators with their options
+`;
+
+const OPTIONS = {
+  solver: { type: "string" },
+  operator: { type: "string" },
+  noise: { type: "string" },
+  seed: { type: "string" },
+  input: { type: "string" },
+  measurement: { type: "string" },
+  size: { type: "string" },
+  model: { type: "string" },
+  prompt: { type: "string" },
+  device: { type: "string" },
+  out: { type: "string" },
+  previews: { type: "boolean" },
+  quiet: { type: "boolean" },
+} as const;
+
+/** Describe every solver and operator with its options (for --help). */
+function describePlugins(registry: PluginRegistry): string {
+  const lines: string[] = [];
+  for (const kind of ["solver", "operator", "prior"] as const) {
+    lines.push(`${kind}s:`);
+    for (const p of registry.list(kind)) {
+      lines.push(`  ${p.name.padEnd(10)} ${p.description}`);
+      const shape = (p.options as { shape?: Record<string, unknown> }).shape;
+      if (shape) {
+        for (const [k, v] of Object.entries(shape)) {
+          const d = (v as { description?: string }).description;
+          lines.push(`      ${k}${d ? `: ${d}` : ""}`);
+        }
+      }
+    }
+  }
+  return lines.join("\n");
+}
+
+/** Nearest-neighbour resize of a [1,C,h,w] tensor to H×W (for the side-by-side picture only). */
+function nearest(t: Tensor, h: number, w: number): Tensor {
+  const [, c, th, tw] = t.shape;
+  const out = tensor([1, c, h, w]);
+  for (let k = 0; k < c; k++) {
+    for (let i = 0; i < h; i++) {
+      const si = Math.min(th - 1, Math.floor(i * th / h));
+      for (let j = 0; j < w; j++) {
+        const sj = Math.min(tw - 1, Math.floor(j * tw / w));
+        out.data[(k * h + i) * w + j] = t.data[(k * th + si) * tw + sj];
+      }
+    }
+  }
+  return out;
+}
+
+/** Concatenate [1,3,H,W] images left to right with a white 4-pixel gap. */
+export function sideBySide(images: Tensor[]): Tensor {
+  const [, c, h] = images[0].shape;
+  const gap = 4;
+  const widths = images.map((t) => t.shape[3]);
+  const w = widths.reduce((a, b) => a + b, 0) + gap * (images.length - 1);
+  const out = tensor([1, c, h, w]);
+  out.data.fill(1);
+  let x0 = 0;
+  for (const img of images) {
+    const iw = img.shape[3], ic = img.shape[1];
+    for (let k = 0; k < c; k++) {
+      const sk = Math.min(k, ic - 1);
+      for (let i = 0; i < h; i++) {
+        for (let j = 0; j < iw; j++) {
+          out.data[(k * h + i) * w + x0 + j] = img.data[(sk * h + i) * iw + j];
+        }
+      }
+    }
+    x0 += iw + gap;
+  }
+  return out;
+}
+
+async function toolkitVersion(): Promise<string> {
+  try {
+    const cfg = JSON.parse(await Deno.readTextFile(new URL("./deno.json", import.meta.url)));
+    return String(cfg.version ?? "unknown");
+  } catch {
+    return "unknown";
+  }
+}
+
+/** Run `solve` with command-line arguments. */
+export async function solve(args: string[]): Promise<number> {
+  const { values } = parseCli(args, OPTIONS);
+  const registry = await registryFromFlags(values);
+  if (values.help) {
+    console.log(USAGE + "\n" + describePlugins(registry));
+    return 0;
+  }
+  if (!values.operator) throw new InputError("--operator is required (e.g. blur:sigma=3)");
+  if (!values.out) throw new InputError("--out DIR is required");
+  if (values.input && values.measurement) {
+    throw new InputError("give either --input (clean image) or --measurement, not both");
+  }
+  const outDir = resolve(values.out);
+  const inputs = [values.input, values.measurement, ...(values.plugin ?? [])]
+    .filter((p): p is string => !!p).map((p) => resolve(p));
+  const outFiles = [
+    "measurement.png",
+    "restored.png",
+    "restored.npy",
+    "side_by_side.png",
+    "run.json",
+  ]
+    .map((f) => join(outDir, f));
+  for (const f of outFiles) {
+    if (inputs.includes(f)) throw new InputError(`--out ${values.out}: would overwrite input ${f}`);
+  }
+  const sigma = parseNumber(values.noise, "--noise", { fallback: 0.01, min: 0 });
+  const seed = parseNumber(values.seed, "--seed", { fallback: 0, min: 0, integer: true });
+  const device = values.device ?? "auto";
+
+  // Solver and its options (the --prompt flag fills the solver's "prompt" option).
+  const solverSpec = parseSpec(values.solver ?? "latino", "--solver");
+  if (values.prompt !== undefined) {
+    if ("prompt" in solverSpec.options) {
+      throw new InputError("give the prompt either with --prompt or in the solver spec, not both");
+    }
+    solverSpec.options.prompt = values.prompt;
+  }
+  const solverPlugin = registry.get("solver", solverSpec.name);
+  const solverOptions = validateOptions(solverPlugin, solverSpec.options);
+  const solver = await solverPlugin.create(solverOptions, {});
+
+  // The problem: clean image (or scene) → operator → measurement, or a given measurement.
+  let clean: Tensor | undefined;
+  let y: Tensor;
+  let op: ForwardOperator;
+  const opSpec = parseSpec(values.operator, "--operator");
+  if (values.measurement) {
+    y = await readInput(values.measurement);
+    const [h, w] = values.size ? parseSize(values.size) : [y.shape[2], y.shape[3]];
+    op = await createOperator(registry, opSpec, [1, 3, h, w], seed);
+    if (!sameShape(op.outputShape, y.shape)) {
+      throw new InputError(
+        `--measurement ${values.measurement}: shape [${y.shape}] but ${values.operator} on a ` +
+          `${h}×${w} image gives [${op.outputShape}] (set --size to the unknown image's HxW)`,
+      );
+    }
+  } else {
+    if (values.input && values.size) {
+      throw new InputError("--size applies to the test scene or --measurement, not --input");
+    }
+    clean = values.input
+      ? await readInput(values.input)
+      : testScene(...parseSize(values.size ?? "256x256"));
+    op = await createOperator(registry, opSpec, clean.shape, seed);
+    y = await measure(op, clean, sigma, streams(seed).get(STREAMS.measurementNoise));
+  }
+  const imageShape = [...op.inputShape];
+
+  // The prior: the built-in exact model unless --model is given.
+  const priorPlugin = values.model
+    ? registry.get("prior", "diffusers")
+    : registry.get("prior", "builtin");
+  const priorOptions = validateOptions(priorPlugin, values.model ? { path: values.model } : {});
+  const prior: Prior = await priorPlugin.create(priorOptions, { device, imageShape });
+  const why = unmetRequirements(solver.requires, op, prior);
+  if (why) throw new InputError(`solver "${solver.name}" cannot run here: ${why}`);
+  const priorInfo = prior.info?.() ?? {};
+  if (priorInfo.provider && !values.quiet) {
+    console.error(
+      `execution provider: ${priorInfo.provider}${
+        priorInfo.providerNote ? ` (${priorInfo.providerNote})` : ""
+      }`,
+    );
+  }
+
+  // Run, with a progress bar on stderr and Ctrl-C → cancel between steps.
+  const problem: Problem = { y, operator: op, noise: { kind: "gaussian", sigma }, imageShape };
+  const controller = new AbortController();
+  const onSigint = () => controller.abort();
+  try {
+    Deno.addSignalListener("SIGINT", onSigint);
+  } catch { /* signals unavailable (e.g. Windows without console) */ }
+  const progress = new ProgressReporter(!values.quiet);
+  const started = performance.now();
+  const steps: Record<string, unknown>[] = [];
+  let result: SolveResult;
+  try {
+    const it = solver.run(problem, prior, {
+      rng: streams(seed).get(STREAMS.solver),
+      signal: controller.signal,
+      previews: values.previews ?? false,
+    });
+    while (true) {
+      const r = await it.next();
+      if (r.done) {
+        result = r.value;
+        break;
+      }
+      const ev = r.value;
+      progress.update(ev);
+      steps.push({ step: ev.step, t: ev.t, residual: ev.residual, ms: ev.ms, nfe: ev.nfe });
+      if (ev.preview) {
+        await writeTensor(
+          join(outDir, "steps", `step_${String(ev.step).padStart(3, "0")}.png`),
+          ev.preview,
+        );
+      }
+    }
+  } finally {
+    progress.stop();
+    try {
+      Deno.removeSignalListener("SIGINT", onSigint);
+    } catch { /* ignore */ }
+  }
+  const totalMs = performance.now() - started;
+  const x = result.x;
+  if (!allFinite(x)) throw new Error(`solver ${solver.name} produced non-finite values`);
+
+  // Metrics and outputs.
+  const metrics: Record<string, number> = {
+    measurementPsnr: await measurementPsnr(op, x, y),
+  };
+  if (clean) {
+    metrics.psnr = psnr(x, clean);
+    metrics.ssim = ssim(x, clean);
+  }
+  const [, , h, w] = imageShape;
+  const yShow = y.shape.length === 4 && y.shape[1] >= 1 ? nearest(y, h, w) : y;
+  await writeTensor(join(outDir, "measurement.png"), y);
+  await writeTensor(join(outDir, "restored.png"), x);
+  await writeTensor(join(outDir, "restored.npy"), x);
+  await writeTensor(
+    join(outDir, "side_by_side.png"),
+    sideBySide(clean ? [clean, yShow, x] : [yShow, x]),
+  );
+  const stats = prior.stats();
+  const report = {
+    toolkit: { version: await toolkitVersion() },
+    versions: { deno: Deno.version.deno, v8: Deno.version.v8, onnxruntime: ort.env.versions?.node },
+    command: ["solve.ts", ...args],
+    seed,
+    noise: { kind: "gaussian", sigma, scale: "[0,1]" },
+    input: values.input ?? values.measurement ?? `test-scene:${h}x${w}`,
+    imageShape,
+    operator: { spec: values.operator, name: op.name, options: op.options },
+    solver: { name: solver.name, options: solverOptions, info: result.info },
+    prior: { name: prior.name, ...priorInfo },
+    nfe: stats.calls,
+    modelMs: stats.ms,
+    timings: { totalMs, steps },
+    metrics,
+    pixels: numel(imageShape),
+  };
+  await writeFileAtomic(
+    join(outDir, "run.json"),
+    new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"),
+  );
+  console.log(JSON.stringify({ out: outDir, ...metrics, nfe: stats.calls, totalMs }));
+  return 0;
+}
+
+if (import.meta.main) await main(solve);

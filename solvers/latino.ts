@@ -1,0 +1,301 @@
+/**
+ * LATINO — LAtent consisTency INverse sOlver (Spagnoletti et al.), as the official code runs it
+ * (LATINO-PRO/LATINO-PRO `main_LATINO.py` + `noise_schemes.noise_pred_cond_y`; see
+ * ../shared/reference/solvers.md §2.2).
+ *
+ * Paper form: a split Langevin step whose prior half is a stochastic auto-encoder,
+ *
+ *   x_{k+1} = prox_{δ_k g_y}( D( G_θ( √ᾱ_{t_k} E(x_k) + √(1−ᾱ_{t_k}) ε_k , t_k, c ) ) ),
+ *   g_y(x) = ‖A x − y'‖² / (2σ'²),  δ_k = δ·(1−ᾱ_{t_k}).
+ *
+ * Code form (what runs here), per timestep t in 999, 874, …, 124 on the [-1,1] scale:
+ *
+ *   ẑ0  = G(z, t, c)                          consistency map (1 NFE)
+ *   x   = clip(D(ẑ0), −1, 1)                  decode
+ *   df  = ‖A(x) + σ'n − y'‖                  residual with fresh measurement-like noise
+ *   δ   = rule(t, df);  γ = δ (1−ᾱ_t)/σ'²
+ *   x_p = argmin_u (γ/2)‖A u − y'‖² + ½‖u − x‖²
+ *   z0' = E(clip(x_p, −1, 1))                 encode (mean)
+ *   z   = √ᾱ_{t'} z0' + √(1−ᾱ_{t'}) ξ         re-noise to the next timestep t' (last step: z = z0')
+ *
+ * and x̂ = (D(z)+1)/2 clamped to [0,1].
+ *
+ * Scale bookkeeping. Operators work on [0,1] images; the solver works on [-1,1]. With x' = 2x − 1
+ * and the consistent measurement y' = 2y − A(1), ‖A x' − y'‖ = 2‖A x − y‖ and ‖x' − z'‖ = 2‖x − z‖, so
+ * the prox with the same γ is computed on [0,1] images: u = op.proxL2((x+1)/2, y, γ), x_p = 2u − 1.
+ * For operators with A(1) = 1 (normalised blur and SR kernels) this is exactly the official
+ * y' = 2y − 1.
+ *
+ * DEVIATIONS from the official code (also listed in the README):
+ * - The last LCMScheduler step returns c_out·z0' + c_skip·z with c_skip(124) ≈ 1.6e-7; we return z0'
+ *   (the c_skip → 0 limit). Likewise the consistency map of an LCM prior includes the boundary
+ *   coefficients, whereas the official code decodes the raw x̂0 prediction: a 1e-7 relative effect.
+ * - Initialisation uses the operator's `pseudoInverse` (= Aᵀy for blur, the box-filter hole filling
+ *   for inpainting, as in the official code; an upsampled y for SR, where the official code uses
+ *   Aᵀy', a nearly flat image at ×16). `init: "adjoint"` restores the official Aᵀy'.
+ * - `clip: false` switches both clips off (needed for the exact tests of exact-model.md §6).
+ *
+ * @module
+ */
+import { z } from "zod";
+import type {
+  Conditioning,
+  ForwardOperator,
+  Prior,
+  Problem,
+  SolveContext,
+  SolveResult,
+  StepEvent,
+} from "../core/contracts.ts";
+import { defineSolver } from "../core/registry.ts";
+import { InputError } from "../core/errors.ts";
+import type { RandomStream } from "../core/rng.ts";
+import { type Tensor, tensor } from "../core/tensor.ts";
+import { constantDelta, DELTA_PRESETS, deltaAt, type DeltaRule } from "./delta.ts";
+
+/** Options of LATINO. */
+export const latinoOptions = z.strictObject({
+  /** Number of steps N; timesteps t_k = 999 − ⌊k·1000/N⌋ (8 → 999, 874, …, 124). */
+  steps: z.number().int().min(1).max(1000).default(8),
+  /** Explicit timesteps separated by "/", e.g. "999/749/499/249" (overrides `steps`). */
+  timesteps: z.string().regex(/^\d+(\s*[;/ ]\s*\d+)*$/).optional(),
+  /** Constant δ (overrides `preset`). */
+  delta: z.number().positive().optional(),
+  /** δ preset name (see DELTA_PRESETS) or "auto" (by prior family and operator). */
+  preset: z.string().default("auto"),
+  /** Prompt for the prior's text encoder. */
+  prompt: z.string().default(""),
+  /** Clip decoded and prox images to [-1,1] (official behaviour). */
+  clip: z.boolean().default(true),
+  /** Initial image: operator's pseudo-inverse (default) or the official Aᵀy'. */
+  init: z.enum(["pseudo-inverse", "adjoint"]).default("pseudo-inverse"),
+  /** Draw the measurement-like noise inside df, as deepinv's physics does. */
+  residualNoise: z.boolean().default(true),
+  /** Max iterations of an iterative prox (CG / nonlinear). */
+  proxMaxIter: z.number().int().positive().optional(),
+  /** Tolerance of an iterative prox. */
+  proxTol: z.number().positive().optional(),
+});
+
+/** Parsed LATINO options. */
+export type LatinoOptions = z.output<typeof latinoOptions>;
+
+/** The timesteps of an N-step run: t_k = 999 − ⌊k·T/N⌋. */
+export function latinoTimesteps(steps: number, numTrain = 1000): number[] {
+  return Array.from({ length: steps }, (_, k) => numTrain - 1 - Math.floor(k * numTrain / steps));
+}
+
+/** Choose the δ rule from options, prior and operator. Returns the rule and a label for reports. */
+export function chooseDeltaRule(
+  options: Pick<LatinoOptions, "delta" | "preset">,
+  prior: Pick<Prior, "name">,
+  operator: Pick<ForwardOperator, "name" | "options">,
+): { rule: DeltaRule; label: string } {
+  if (options.delta !== undefined) {
+    return { rule: constantDelta(options.delta), label: `constant ${options.delta}` };
+  }
+  let name = options.preset;
+  if (name === "auto") name = autoPreset(prior.name, operator);
+  const preset = DELTA_PRESETS[name];
+  if (!preset) {
+    throw new InputError(
+      `latino: unknown δ preset "${name}" (known: ${Object.keys(DELTA_PRESETS).join(", ")})`,
+    );
+  }
+  return { rule: preset.rule, label: name };
+}
+
+/** The preset "auto" picks: family from the prior's name, task from the operator. */
+export function autoPreset(
+  priorName: string,
+  op: Pick<ForwardOperator, "name" | "options">,
+): string {
+  const o = op.options as Record<string, unknown>;
+  const family = priorName.startsWith("builtin")
+    ? "builtin"
+    : /xl|dmd/i.test(priorName)
+    ? "sdxl-dmd2"
+    : "sd15-lcm";
+  let task = "other";
+  if (op.name === "blur") task = o.kernel === "motion" ? "motion" : "gaussian";
+  else if (op.name === "inpaint") task = "inpaint";
+  else if (op.name === "sr") task = o.factor === 32 ? "sr32" : o.factor === 16 ? "sr16" : "sr";
+  else if (op.name === "jpeg") task = "jpeg";
+  const exact = `${family}/${task}`;
+  if (DELTA_PRESETS[exact]) return exact;
+  if (family === "builtin") return "builtin/other";
+  return family === "sdxl-dmd2" ? "sdxl-dmd2/other" : "sd15-lcm/gaussian";
+}
+
+function parseTimesteps(o: LatinoOptions, numTrain: number): number[] {
+  const ts = o.timesteps
+    ? o.timesteps.split(/[\s;/]+/).map(Number)
+    : latinoTimesteps(o.steps, numTrain);
+  for (let i = 0; i < ts.length; i++) {
+    if (!(ts[i] >= 0 && ts[i] < numTrain)) {
+      throw new InputError(`latino: timestep ${ts[i]} is outside [0, ${numTrain - 1}]`);
+    }
+    if (i > 0 && ts[i] >= ts[i - 1]) {
+      throw new InputError(`latino: timesteps must decrease (got ${ts.join(",")})`);
+    }
+  }
+  return ts;
+}
+
+// ---------- small elementwise helpers on the [-1,1] / [0,1] scales ----------
+
+function clipModel(x: Tensor, on: boolean): Tensor {
+  if (!on) return x;
+  const out = tensor(x.shape);
+  for (let i = 0; i < out.data.length; i++) {
+    const v = x.data[i];
+    out.data[i] = v < -1 ? -1 : v > 1 ? 1 : v;
+  }
+  return out;
+}
+
+/** [-1,1] → [0,1]. */
+function toUnit(x: Tensor): Tensor {
+  const out = tensor(x.shape);
+  for (let i = 0; i < out.data.length; i++) out.data[i] = 0.5 * x.data[i] + 0.5;
+  return out;
+}
+
+/** [0,1] → [-1,1]. */
+function toModel(x: Tensor): Tensor {
+  const out = tensor(x.shape);
+  for (let i = 0; i < out.data.length; i++) out.data[i] = 2 * x.data[i] - 1;
+  return out;
+}
+
+/** √ᾱ z + √(1−ᾱ) ξ with ξ from the stream. */
+function addNoise(z: Tensor, abar: number, rng: RandomStream): Tensor {
+  const a = Math.sqrt(abar), b = Math.sqrt(1 - abar);
+  const out = tensor(z.shape);
+  for (let i = 0; i < out.data.length; i++) out.data[i] = a * z.data[i] + b * rng.normal();
+  return out;
+}
+
+/** ‖2(A(x) + σ n − y)‖ = ‖A(x') + σ'n − y'‖ on the [-1,1] scale (x on [0,1]). */
+async function residualNorm(
+  op: ForwardOperator,
+  x01: Tensor,
+  y: Tensor,
+  sigma: number,
+  rng: RandomStream | null,
+): Promise<number> {
+  const ax = await op.forward(x01);
+  let s = 0;
+  for (let i = 0; i < ax.data.length; i++) {
+    const r = ax.data[i] + (rng ? sigma * rng.normal() : 0) - y.data[i];
+    s += 4 * r * r;
+  }
+  return Math.sqrt(s);
+}
+
+function clampUnit(x: Tensor): Tensor {
+  const out = tensor(x.shape);
+  for (let i = 0; i < out.data.length; i++) {
+    const v = x.data[i];
+    out.data[i] = v < 0 ? 0 : v > 1 ? 1 : v;
+  }
+  return out;
+}
+
+async function initialImage(o: LatinoOptions, problem: Problem): Promise<Tensor> {
+  const op = problem.operator;
+  if (o.init === "pseudo-inverse" && op.pseudoInverse) return await op.pseudoInverse(problem.y);
+  if (op.adjoint) {
+    // Official: Aᵀy' with y' = 2y − 1, mapped back to [0,1] as (Aᵀy' + 1)/2.
+    const yModel = toModel(problem.y);
+    return toUnit(await op.adjoint(yModel));
+  }
+  if (op.pseudoInverse) return await op.pseudoInverse(problem.y);
+  throw new InputError(`latino: operator "${op.name}" has neither pseudoInverse nor adjoint`);
+}
+
+/**
+ * The LATINO iteration as an async generator of step events; returns the restored image.
+ * `rng` is the solver stream (re-noising ξ and the df noise n come from its children "renoise" and
+ * "residual").
+ */
+export async function* runLatino(
+  o: LatinoOptions,
+  problem: Problem,
+  prior: Prior,
+  ctx: SolveContext,
+): AsyncGenerator<StepEvent, SolveResult> {
+  if (!prior.consistency) {
+    throw new InputError(`latino: prior "${prior.name}" has no consistency map`);
+  }
+  const op = problem.operator;
+  const abar = prior.schedule.alphasCumprod;
+  const ts = parseTimesteps(o, prior.schedule.numTrainTimesteps);
+  const sigma = problem.noise.sigma;
+  const sigmaPrime = 2 * sigma;
+  if (!(sigmaPrime > 0)) throw new InputError("latino: noise σ_y must be > 0 (γ = δ(1−ᾱ)/σ'²)");
+  const { rule, label } = chooseDeltaRule(o, prior, op);
+  const renoise = ctx.rng.child("renoise");
+  const dfNoise = o.residualNoise ? ctx.rng.child("residual") : null;
+  const proxOpts = { maxIter: o.proxMaxIter, tol: o.proxTol };
+  const c: Conditioning = await prior.condition(o.prompt);
+
+  // Initialisation ("y_noise"): z = √ᾱ_{t0} E(clip(x_init)) + √(1−ᾱ_{t0}) ξ.
+  const xInit = clipModel(toModel(await initialImage(o, problem)), o.clip);
+  let z = addNoise(await prior.encode(xInit), abar[ts[0]], renoise);
+  const deltas: number[] = [];
+
+  for (let k = 0; k < ts.length; k++) {
+    if (ctx.signal?.aborted) throw new DOMException("LATINO was cancelled", "AbortError");
+    const started = performance.now();
+    const t = ts[k];
+    // Prior half: consistency map, decode.
+    const z0hat = await prior.consistency(z, t, c);
+    const x = clipModel(await prior.decode(z0hat), o.clip);
+    const x01 = toUnit(x);
+    // Step size: δ from the rule, γ = δ(1−ᾱ_t)/σ'².
+    const df = await residualNorm(op, x01, problem.y, sigma, dfNoise);
+    const delta = deltaAt(rule, t, df, sigmaPrime);
+    deltas.push(delta);
+    const gamma = delta * (1 - abar[t]) / (sigmaPrime * sigmaPrime);
+    // Likelihood half: x_p = prox_{γ/2‖A·−y‖²}(x), on [0,1] (same γ, see module doc).
+    const u = await op.proxL2(x01, problem.y, gamma, proxOpts);
+    const xp = clipModel(toModel(u), o.clip);
+    // Encode and re-noise to the next timestep.
+    const z0 = await prior.encode(xp);
+    z = k + 1 < ts.length ? addNoise(z0, abar[ts[k + 1]], renoise) : z0;
+
+    const au = await op.forward(u);
+    let r = 0;
+    for (let i = 0; i < au.data.length; i++) r += (au.data[i] - problem.y.data[i]) ** 2;
+    yield {
+      step: k,
+      total: ts.length,
+      t,
+      nfe: { ...prior.stats().calls },
+      residual: Math.sqrt(r),
+      ms: performance.now() - started,
+      preview: ctx.previews ? clampUnit(toUnit(xp)) : undefined,
+    };
+  }
+  const xHat = toUnit(await prior.decode(z));
+  return {
+    x: o.clip ? clampUnit(xHat) : xHat,
+    info: { timesteps: ts, deltaRule: label, rule, deltas },
+  };
+}
+
+/** The LATINO solver plugin. */
+export const latinoPlugin = defineSolver({
+  kind: "solver",
+  name: "latino",
+  description: "LATINO: latent consistency prior + prox splitting, 8 NFE, gradient-free",
+  options: latinoOptions,
+  create(options) {
+    return {
+      name: "latino",
+      requires: { prior: { consistency: true } },
+      run: (problem, prior, ctx) => runLatino(options, problem, prior, ctx),
+    };
+  },
+});
