@@ -461,3 +461,26 @@ Deno.test("classifyError: input, schema and argument errors → 2; anything else
   });
   assert.deepEqual(classifyError(new TypeError("bad\nthing")), { exitCode: 1, message: "bad" });
 });
+
+Deno.test({
+  name: "degrade: the jpeg operator writes a real JPEG file whose decode matches A(x)",
+  ignore: !hasOperator("jpeg"),
+  fn: async () => {
+    await withTempDir(async (dir) => {
+      const args = ["--operator", "jpeg:quality=10", "--size", "64x96"];
+      const r = await task("degrade", ...args, "--out", join(dir, "y.jpg"));
+      assert.equal(r.code, 0, r.stderr);
+      const bytes = await Deno.readFile(join(dir, "y.jpg"));
+      assert.deepEqual([...bytes.subarray(0, 3)], [0xff, 0xd8, 0xff], "JPEG magic");
+      const n = await task("degrade", ...args, "--out", join(dir, "y.npy"));
+      assert.equal(n.code, 0, n.stderr);
+      const m = await task("metrics", join(dir, "y.jpg"), join(dir, "y.npy"));
+      assert.equal(m.code, 0, m.stderr);
+      assert.ok(JSON.parse(m.stdout).psnr > 30, m.stdout);
+      expectInputError(
+        await task("degrade", ...args, "--noise", "0.01", "--out", join(dir, "z.jpg")),
+        /cannot carry noise/,
+      );
+    });
+  },
+});
