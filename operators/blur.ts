@@ -443,7 +443,9 @@ export const blurPlugin: OperatorPlugin<BlurOptions> = defineOperator<BlurOption
     } else if (options.kernel === "motion") {
       const size = options.size ?? 61, intensity = options.intensity ?? 0.5;
       if (size > H || size > W) {
-        throw new InputError(`blur: kernel ${size}×${size} is larger than the image ${H}×${W}`);
+        throw new InputError(
+          `blur: kernel ${size}×${size} is larger than the image ${H}×${W} (height×width)`,
+        );
       }
       kernel = motionKernel(size, intensity, rng);
       Object.assign(resolved, { intensity });
@@ -454,7 +456,7 @@ export const blurPlugin: OperatorPlugin<BlurOptions> = defineOperator<BlurOption
     resolved.size = kernel.h === kernel.w ? kernel.h : [kernel.h, kernel.w];
     if (kernel.h > H || kernel.w > W) {
       throw new InputError(
-        `blur: kernel ${kernel.h}×${kernel.w} is larger than the image ${H}×${W}`,
+        `blur: kernel ${kernel.h}×${kernel.w} is larger than the image ${H}×${W} (height×width)`,
       );
     }
     return makeBlurOperator(kernel, options.boundary, shape, resolved);
@@ -473,7 +475,9 @@ export function makeBlurOperator(
 ): BlurOperator {
   const [, C, H, W] = shape;
   if (kernel.h > H || kernel.w > W) {
-    throw new InputError(`blur: kernel ${kernel.h}×${kernel.w} is larger than the image ${H}×${W}`);
+    throw new InputError(
+      `blur: kernel ${kernel.h}×${kernel.w} is larger than the image ${H}×${W} (height×width)`,
+    );
   }
   let engine: Engine;
   let dctDiagonal: Float64Array | undefined;

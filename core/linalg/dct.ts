@@ -6,11 +6,13 @@
  * The matrix Φ[k,n] = s_k cos(π(2n+1)k/(2N)) is orthogonal, so the inverse is Φᵀ. In 2-D the
  * transform is separable: X = Φ_h · x · Φ_wᵀ on an h×w row-major plane.
  *
- * Each 1-D transform uses Makhoul's reordering (IEEE TASSP 1980): v = (x_0, x_2, x_4, …, x_5, x_3,
- * x_1), V = DFT_N(v), then X_k / s_k = Re(e^{−iπk/(2N)} V_k). The inverse rebuilds
- * e^{−iπk/(2N)} V_k = X_k/s_k − i·X_{N−k}/s_{N−k} (with X_N = 0), takes one inverse DFT and undoes
- * the reordering. Two real lines share one complex FFT (one in the real part, one in the imaginary
- * part), so a 2-D transform costs about half a complex 2-D FFT.
+ * Makhoul's reordering (IEEE TASSP 1980) in both axes turns the transform into one real 2-D FFT:
+ * with r(p) = 2p for p < ⌈N/2⌉ and 2(N−1−p)+1 otherwise, v[p,q] = x[r_h(p), r_w(q)], V = DFT₂(v),
+ * a_k = e^{−iπk/(2N)} per axis, and C = X/(s_{k1} s_{k2}) the unnormalised transform:
+ *   forward:  C[k1,k2] = ½ Re( a1 · (a2 · V[k1,k2] + conj(a2) · V[k1,−k2]) ),
+ *   inverse:  a1 a2 V[k1,k2] = C[k1,k2] − C[−k1,−k2] − i (C[−k1,k2] + C[k1,−k2]),
+ * with indices mod N and C[−0] read as 0 (so C[N] = 0). V is Hermitian, so only its half spectrum
+ * (`rfft2`) is computed: the cost is one real FFT plus O(hw).
  *
  * Convolution with a kernel that is symmetric in each axis under the half-sample symmetric
  * ("symmetric", Neumann) boundary is diagonal in this basis (Ng, Chan & Tang 1999); the blur
@@ -18,7 +20,7 @@
  *
  * @module
  */
-import { type Fft2, fft2 } from "./fft.ts";
+import { type RealFft2, rfft2 } from "./fft.ts";
 
 /** A 2-D orthonormal DCT plan for h×w row-major planes. */
 export interface Dct2 {
@@ -32,135 +34,114 @@ export interface Dct2 {
   inverse(X: Float64Array): void;
 }
 
-/** Batched 1-D orthonormal DCT-II / DCT-III of length n, on rows of a row-major array. */
-class Dct1 {
-  readonly #fft: Fft2;
-  readonly #cr: Float64Array; // cos(πk/(2n))
-  readonly #ci: Float64Array; // −sin(πk/(2n)), so (cr + i·ci) = e^{−iπk/(2n)}
-  readonly #s: Float64Array; // s_k
-  readonly #re: Float64Array;
-  readonly #im: Float64Array;
-  constructor(readonly n: number) {
-    this.#fft = fft2(1, n);
-    this.#cr = new Float64Array(n);
-    this.#ci = new Float64Array(n);
-    this.#s = new Float64Array(n);
-    for (let k = 0; k < n; k++) {
-      const a = (Math.PI * k) / (2 * n);
-      this.#cr[k] = Math.cos(a);
-      this.#ci[k] = -Math.sin(a);
-      this.#s[k] = Math.sqrt((k === 0 ? 1 : 2) / n);
-    }
-    this.#re = new Float64Array(n);
-    this.#im = new Float64Array(n);
-  }
+/** Makhoul's reordering: v_p = x_{order[p]}. */
+function makhoulOrder(n: number): Int32Array {
+  return Int32Array.from({ length: n }, (_, p) => (p < (n + 1) >> 1 ? 2 * p : 2 * (n - 1 - p) + 1));
+}
 
-  /** Index of x_m in Makhoul's reordering v: v_p = x_{src(p)}. */
-  #src(p: number): number {
-    const n = this.n;
-    return p < (n + 1) >> 1 ? 2 * p : 2 * (n - 1 - p) + 1;
+/** cos and −sin of πk/(2n) (so that cr + i·ci = e^{−iπk/(2n)}), and s_k. */
+function twiddles(n: number): { cr: Float64Array; ci: Float64Array; s: Float64Array } {
+  const cr = new Float64Array(n), ci = new Float64Array(n), s = new Float64Array(n);
+  for (let k = 0; k < n; k++) {
+    const a = (Math.PI * k) / (2 * n);
+    cr[k] = Math.cos(a);
+    ci[k] = -Math.sin(a);
+    s[k] = Math.sqrt((k === 0 ? 1 : 2) / n);
   }
-
-  /** Forward DCT-II of `rows` rows of length n starting at `off` (row stride n). */
-  forward(x: Float64Array, off: number, rows: number): void {
-    const n = this.n, re = this.#re, im = this.#im, cr = this.#cr, ci = this.#ci, s = this.#s;
-    for (let r = 0; r < rows; r += 2) {
-      const a = off + r * n, two = r + 1 < rows;
-      const b = a + n;
-      for (let p = 0; p < n; p++) {
-        const q = this.#src(p);
-        re[p] = x[a + q];
-        im[p] = two ? x[b + q] : 0;
-      }
-      this.#fft.forward(re, im);
-      // V = A + iB with A, B the spectra of the two real lines: A_k = (V_k + conj V_{n−k})/2,
-      // B_k = (V_k − conj V_{n−k})/(2i).
-      for (let k = 0; k < n; k++) {
-        const m = k === 0 ? 0 : n - k;
-        const vr = re[k], vi = im[k], wr = re[m], wi = im[m];
-        const ar = 0.5 * (vr + wr), ai = 0.5 * (vi - wi);
-        x[a + k] = s[k] * (cr[k] * ar - ci[k] * ai);
-        if (two) {
-          const br = 0.5 * (vi + wi), bi = -0.5 * (vr - wr);
-          x[b + k] = s[k] * (cr[k] * br - ci[k] * bi);
-        }
-      }
-    }
-  }
-
-  /** Inverse (DCT-III) of `rows` rows of length n starting at `off`. */
-  inverse(X: Float64Array, off: number, rows: number): void {
-    const n = this.n, re = this.#re, im = this.#im, cr = this.#cr, ci = this.#ci, s = this.#s;
-    for (let r = 0; r < rows; r += 2) {
-      const a = off + r * n, two = r + 1 < rows;
-      const b = a + n;
-      // For each line: U_k = X_k/s_k, e^{−iπk/(2n)} V_k = U_k − i U_{n−k}, so
-      // V_k = e^{+iπk/(2n)} (U_k − i U_{n−k}). Both lines' V are Hermitian, so V_A + i V_B
-      // inverse-transforms to v_A + i v_B.
-      for (let k = 0; k < n; k++) {
-        const ua = X[a + k] / s[k], uan = k === 0 ? 0 : X[a + n - k] / s[n - k];
-        const er = cr[k], ei = -ci[k]; // e^{+iπk/(2n)}
-        // V_A = (er + i ei)(ua − i uan)
-        const var_ = er * ua + ei * uan, vai = ei * ua - er * uan;
-        let vbr = 0, vbi = 0;
-        if (two) {
-          const ub = X[b + k] / s[k], ubn = k === 0 ? 0 : X[b + n - k] / s[n - k];
-          vbr = er * ub + ei * ubn;
-          vbi = ei * ub - er * ubn;
-        }
-        re[k] = var_ - vbi;
-        im[k] = vai + vbr;
-      }
-      this.#fft.inverse(re, im);
-      for (let p = 0; p < n; p++) {
-        const q = this.#src(p);
-        X[a + q] = re[p];
-        if (two) X[b + q] = im[p];
-      }
-    }
-  }
+  return { cr, ci, s };
 }
 
 class Plan implements Dct2 {
-  readonly #rows: Dct1;
-  readonly #cols: Dct1;
-  readonly #t: Float64Array;
+  readonly #fft: RealFft2;
+  readonly #oh: Int32Array;
+  readonly #ow: Int32Array;
+  readonly #th: ReturnType<typeof twiddles>;
+  readonly #tw: ReturnType<typeof twiddles>;
+  readonly #v: Float64Array;
+  readonly #re: Float64Array;
+  readonly #im: Float64Array;
   constructor(readonly h: number, readonly w: number) {
-    this.#rows = new Dct1(w);
-    this.#cols = h === w ? this.#rows : new Dct1(h);
-    this.#t = new Float64Array(h * w);
+    this.#fft = rfft2(h, w);
+    this.#oh = makhoulOrder(h);
+    this.#ow = makhoulOrder(w);
+    this.#th = twiddles(h);
+    this.#tw = twiddles(w);
+    this.#v = new Float64Array(h * w);
+    this.#re = new Float64Array(h * this.#fft.wh);
+    this.#im = new Float64Array(h * this.#fft.wh);
   }
+
   #check(x: Float64Array): void {
     if (x.length !== this.h * this.w) {
       throw new RangeError(`dct2 ${this.h}×${this.w}: plane has ${x.length} values`);
     }
   }
-  #transpose(src: Float64Array, dst: Float64Array, h: number, w: number): void {
-    const B = 32;
-    for (let i0 = 0; i0 < h; i0 += B) {
-      for (let j0 = 0; j0 < w; j0 += B) {
-        const i1 = Math.min(h, i0 + B), j1 = Math.min(w, j0 + B);
-        for (let i = i0; i < i1; i++) {
-          for (let j = j0; j < j1; j++) dst[j * h + i] = src[i * w + j];
+
+  forward(x: Float64Array): void {
+    this.#check(x);
+    const { h, w } = this, wh = this.#fft.wh;
+    const v = this.#v, re = this.#re, im = this.#im, oh = this.#oh, ow = this.#ow;
+    for (let p = 0; p < h; p++) {
+      const src = oh[p] * w, dst = p * w;
+      for (let q = 0; q < w; q++) v[dst + q] = x[src + ow[q]];
+    }
+    this.#fft.forward(v, re, im);
+    const { cr: a1r, ci: a1i, s: s1 } = this.#th, { cr: a2r, ci: a2i, s: s2 } = this.#tw;
+    for (let k1 = 0; k1 < h; k1++) {
+      const row = k1 * wh, neg = ((h - k1) % h) * wh; // rows of V[k1,·] and V[−k1,·]
+      for (let k2 = 0; k2 < w; k2++) {
+        // V[k1,k2] and M = V[k1,−k2] from the half spectrum (V[k1,k2] = conj V[−k1,−k2]).
+        let vr, vi, mr, mi;
+        if (k2 < wh) {
+          vr = re[row + k2];
+          vi = im[row + k2];
+        } else {
+          vr = re[neg + w - k2];
+          vi = -im[neg + w - k2];
         }
+        const m = k2 === 0 ? 0 : w - k2;
+        if (m < wh) {
+          mr = re[row + m];
+          mi = im[row + m];
+        } else {
+          mr = re[neg + k2];
+          mi = -im[neg + k2];
+        }
+        const cr = a2r[k2], ci = a2i[k2];
+        const tr = cr * (vr + mr) - ci * (vi - mi);
+        const ti = cr * (vi + mi) + ci * (vr - mr);
+        x[k1 * w + k2] = 0.5 * (a1r[k1] * tr - a1i[k1] * ti) * s1[k1] * s2[k2];
       }
     }
   }
-  forward(x: Float64Array): void {
-    this.#check(x);
-    const { h, w } = this;
-    this.#rows.forward(x, 0, h);
-    this.#transpose(x, this.#t, h, w);
-    this.#cols.forward(this.#t, 0, w);
-    this.#transpose(this.#t, x, w, h);
-  }
+
   inverse(X: Float64Array): void {
     this.#check(X);
-    const { h, w } = this;
-    this.#transpose(X, this.#t, h, w);
-    this.#cols.inverse(this.#t, 0, w);
-    this.#transpose(this.#t, X, w, h);
-    this.#rows.inverse(X, 0, h);
+    const { h, w } = this, wh = this.#fft.wh;
+    const v = this.#v, re = this.#re, im = this.#im, oh = this.#oh, ow = this.#ow;
+    const { cr: a1r, ci: a1i, s: s1 } = this.#th, { cr: a2r, ci: a2i, s: s2 } = this.#tw;
+    const U = (k1: number, k2: number) => X[k1 * w + k2] / (s1[k1] * s2[k2]);
+    for (let k1 = 0; k1 < h; k1++) {
+      const n1 = h - k1;
+      for (let k2 = 0; k2 < wh; k2++) {
+        const n2 = w - k2;
+        const c00 = U(k1, k2);
+        const c11 = k1 > 0 && k2 > 0 ? U(n1, n2) : 0;
+        const c10 = k1 > 0 ? U(n1, k2) : 0;
+        const c01 = k2 > 0 ? U(k1, n2) : 0;
+        const rr = c00 - c11, ri = -(c10 + c01);
+        // V = conj(a1·a2)·R
+        const ar = a1r[k1] * a2r[k2] - a1i[k1] * a2i[k2];
+        const ai = a1r[k1] * a2i[k2] + a1i[k1] * a2r[k2];
+        re[k1 * wh + k2] = ar * rr + ai * ri;
+        im[k1 * wh + k2] = ar * ri - ai * rr;
+      }
+    }
+    this.#fft.inverse(re, im, v);
+    for (let p = 0; p < h; p++) {
+      const dst = oh[p] * w, src = p * w;
+      for (let q = 0; q < w; q++) X[dst + ow[q]] = v[src + q];
+    }
   }
 }
 
