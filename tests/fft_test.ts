@@ -90,8 +90,8 @@ Deno.test("fft2 forward matches a naive DFT on small and odd sizes", () => {
   }
 });
 
-Deno.test("fft2 rows of length 96 (3·32) and 45 (Bluestein) match a naive DFT", () => {
-  for (const [h, w] of [[2, 96], [3, 45], [96, 2]]) {
+Deno.test("fft2 on lengths 96 (3·32), 45 (3²·5), 51 (3·17: mixed over Bluestein), 38 match a naive DFT", () => {
+  for (const [h, w] of [[2, 96], [3, 45], [96, 2], [2, 51], [1, 38], [2, 90]]) {
     const re = randomPlane(h * w, "re"), im = randomPlane(h * w, "im");
     const [R, I] = naiveDft(h, w, re, im);
     const r = re.slice(), i = im.slice();
@@ -167,12 +167,17 @@ Deno.test("rfft2 inverse ignores the imaginary parts of the DC and Nyquist colum
   assert.ok(relErr(back, x) < 1e-13);
 });
 
-Deno.test("fastFftSize picks 2^k·m with m odd ≤ 15", () => {
+Deno.test("fastFftSize picks a cheap 13-smooth length ≥ n", () => {
   assert.equal(fastFftSize(1), 1);
-  assert.equal(fastFftSize(17), 18);
-  assert.equal(fastFftSize(572), 576);
   assert.equal(fastFftSize(512), 512);
-  assert.equal(fastFftSize(769), 832); // 13·64
+  assert.equal(fastFftSize(572), 576); // 2⁶·3²
+  for (const n of [17, 100, 534, 572, 769, 1000]) {
+    const m = fastFftSize(n);
+    assert.ok(m >= n && m <= 2 ** Math.ceil(Math.log2(n)), `${n} → ${m}`);
+    let odd = m;
+    for (const p of [2, 3, 5, 7, 11, 13]) while (odd % p === 0) odd /= p;
+    assert.equal(odd, 1, `${n} → ${m} has a large prime factor`);
+  }
 });
 
 /** Φ_h x Φ_wᵀ with explicit matrices. */
