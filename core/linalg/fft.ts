@@ -12,26 +12,31 @@
  * - n whose smallest odd prime factor is larger: Bluestein's chirp-z algorithm on a library FFT
  *   of length M = 2^⌈log₂(2n−1)⌉.
  *
- * Why fft.js. Measured 2026-11-25 on the 2-core dev machine, Deno 2.9.6, one process, median of 7,
- * complex 2-D forward transform of an h×w plane including the copies in and out, every candidate
- * with the same cache-blocked row/column driver (`.bench/fft_compare.mjs`, not in the repo):
+ * Why fft.js. Measured 2026-11-25 on the 2-core dev machine (shared, so ±30 %), Deno 2.9.6, one
+ * process, median of 7, complex 2-D forward transform of an h×w plane including the copies in and
+ * out, every candidate with the same cache-blocked row/column driver (a scratch script, not in the
+ * repo):
  *
  * | engine                               | precision | 512×512 | 768×512 | 512×768 | 1024²   |
  * |--------------------------------------|-----------|---------|---------|---------|---------|
- * | this module (fft.js + one radix-3)   | float64   | 5.4 ms  | 12.3 ms | 12.3 ms | 22–35 ms|
+ * | this module (first version, m ≤ 15)  | float64   | 5.4 ms  | 12.3 ms | 12.3 ms | 22–35 ms|
  * | fft.js + Bluestein for 768           | float64   | 5.6 ms  | 27.9 ms | 29.2 ms | 24–38 ms|
  * | @echogarden/pffft-wasm 0.4.2 (SIMD)  | float32   | 4.8 ms  | 7.4 ms  | 8.4 ms  | 20–30 ms|
  * | kissfft-wasm 1.1.2 fftnd (own 2-D)   | float32   | 10.0 ms | 15.5 ms | 15.8 ms | 40 ms   |
  *
- * (kissfft under Node 20 with a loader workaround; ranges are two runs on a shared machine.)
+ * (kissfft under Node 20 with a loader workaround.) The mixed-radix step was then made recursive
+ * with a symmetric direct DFT: one 1-D line now costs 5.5 µs (512), 12.8 µs (576 = 2⁶·3²), 18.4 µs
+ * (768, was 28.1 µs) and 12.1 µs (1024).
+ *
  * Both WASM libraries are single precision: relative error 1.1e-7 against a naive DFT, versus
  * 2e-14 here. The exact-model tests need the blur's DCT diagonal to 1e-12 (exact-model-study.md
  * §5), so single precision is unfit as the one engine, and pffft's speed edge (1.0–1.6×) does not
  * pay for a second engine. kissfft-wasm is also unmaintained (2021): its loader fails under
  * Node ≥ 18 (it `fetch`es a file path) after installing process-wide `uncaughtException` /
  * `unhandledRejection` handlers. pffft needs n = 2^a·3^b·5^c with a ≥ 5, so odd sizes would need
- * Bluestein anyway. fft.js with Bluestein alone is 2.3× slower at Kodak's 768, hence the one
- * mixed-radix step written here (m library FFTs plus direct m-point DFTs; no unrolled butterflies).
+ * Bluestein anyway. fft.js with Bluestein alone is 2.3× slower at Kodak's 768, hence the
+ * mixed-radix step written here (inner library FFTs plus direct p-point DFTs for small odd primes
+ * p; no unrolled butterflies).
  *
  * @module
  */
