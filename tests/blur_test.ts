@@ -6,6 +6,7 @@ import { InputError } from "../core/errors.ts";
 import { streams } from "../core/rng.ts";
 import { type Tensor, tensor } from "../core/tensor.ts";
 import { encodeNpy } from "../core/io/npy.ts";
+import { encodePng } from "../core/io/image.ts";
 import { dct2 } from "../core/linalg/dct.ts";
 import {
   type BlurBoundary,
@@ -395,4 +396,43 @@ Deno.test("blur: pseudoInverse is Aᵀy, circular prox is the deepinv closed for
   const fresh = await (await createOperator(registry, "blur:sigma=1", shape, 0)).proxL2(z, y2, 1);
   assert.notDeepEqual(a1.data, a2.data);
   assert.deepEqual(a2.data, fresh.data);
+});
+
+Deno.test("kernel=file reads PNG kernels: asymmetric values, symmetric ones get the DCT prox", async () => {
+  tmpDir ??= await Deno.makeTempDir({ prefix: "blur_test_" });
+  // Grey 8-bit PNG with levels 0…255: the kernel is levels / Σ levels.
+  const levels = [0, 10, 20, 30, 40, 50, 60, 70, 255, 90, 100, 110, 120, 130, 140];
+  const asym = join(tmpDir, "asym.png");
+  await Deno.writeFile(
+    asym,
+    await encodePng({ data: Float32Array.from(levels, (v) => v / 255), shape: [1, 1, 3, 5] }),
+  );
+  const shape = [1, 1, 12, 14];
+  const op = (await createOperator(
+    registry,
+    { name: "blur", options: { kernel: "file", path: asym, boundary: "symmetric" } },
+    shape,
+    0,
+  )) as BlurOperator;
+  const total = levels.reduce((a, b) => a + b);
+  assert.deepEqual([op.kernel.h, op.kernel.w], [3, 5]);
+  assert.ok(maxAbsDiff(op.kernel.data, levels.map((v) => v / total)) < 1e-7); // float32 file
+  assert.equal(op.capabilities.closedFormProx, false);
+  // A symmetric RGB PNG (equal channels): symmetric boundary is closed form.
+  const sym = [1, 2, 1, 2, 4, 2, 1, 2, 1].map((v) => v / 4);
+  const symPath = join(tmpDir, "sym.png");
+  await Deno.writeFile(
+    symPath,
+    await encodePng({ data: Float32Array.from([...sym, ...sym, ...sym]), shape: [1, 3, 3, 3] }),
+  );
+  const op2 = (await createOperator(
+    registry,
+    { name: "blur", options: { kernel: "file", path: symPath, boundary: "symmetric" } },
+    shape,
+    0,
+  )) as BlurOperator;
+  assert.ok(op2.capabilities.closedFormProx && op2.dctDiagonal);
+  await testOperator(blurPlugin, { kernel: "file", path: symPath, boundary: "symmetric" }, {
+    shape: [1, 2, 12, 14],
+  });
 });
