@@ -17,8 +17,8 @@
  *   … c b | a b c …; padding + convolution, exact adjoint, CG prox.
  *
  * Convolutions run through real-input FFTs (`rfft2`); padded ones on a zero-padded plane of a fast
- * FFT size ≥ the padded image, so 61×61 and 122×122 kernels cost about as much as small ones. The adjoint of
- * "pad then valid convolution" is "full correlation then fold the padded borders back".
+ * FFT size ≥ the padded image, so 61×61 and 122×122 kernels cost about as much as small ones. The
+ * adjoint of "pad then valid convolution" is "full correlation then fold the padded borders back".
  * Everything is computed in float64 and returned as float32.
  *
  * @module
@@ -493,9 +493,10 @@ export function makeBlurOperator(
 
   const n = H * W;
   const imageShape = [...shape];
-  const run = (t: Tensor, what: string, f: (p: Float64Array[]) => Float64Array[]) => {
+  // deno-lint-ignore require-await -- async so that shape errors reject instead of throwing
+  const run = async (t: Tensor, what: string, f: (p: Float64Array[]) => Float64Array[]) => {
     assertShape(t, imageShape, what);
-    return Promise.resolve(fromPlanes(f(toPlanes(t, C, n)), imageShape));
+    return fromPlanes(f(toPlanes(t, C, n)), imageShape);
   };
   const forward = (x: Tensor) => run(x, "blur: x", (p) => engine.forward(p));
   const adjoint = (y: Tensor) => run(y, "blur: y", (p) => engine.adjoint(p));
@@ -510,20 +511,19 @@ export function makeBlurOperator(
     dctDiagonal,
     forward,
     adjoint,
-    vjp(x: Tensor, g: Tensor) {
+    // deno-lint-ignore require-await -- async so that shape errors reject instead of throwing
+    async vjp(x: Tensor, g: Tensor) {
       assertShape(x, imageShape, "blur: x");
       return adjoint(g);
     },
-    proxL2(zt: Tensor, y: Tensor, gamma: number, proxOptions?: ProxOptions) {
+    async proxL2(zt: Tensor, y: Tensor, gamma: number, proxOptions?: ProxOptions) {
       assertShape(zt, imageShape, "blur: z");
       assertShape(y, imageShape, "blur: y");
       if (!(gamma >= 0) || !Number.isFinite(gamma)) {
         throw new RangeError(`blur: prox step γ must be finite and ≥ 0, got ${gamma}`);
       }
-      if (engine.prox) {
-        return Promise.resolve(fromPlanes(engine.prox(toPlanes(zt, C, n), y, gamma), imageShape));
-      }
-      return cgProxL2(op, zt, y, gamma, proxOptions);
+      if (engine.prox) return fromPlanes(engine.prox(toPlanes(zt, C, n), y, gamma), imageShape);
+      return await cgProxL2(op, zt, y, gamma, proxOptions);
     },
     /** Aᵀy, LATINO's initialisation. */
     pseudoInverse: adjoint,

@@ -382,6 +382,15 @@ Deno.test("blur: pseudoInverse is Aᵀy, circular prox is the deepinv closed for
   const op = await createOperator(registry, "blur:sigma=1,boundary=circular", shape, 0);
   const y = randomImage(shape, "pinv");
   assert.deepEqual((await op.pseudoInverse!(y)).data, (await op.adjoint!(y)).data);
+  // Wrong shapes reject the returned promise (they do not throw synchronously).
+  const wrong = tensor([1, 3, 16, 21]);
+  for (
+    const call of [() => op.forward(wrong), () => op.proxL2(wrong, y, 1), () => op.vjp(wrong, y)]
+  ) {
+    const p = call();
+    assert.ok(p instanceof Promise);
+    await assert.rejects(p, RangeError);
+  }
   assert.ok(op.capabilities.closedFormProx);
   // γ → 0 gives z, and the prox is a fixed point map for (z, y) = (x, Ax).
   const z = randomImage(shape, "pz");
