@@ -26,6 +26,7 @@ import {
 } from "./graph.ts";
 import { probeShapes } from "./probe.ts";
 import { RULES } from "./rules/mod.ts";
+import { findUnits, unitRules } from "./patterns.ts";
 import { type RuleCtx, UnsupportedVariant } from "./rule.ts";
 import { inferShapes, type InfoMap, tensorInfo } from "./shapes.ts";
 
@@ -69,6 +70,8 @@ export interface TransformStats {
   shapeSource: "static" | "probe";
   /** Active forward nodes (those differentiated). */
   activeNodes: number;
+  /** Multi-node patterns differentiated as units, by kind (e.g. `{ "vjp.Silu": 7 }`). */
+  units: Record<string, number>;
   /** Wall time of the transform in ms. */
   ms: number;
 }
@@ -245,10 +248,20 @@ export async function transform(
   if (new Set(opts.wrt).size !== opts.wrt.length) throw new InputError("--wrt lists a name twice");
   if (new Set(opts.of).size !== opts.of.length) throw new InputError("--of lists a name twice");
 
-  // ---- activity and rule coverage
+  // ---- activity, fused units and rule coverage
   const act = activity(nodes, opts.wrt, opts.of, (n) => info.get(n)?.dtype);
+  const keep = new Set<string>([...opts.of, ...opts.wrt, ...outNames]);
+  const units = findUnits(
+    nodes,
+    (n) => info.get(n)?.value,
+    keep,
+    (n) => info.get(n)?.dims.length,
+    (n) => act.active.has(n),
+  );
+  const interior = new Set([...units.values()].flatMap((u) => u.interior));
   const unsupported: UnsupportedNode[] = [];
   for (const k of act.activeNodes) {
+    if (interior.has(k) || units.has(k)) continue;
     const n = nodes[k];
     const dom = n.domain ?? "";
     const op = n.opType ?? "";
@@ -287,13 +300,15 @@ export async function transform(
   const failures: UnsupportedNode[] = [];
   for (let j = act.activeNodes.length - 1; j >= 0; j--) {
     const k = act.activeNodes[j];
-    const node = nodes[k];
+    if (interior.has(k)) continue;
+    const unit = units.get(k);
+    const node = unit ? unit.node : nodes[k];
     const outs = node.output ?? [];
     const gys = outs.map((o) => (o && act.active.has(o) ? gradOf(o) : undefined));
     if (gys.every((g) => g === undefined)) continue;
     const ctx = makeCtx(node, e, opset, info, act.active, gys, contrib);
     try {
-      RULES[node.opType ?? ""](ctx);
+      (unit ? unitRules : RULES)[node.opType ?? ""](ctx);
     } catch (err) {
       if (err instanceof UnsupportedVariant) {
         failures.push({ op: node.opType ?? "", node: nodeLabel(node, k), reason: err.message });
@@ -359,6 +374,10 @@ export async function transform(
       backwardOps: [...new Set(e.nodes.map((n) => n.opType ?? ""))].sort(),
       shapeSource,
       activeNodes: act.activeNodes.length,
+      units: [...units.values()].reduce((acc, u) => {
+        acc[u.node.opType ?? ""] = (acc[u.node.opType ?? ""] ?? 0) + 1;
+        return acc;
+      }, {} as Record<string, number>),
       ms: performance.now() - t0,
     },
   };

@@ -1,0 +1,276 @@
+/**
+ * Multi-node patterns differentiated as one unit.
+ *
+ * ONNX Runtime fuses some exported activation patterns in the forward pass (SiLU
+ * `x·Sigmoid(x)` → QuickGelu, the Erf form of GELU → Gelu). A node-by-node backward pass consumes
+ * the pattern's interior tensors and so prevents those fusions, and spends more elementwise passes
+ * than the closed-form derivative needs. A pattern whose interior tensors have no consumer outside
+ * it is therefore differentiated as a unit: the interior nodes stay in the forward graph (and
+ * fuse), and the unit's rule uses only the pattern's input x and output y.
+ *
+ * - attention O = softmax(c·Q K + mask) V: see the rule (score gradient in two passes).
+ * - SiLU  y = x·σ(x):                 ∂x = ḡ·s·(1 + x − y),     s = σ(x) recomputed.
+ * - GELU  y = ½x(1 + erf(x/√2)):      ∂x = ḡ·(Φ(x) + x·φ(x)),   Φ = y/x written as ½(1 + erf),
+ *                                                              φ(x) = e^{−x²/2}/√(2π).
+ *
+ * @module
+ */
+import type { NodeProto } from "../proto.ts";
+import type { Rule, RuleCtx } from "./rule.ts";
+import { num } from "./graph.ts";
+
+/** A recognised unit: a synthetic node standing for the pattern, at the root's position. */
+export interface FusedUnit {
+  /** Synthetic node (opType `vjp.Silu` / `vjp.Gelu`, input x, output y). */
+  node: NodeProto;
+  /** Indices of the interior nodes (skipped by the sweep). */
+  interior: number[];
+}
+
+type ValueOf = (name: string) => number[] | undefined;
+
+function scalarIs(value: ValueOf, name: string, v: number, rel = 1e-6): boolean {
+  const a = value(name);
+  return !!a && a.length === 1 && Math.abs(a[0] - v) <= rel * Math.abs(v);
+}
+
+/**
+ * Find SiLU and Erf-GELU units.
+ *
+ * @param nodes nodes in topological order
+ * @param value constant values of small tensors
+ * @param keep tensors that must stay visible (graph outputs, differentiated inputs)
+ * @param rankOf rank of a tensor
+ * @param isActive whether a tensor carries a gradient (an attention mask must not)
+ */
+export function findUnits(
+  nodes: NodeProto[],
+  value: ValueOf,
+  keep: Set<string>,
+  rankOf: (name: string) => number | undefined = () => undefined,
+  isActive: (name: string) => boolean = () => true,
+): Map<number, FusedUnit> {
+  const producer = new Map<string, number>();
+  const consumers = new Map<string, number[]>();
+  nodes.forEach((n, k) => {
+    for (const o of n.output ?? []) if (o) producer.set(o, k);
+    for (const i of n.input ?? []) {
+      if (!i) continue;
+      const l = consumers.get(i);
+      if (l) l.push(k);
+      else consumers.set(i, [k]);
+    }
+  });
+  const only = (t: string, k: number) => {
+    const c = consumers.get(t) ?? [];
+    return c.length === 1 && c[0] === k && !keep.has(t);
+  };
+  const prod = (t: string) => {
+    const k = producer.get(t);
+    return k === undefined ? undefined : { k, n: nodes[k] };
+  };
+  const units = new Map<number, FusedUnit>();
+  const used = new Set<number>();
+  // attention core: O = Softmax(c·(Q Kᵀ) [+ mask]) V
+  /** Below `t` (consumed by node `at`): optional scalar Mul/Div, then a MatMul. */
+  const scoreChain = (t: string, at: number) => {
+    const interior: number[] = [];
+    let cur = t;
+    let consumer = at;
+    let scale = 1;
+    let pc = prod(cur);
+    if (pc && (pc.n.opType === "Mul" || pc.n.opType === "Div") && only(cur, consumer)) {
+      const [m0, m1] = pc.n.input ?? [];
+      const sc = value(m1);
+      if (sc && sc.length === 1 && sc[0] !== 0) {
+        scale = pc.n.opType === "Mul" ? sc[0] : 1 / sc[0];
+        interior.push(pc.k);
+        consumer = pc.k;
+        cur = m0;
+        pc = prod(cur);
+      }
+    }
+    if (!pc || pc.n.opType !== "MatMul" || !only(cur, consumer)) return undefined;
+    interior.push(pc.k);
+    return { interior, scale, q: pc.n.input?.[0] ?? "", kt: pc.n.input?.[1] ?? "" };
+  };
+  nodes.forEach((n, k) => {
+    if (n.opType !== "MatMul") return;
+    const [p, v] = n.input ?? [];
+    const pp = prod(p);
+    if (!pp || pp.n.opType !== "Softmax" || !only(p, k)) return;
+    const pr = rankOf(p);
+    const axis = softmaxAxis(pp.n);
+    if (pr === undefined || (axis !== -1 && axis !== pr - 1)) return;
+    const s = pp.n.input?.[0] ?? "";
+    let chain = scoreChain(s, pp.k);
+    let mask = "";
+    const interior = [pp.k];
+    if (!chain) {
+      const pa = prod(s);
+      if (!pa || pa.n.opType !== "Add" || !only(s, pp.k)) return;
+      const [a0, a1] = pa.n.input ?? [];
+      for (const [sc, m] of [[a0, a1], [a1, a0]]) {
+        if (isActive(m)) continue;
+        const ch = scoreChain(sc, pa.k);
+        if (ch) {
+          chain = ch;
+          mask = m;
+          interior.push(pa.k);
+          break;
+        }
+      }
+      if (!chain) return;
+    }
+    interior.push(...chain.interior);
+    if (interior.some((i) => used.has(i)) || used.has(k)) return;
+    units.set(k, {
+      node: {
+        opType: "vjp.Attention",
+        input: [chain.q, chain.kt, v, p, mask],
+        output: [(n.output ?? [])[0]],
+        name: `${n.name ?? ""}/attention`,
+        attribute: [{ name: "scale", type: 1, f: chain.scale }],
+      },
+      interior,
+    });
+    used.add(k);
+    for (const i of interior) used.add(i);
+  });
+  nodes.forEach((n, k) => {
+    if (n.opType !== "Mul" || used.has(k)) return;
+    const [a, b] = n.input ?? [];
+    const y = (n.output ?? [])[0];
+    // SiLU: Mul(x, Sigmoid(x)) in either order
+    for (const [x, s] of [[a, b], [b, a]]) {
+      const p = prod(s);
+      if (p && p.n.opType === "Sigmoid" && p.n.input?.[0] === x && only(s, k) && !used.has(p.k)) {
+        units.set(k, {
+          node: { opType: "vjp.Silu", input: [x], output: [y], name: `${n.name ?? ""}/silu` },
+          interior: [p.k],
+        });
+        used.add(k);
+        used.add(p.k);
+        return;
+      }
+    }
+    // GELU: Mul(Mul(x, Add(Erf(Div(x, √2)), 1)), 0.5) — the torch.onnx export of nn.GELU()
+    for (const [m, half] of [[a, b], [b, a]]) {
+      if (!scalarIs(value, half, 0.5)) continue;
+      const pm = prod(m);
+      if (!pm || pm.n.opType !== "Mul" || !only(m, k)) continue;
+      const [m0, m1] = pm.n.input ?? [];
+      for (const [x, add] of [[m0, m1], [m1, m0]]) {
+        const pa = prod(add);
+        if (!pa || pa.n.opType !== "Add" || !only(add, pm.k)) continue;
+        const [e0, e1] = pa.n.input ?? [];
+        for (const [er, one] of [[e0, e1], [e1, e0]]) {
+          if (!scalarIs(value, one, 1)) continue;
+          const pe = prod(er);
+          if (!pe || pe.n.opType !== "Erf" || !only(er, pa.k)) continue;
+          const u = pe.n.input?.[0] ?? "";
+          const pd = prod(u);
+          if (!pd || !only(u, pe.k)) continue;
+          const [d0, d1] = pd.n.input ?? [];
+          const ok = d0 === x &&
+            ((pd.n.opType === "Div" && scalarIs(value, d1, Math.SQRT2, 1e-5)) ||
+              (pd.n.opType === "Mul" && scalarIs(value, d1, Math.SQRT1_2, 1e-5)));
+          if (!ok) continue;
+          const interior = [pm.k, pa.k, pe.k, pd.k];
+          if (interior.some((i) => used.has(i))) continue;
+          units.set(k, {
+            node: { opType: "vjp.Gelu", input: [x], output: [y], name: `${n.name ?? ""}/gelu` },
+            interior,
+          });
+          used.add(k);
+          for (const i of interior) used.add(i);
+          return;
+        }
+      }
+    }
+  });
+  return units;
+}
+
+function softmaxAxis(n: NodeProto): number {
+  const a = (n.attribute ?? []).find((x) => x.name === "axis");
+  return a ? num(a.i as number) : -1;
+}
+
+function swapLast2(r: number): number[] {
+  const p = Array.from({ length: r }, (_, i) => i);
+  [p[r - 2], p[r - 1]] = [p[r - 1], p[r - 2]];
+  return p;
+}
+
+function k(c: RuleCtx, v: number, like: string): string {
+  return c.e.scalar(v, c.dtype(like));
+}
+
+/** Rules of the synthetic unit ops. */
+export const unitRules: Record<string, Rule> = {
+  /**
+   * Attention core O = P V, P = softmax(S), S = c·Q K (+ mask), rows on the last axis:
+   *   ∂V = Pᵀ ḡ,  ∂P = ḡ Vᵀ,  ∂S = P ⊙ (∂P − r),  r = rowsum(∂P ⊙ P) = rowsum(ḡ ⊙ O),
+   *   ∂Q = c·∂S Kᵀ,  ∂K = c·Qᵀ ∂S.
+   * r is formed on the small [.., T, d] tensors (the FlashAttention identity) and the scale c is
+   * applied to the small products, so the T×T score gradient costs one subtraction and one product.
+   */
+  "vjp.Attention": (c) => {
+    const g = c.gy(0);
+    if (!g) return;
+    const e = c.e;
+    const [q, kt, v, p] = [c.x(0), c.x(1), c.x(2), c.x(3)];
+    const o = c.y(0);
+    const scale = (c.a.scale as number) ?? 1;
+    const od = c.dims(o);
+    const pd = c.dims(p);
+    const tr = (t: string) => e.transpose(t, swapLast2(c.dims(t).length));
+    if (c.needs(2)) {
+      const full = e.op("MatMul", [tr(p), g]);
+      const fd = [...od.slice(0, -2), pd[pd.length - 1], od[od.length - 1]];
+      c.add(2, e.unbroadcast(full, fd, c.dims(v)));
+    }
+    if (!c.needs(0) && !c.needs(1)) return;
+    const dP = e.op("MatMul", [g, tr(v)]);
+    const r = e.reduceSum(e.mul(g, o), [od.length - 1], true);
+    const dS = e.mul(p, e.sub(dP, r));
+    const sc = (t: string) => (scale === 1 ? t : e.mul(t, e.scalar(scale, c.dtype(o))));
+    const sd = pd;
+    if (c.needs(0)) {
+      const kd = c.dims(kt);
+      const full = e.op("MatMul", [dS, tr(kt)]);
+      const fd = [...sd.slice(0, -2), sd[sd.length - 2], kd[kd.length - 2]];
+      c.add(0, sc(e.unbroadcast(full, fd, c.dims(q))));
+    }
+    if (c.needs(1)) {
+      const qd = c.dims(q);
+      const full = e.op("MatMul", [tr(q), dS]);
+      const fd = [...sd.slice(0, -2), qd[qd.length - 1], sd[sd.length - 1]];
+      c.add(1, sc(e.unbroadcast(full, fd, c.dims(kt))));
+    }
+  },
+  "vjp.Silu": (c) => {
+    const g = c.gy(0);
+    if (!g || !c.needs(0)) return;
+    const x = c.x(0);
+    const e = c.e;
+    const s = e.op("Sigmoid", [x]);
+    // σ'·x + σ = s·(1 + x·(1 − s)) = s·(1 + x − y)
+    const d = e.mul(s, e.add(e.sub(x, c.y(0)), k(c, 1, x)));
+    c.add(0, e.mul(g, d));
+  },
+  "vjp.Gelu": (c) => {
+    const g = c.gy(0);
+    if (!g || !c.needs(0)) return;
+    const x = c.x(0);
+    const e = c.e;
+    const cdf = e.mul(
+      e.add(e.op("Erf", [e.mul(x, k(c, Math.SQRT1_2, x))]), k(c, 1, x)),
+      k(c, 0.5, x),
+    );
+    const pdf = e.op("Exp", [e.mul(e.mul(x, x), k(c, -0.5, x))]);
+    const d = e.add(cdf, e.mul(x, e.mul(pdf, k(c, 1 / Math.sqrt(2 * Math.PI), x))));
+    c.add(0, e.mul(g, d));
+  },
+};
