@@ -662,7 +662,7 @@ Deno.test("exact model: diagonal posterior and evidence equal dense Gaussian alg
 
 Deno.test("exact model: evidence gradient and Hessian match finite differences; θ* is a maximum", () => {
   const l = latentLayout([1, 3, 12, 16]);
-  const m = createExactModel({ imageShape: [1, 3, 12, 16] });
+  const m = createExactModel({ imageShape: [1, 3, 12, 16], refSize: 64 });
   const blur = symBlur(12, 16);
   const thetaTrue = promptTheta(m, "a sharp bright photo");
   const { y } = simulate(l, modelMoments(m, thetaTrue), blur.op, 0.01, "evidence");
@@ -950,7 +950,8 @@ Deno.test("exact model: default prior is finite and sensible at several sizes", 
     assert.ok(mom.lambda.every((v) => Number.isFinite(v) && v > 0));
     // Std of the mean luminance (DC/√(HW)/√3 on the [-1,1] scale) is size-independent.
     const dcStd = Math.sqrt(mom.lambda[0]) / Math.sqrt(h * w) / Math.sqrt(3);
-    assert.ok(dcStd > 0.1 && dcStd < 1, `${h}×${w}: mean-intensity std ${dcStd}`);
+    // N_ref = 16 widens the low-frequency prior 4× (see DEFAULT_SPECTRUM): a vague brightness prior.
+    assert.ok(dcStd > 0.1 && dcStd < 1.5, `${h}×${w}: mean-intensity std ${dcStd}`);
   }
-  assert.equal(DEFAULT_SPECTRUM.refSize, 64);
+  assert.equal(DEFAULT_SPECTRUM.refSize, 16);
 });

@@ -142,3 +142,27 @@ Deno.test("latino: empirical variance over seeds matches the propagated variance
   // The sample means are N(m, v/N): their mean squared z-score is ≈ 1.
   assert.ok(Math.abs(meanZ2 - 1) < 5 * Math.sqrt(2 / n), `mean z² = ${meanZ2}`);
 });
+
+Deno.test("latino: stops between steps when its AbortSignal fires", async () => {
+  const { op, y, prior } = await setup();
+  const solver = await latinoPlugin.create(latinoOptions.parse({ delta: 0.3 }), {});
+  const controller = new AbortController();
+  const it = solver.run(
+    { y, operator: op, noise: { kind: "gaussian", sigma: SIGMA }, imageShape: SHAPE },
+    prior,
+    { rng: streams(0).get("solver"), signal: controller.signal },
+  );
+  const first = await it.next();
+  assert.equal(first.done, false);
+  controller.abort();
+  await assert.rejects(() => it.next(), (e: unknown) => (e as Error).name === "AbortError");
+});
+
+Deno.test("latino: same seed ⇒ bit-identical output; another seed differs", async () => {
+  const { op, y, prior } = await setup();
+  const a = await runToEnd({}, op, y, prior, streams(7).get("solver"));
+  const b = await runToEnd({}, op, y, prior, streams(7).get("solver"));
+  const c = await runToEnd({}, op, y, prior, streams(8).get("solver"));
+  assert.deepEqual(a.x.data, b.x.data);
+  assert.notDeepEqual(a.x.data, c.x.data);
+});

@@ -7,7 +7,7 @@
  * - `lossy`: keep only the low-frequency block of the latent: a per-axis fraction in (0,1] or a
  *   block "KhxKw" (e.g. `lossy=16x24`); absent: lossless (latent [1,3,H,W]).
  * - `scale`: the latent scaling factor s (VAE `scaling_factor`), default 1.
- * - `ref_size`: the size reference N_ref of the prior's size scaling (0: none), default 64.
+ * - `ref_size`: the size reference N_ref of the prior's size scaling (0: none), default 16.
  * - `write_model`: also write the emitted folder to this (new) directory, to inspect it.
  *
  * @module
@@ -19,6 +19,7 @@ import { memoryFiles } from "../diffusers/files.ts";
 import { DiffusersPrior } from "../diffusers/prior.ts";
 import { buildExactModelFiles, writeExactModelFolder } from "./emit.ts";
 import { createExactModel } from "./model.ts";
+import { DEFAULT_SPECTRUM } from "./params.ts";
 
 /** Options of the builtin prior (after validation). */
 export interface BuiltinPriorOptions {
@@ -63,7 +64,7 @@ export const builtinPlugin: PriorPlugin<BuiltinPriorOptions> = definePrior<Built
       z.string().regex(/^\d+x\d+$/, "expected KhxKw, e.g. 16x24"),
     ]).optional(),
     scale: z.number().positive().default(1),
-    ref_size: z.number().min(0).default(64),
+    ref_size: z.number().min(0).default(DEFAULT_SPECTRUM.refSize),
     write_model: z.string().min(1).optional(),
   }),
   async create(o, ctx) {
