@@ -56,25 +56,33 @@ import { constantDelta, DELTA_PRESETS, deltaAt, type DeltaRule } from "./delta.t
 /** Options of LATINO. */
 export const latinoOptions = z.strictObject({
   /** Number of steps N; timesteps t_k = 999 − ⌊k·1000/N⌋ (8 → 999, 874, …, 124). */
-  steps: z.number().int().min(1).max(1000).default(8),
+  steps: z.number().int().min(1).max(1000).default(8)
+    .describe("number of steps N; t_k = 999 − ⌊k·1000/N⌋ (default 8: 999, 874, …, 124)"),
   /** Explicit timesteps separated by "/", e.g. "999/749/499/249" (overrides `steps`). */
-  timesteps: z.string().regex(/^\d+(\s*[;/ ]\s*\d+)*$/).optional(),
+  timesteps: z.union([z.number().int(), z.string().regex(/^\d+(\s*[;/ ]\s*\d+)*$/)])
+    .transform(String).optional()
+    .describe('explicit decreasing timesteps separated by "/", e.g. 999/749/499/249'),
   /** Constant δ (overrides `preset`). */
-  delta: z.number().positive().optional(),
+  delta: z.number().positive().optional()
+    .describe("constant δ (overrides preset); γ = δ(1−ᾱ_t)/σ'²"),
   /** δ preset name (see DELTA_PRESETS) or "auto" (by prior family and operator). */
-  preset: z.string().default("auto"),
+  preset: z.string().default("auto")
+    .describe("δ preset (sdxl-dmd2/*, sd15-lcm/*, builtin/*) or auto (by prior and operator)"),
   /** Prompt for the prior's text encoder. */
-  prompt: z.string().default(""),
+  prompt: z.string().default("").describe("prompt for the prior's text encoder (default empty)"),
   /** Clip decoded and prox images to [-1,1] (official behaviour). */
-  clip: z.boolean().default(true),
+  clip: z.boolean().default(true).describe("clip decoded and prox images to [-1,1] (default true)"),
   /** Initial image: operator's pseudo-inverse (default) or the official Aᵀy'. */
-  init: z.enum(["pseudo-inverse", "adjoint"]).default("pseudo-inverse"),
+  init: z.enum(["pseudo-inverse", "adjoint"]).default("pseudo-inverse")
+    .describe("initial image: pseudo-inverse (default) | adjoint (official Aᵀy')"),
   /** Draw the measurement-like noise inside df, as deepinv's physics does. */
-  residualNoise: z.boolean().default(true),
+  residualNoise: z.boolean().default(true)
+    .describe("add measurement-like noise inside the residual df, as deepinv does (default true)"),
   /** Max iterations of an iterative prox (CG / nonlinear). */
-  proxMaxIter: z.number().int().positive().optional(),
+  proxMaxIter: z.number().int().positive().optional()
+    .describe("max iterations of an iterative prox (CG / nonlinear)"),
   /** Tolerance of an iterative prox. */
-  proxTol: z.number().positive().optional(),
+  proxTol: z.number().positive().optional().describe("tolerance of an iterative prox"),
 });
 
 /** Parsed LATINO options. */
