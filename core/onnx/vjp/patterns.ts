@@ -203,6 +203,12 @@ function swapLast2(r: number): number[] {
   return p;
 }
 
+function oneBytes(dtype: number): Uint8Array {
+  return dtype === 11
+    ? new Uint8Array(Float64Array.from([1]).buffer)
+    : new Uint8Array(Float32Array.from([1]).buffer);
+}
+
 function k(c: RuleCtx, v: number, like: string): string {
   return c.e.scalar(v, c.dtype(like));
 }
@@ -213,8 +219,9 @@ export const unitRules: Record<string, Rule> = {
    * Attention core O = P V, P = softmax(S), S = c·Q K (+ mask), rows on the last axis:
    *   ∂V = Pᵀ ḡ,  ∂P = ḡ Vᵀ,  ∂S = P ⊙ (∂P − r),  r = rowsum(∂P ⊙ P) = rowsum(ḡ ⊙ O),
    *   ∂Q = c·∂S Kᵀ,  ∂K = c·Qᵀ ∂S.
-   * r is formed on the small [.., T, d] tensors (the FlashAttention identity) and the scale c is
-   * applied to the small products, so the T×T score gradient costs one subtraction and one product.
+   * r is formed on the small [.., T, d] tensors (the FlashAttention identity), ∂P − r comes out of
+   * one MatMul with an extra inner column, and the scale c is applied to the small products: the
+   * T×S score gradient costs one product and one elementwise multiplication.
    */
   "vjp.Attention": (c) => {
     const g = c.gy(0);
@@ -225,16 +232,23 @@ export const unitRules: Record<string, Rule> = {
     const scale = (c.a.scale as number) ?? 1;
     const od = c.dims(o);
     const pd = c.dims(p);
-    const tr = (t: string) => e.transpose(t, swapLast2(c.dims(t).length));
+    const tr = (t: string, rank = c.dims(t).length) => e.transpose(t, swapLast2(rank));
     if (c.needs(2)) {
       const full = e.op("MatMul", [tr(p), g]);
       const fd = [...od.slice(0, -2), pd[pd.length - 1], od[od.length - 1]];
       c.add(2, e.unbroadcast(full, fd, c.dims(v)));
     }
     if (!c.needs(0) && !c.needs(1)) return;
-    const dP = e.op("MatMul", [g, tr(v)]);
+    // ∂P − r·1ᵀ as one product: [ḡ, −r] [V, 1]ᵀ (a broadcast subtraction over the T×S
+    // scores is a slow strided pass in ONNX Runtime; one extra inner column is nearly free)
     const r = e.reduceSum(e.mul(g, o), [od.length - 1], true);
-    const dS = e.mul(p, e.sub(dP, r));
+    const vd = c.dims(v);
+    const ones = e.op("ConstantOfShape", [e.ints([...vd.slice(0, -1), 1])], {
+      value: { name: "one", dims: [1], dataType: c.dtype(o), rawData: oneBytes(c.dtype(o)) },
+    });
+    const gAug = e.op("Concat", [g, e.neg(r)], { axis: -1 });
+    const vAug = e.op("Concat", [v, ones], { axis: -1 });
+    const dS = e.mul(p, e.op("MatMul", [gAug, tr(vAug, vd.length)]));
     const sc = (t: string) => (scale === 1 ? t : e.mul(t, e.scalar(scale, c.dtype(o))));
     const sd = pd;
     if (c.needs(0)) {
