@@ -24,20 +24,28 @@
 import { join, parse as parsePath, resolve } from "node:path";
 import { externalLocations, isExternal, loadModel, tensorBytes, writeModel } from "./external.ts";
 import { encodeModel, type IModelProto, type TensorProto } from "./proto.ts";
-import {
-  COTANGENT_SUFFIX,
-  GRAD_SUFFIX,
-  transform,
-  type TransformOptions,
-  type TransformStats,
-} from "./vjp/transform.ts";
+import { COTANGENT_SUFFIX, GRAD_SUFFIX, transform, type TransformStats } from "./vjp/transform.ts";
 
 export { COTANGENT_SUFFIX, GRAD_SUFFIX, VjpUnsupportedError } from "./vjp/transform.ts";
 export type { TransformStats as VjpStats, UnsupportedNode } from "./vjp/transform.ts";
 export { supportedOps as vjpSupportedOps } from "./vjp/rules/mod.ts";
 
 /** Options of {@link vjpTransform} (besides what to differentiate). */
-export type VjpOptions = Omit<TransformOptions, "of" | "wrt">;
+export interface VjpOptions {
+  /** Concrete dims per graph input (overrides the model's), e.g. `{ sample: [1, 4, 64, 64] }`. */
+  inputShapes?: Record<string, number[]>;
+  /** Values of symbolic dims by name (e.g. `{ height: 64 }`); batch-like dims default to 1. */
+  dims?: Record<string, number>;
+  /** "auto" (static inference, one probing run if needed), "static" (never run), "probe". */
+  shapes?: "auto" | "static" | "probe";
+  /** Folder of the model's external data when the model is given as bytes. */
+  baseDir?: string;
+  /**
+   * Turn differentiated initializers into graph inputs (their stored values are dropped and must
+   * be fed: ONNX Runtime ignores feeds for initializers that are also listed as inputs).
+   */
+  exposeInitializers?: boolean;
+}
 
 /** A transformed model. */
 export interface VjpGraph {
@@ -109,7 +117,12 @@ export async function vjpTransform(
 }
 
 /** Key of a transformed model in a session pool. */
-export function vjpModelKey(modelKey: string, of: string[], wrt: string[], opts: VjpOptions = {}) {
+export function vjpModelKey(
+  modelKey: string,
+  of: string[],
+  wrt: string[],
+  opts: VjpOptions = {},
+): string {
   const extra = opts.inputShapes || opts.dims
     ? `|${JSON.stringify({ s: opts.inputShapes ?? {}, d: opts.dims ?? {} })}`
     : "";

@@ -90,7 +90,11 @@ export interface UnsupportedNode {
 export class VjpUnsupportedError extends InputError {
   /** The offending nodes. */
   readonly nodes: UnsupportedNode[];
-  /** @param nodes the offending nodes */
+  /**
+   * Make the error; the message lists every offending op and node (the first 20 nodes).
+   *
+   * @param nodes the offending nodes
+   */
   constructor(nodes: UnsupportedNode[]) {
     const ops = [...new Set(nodes.map((n) => n.op))];
     const list = nodes.slice(0, 20).map((n) => `${n.node}${n.reason ? ` (${n.reason})` : ""}`);
