@@ -16,7 +16,7 @@ import { decodeModel, encodeModel, type IModelProto, type ModelProto } from "./p
 import type { GraphProto, TensorProto } from "./proto.ts";
 
 /** A model decoded from bytes or a file, with the directory its external data is relative to. */
-export interface LoadedModel {
+export interface LoadedOnnxModel {
   /** The decoded model (external tensors keep only their references). */
   model: ModelProto;
   /** Directory that external data locations are relative to (the model file's directory). */
@@ -71,7 +71,7 @@ export function externalLocations(model: IModelProto): string[] {
  * @param src model bytes or a file path
  * @param baseDir directory for external data when `src` is bytes
  */
-export async function loadModel(src: Uint8Array | string, baseDir?: string): Promise<LoadedModel> {
+export async function loadModel(src: Uint8Array | string, baseDir?: string): Promise<LoadedOnnxModel> {
   if (typeof src === "string") {
     let bytes: Uint8Array;
     try {
