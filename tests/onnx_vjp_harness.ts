@@ -365,3 +365,41 @@ export async function checkOp(
   const dtype: FloatName = (await runsInFloat64(build, opts.opset)) ? "float64" : "float32";
   return await checkGradient(label, dtype, build, opts);
 }
+
+/**
+ * The same model in float64: float32 initializers, graph inputs/outputs, Constant values and
+ * Cast/ConstantOfShape targets become double (for float64 finite-difference checks of float32
+ * models whose ops all have double kernels).
+ */
+export function toFloat64(bytes: Uint8Array): Uint8Array {
+  const m = decodeModel(bytes);
+  const g = m.graph!;
+  const conv = (
+    t: {
+      dataType?: number | null;
+      rawData?: Uint8Array | null;
+      floatData?: number[] | null;
+      doubleData?: number[] | null;
+    },
+  ) => {
+    if (t.dataType !== 1) return;
+    const vals = t.rawData && t.rawData.length
+      ? Array.from(new Float32Array(Uint8Array.from(t.rawData).buffer))
+      : Array.from(t.floatData ?? []);
+    t.dataType = 11;
+    t.rawData = new Uint8Array(Float64Array.from(vals).buffer);
+    t.floatData = [];
+  };
+  for (const t of g.initializer ?? []) conv(t);
+  for (const v of [...(g.input ?? []), ...(g.output ?? []), ...(g.valueInfo ?? [])]) {
+    const tt = v.type?.tensorType;
+    if (tt && tt.elemType === 1) tt.elemType = 11;
+  }
+  for (const n of g.node ?? []) {
+    for (const a of n.attribute ?? []) {
+      if (a.t) conv(a.t);
+      if (a.name === "to" && n.opType === "Cast" && Number(a.i) === 1) a.i = 11;
+    }
+  }
+  return encodeModel(m);
+}
