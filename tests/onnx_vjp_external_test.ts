@@ -290,3 +290,37 @@ Deno.test("deno task vjp: exit code 0 and one-line error with exit code 2", asyn
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("vjpSource: the VJP model runs through the process session pool like any model", async () => {
+  const { SessionPool } = await import("../core/backend/pool.ts");
+  const { vjpSource } = await import("../core/onnx/vjp.ts");
+  const dir = await Deno.makeTempDir({ prefix: "vjp_pool_" });
+  const pool = new SessionPool({ threads: 1 });
+  try {
+    const inline = sdBlockGraph(CFG);
+    const { path } = await saveWithExternalData(inline, dir);
+    const src = await vjpSource({ path, label: "sd-block" }, ["out_sample"], ["sample"]);
+    assert.ok(src.path && src.key.includes("#vjp(out_sample→sample)"));
+    const again = await vjpSource({ path }, ["out_sample"], ["sample"]);
+    assert.equal(again.path, src.path, "cached per process");
+    const s = await pool.session("unet-vjp", src, { device: "cpu" });
+    const f = feeds();
+    const toFeed = (t: ort.Tensor) => ({ data: t.data as Float32Array, shape: t.dims as number[] });
+    const r = await s.run({
+      sample: toFeed(f.sample),
+      timestep: toFeed(f.timestep),
+      encoder_hidden_states: toFeed(f.encoder_hidden_states),
+      "out_sample.cotangent": toFeed(f["out_sample.cotangent"]),
+    });
+    const ref = await gradsOf(
+      (await vjpTransform(inline, ["out_sample"], ["sample", "encoder_hidden_states"])).bytes(),
+    );
+    const got = Array.from(r["sample.grad"].data);
+    for (let i = 0; i < got.length; i++) {
+      assert.ok(Math.abs(got[i] - ref.x[i]) < 1e-4 * (1 + Math.abs(ref.x[i])));
+    }
+  } finally {
+    await pool.release();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -192,6 +192,44 @@ export function vjpModel(
   return p;
 }
 
+/** A model source for the session pool (the shape of `ModelSource` in core/backend/pool.ts). */
+export interface VjpModelSource {
+  /** Pool key of the transformed model. */
+  key: string;
+  /** Model file (when the source has external data). */
+  path?: string;
+  /** Model bytes (otherwise). */
+  bytes?: Uint8Array;
+  /** Label for messages. */
+  label: string;
+}
+
+/**
+ * The VJP model of a pool source as another pool source, built once per process
+ * ({@link vjpModel}): hand it to `sessionPool().session(…)` like any model.
+ *
+ * @param source the forward model: `key` (or its `path`) identifies it, `path` or `bytes`
+ * @param of outputs to differentiate
+ * @param wrt inputs to differentiate with respect to
+ * @param opts shapes and dims
+ */
+export async function vjpSource(
+  source: { key?: string; path?: string; bytes?: Uint8Array; label?: string },
+  of: string[],
+  wrt: string[],
+  opts: VjpOptions = {},
+): Promise<VjpModelSource> {
+  const baseKey = source.key ?? (source.path ? resolve(source.path) : undefined);
+  const model = source.path ?? source.bytes;
+  if (!baseKey || !model) throw new Error("vjpSource: give a path, or bytes with a key");
+  const built = await vjpModel(baseKey, model, of, wrt, opts);
+  const key = vjpModelKey(baseKey, of, wrt, opts);
+  const label = `${source.label ?? source.path ?? baseKey} (VJP of ${of.join(",")} w.r.t. ${
+    wrt.join(",")
+  })`;
+  return typeof built === "string" ? { key, path: built, label } : { key, bytes: built, label };
+}
+
 async function sha1(s: string): Promise<string> {
   const d = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(s));
   return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
