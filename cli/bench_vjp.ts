@@ -5,7 +5,7 @@
  * For the SD-block composite (core/onnx/vjp/fixtures.ts: ResNet blocks with GroupNorm/SiLU and a
  * time embedding, strided downsample, a transformer block with self- and cross-attention and a
  * GEGLU feed-forward, nearest upsample, skip concat) at latent sizes 1×4×64×64 and 1×4×128×128:
- * - the transform time and node counts;
+ * - the transform time and node counts, and the transform time of a ~4000-node graph;
  * - wall time of the forward model and of the forward+VJP model (∂out/∂sample), measured
  *   interleaved in the same process (median, p10, p90 of N runs after warm-up), and their ratio;
  * - peak memory of each: the process's resident memory sampled every millisecond by a worker
@@ -21,7 +21,7 @@ import * as ort from "onnxruntime-node";
 import { InputError } from "../core/errors.ts";
 import { writeFileAtomic } from "../core/io/atomic.ts";
 import { vjpTransform } from "../core/onnx/vjp.ts";
-import { type SdBlockConfig, sdBlockGraph } from "../core/onnx/vjp/fixtures.ts";
+import { chainedSdBlocks, type SdBlockConfig, sdBlockGraph } from "../core/onnx/vjp/fixtures.ts";
 import { streams } from "../core/rng.ts";
 import { formatTable, timeIt, type Timing } from "./bench_util.ts";
 import { main, parseCli, parseNumber } from "./common.ts";
@@ -264,6 +264,25 @@ export async function benchVjp(args: string[]): Promise<number> {
       r.transformMs.toFixed(0),
     ]);
   }
+  // transform time of a large graph (24 chained composites, ~4000 nodes; no ORT run needed)
+  const big = chainedSdBlocks(24, {
+    height: 64,
+    width: 64,
+    channels: 64,
+    groups: 32,
+    heads: 4,
+    contextLength: 77,
+    contextDim: 768,
+    timeDim: 320,
+  });
+  const tb = performance.now();
+  const gb = await vjpTransform(big, ["out_sample"], ["sample", "encoder_hidden_states"]);
+  const largeGraph = {
+    forwardNodes: gb.stats.forwardNodes,
+    backwardNodes: gb.stats.backwardNodes,
+    transformMs: performance.now() - tb,
+    shapeSource: gb.stats.shapeSource,
+  };
   const report = {
     kind: "vjp",
     date: new Date().toISOString(),
@@ -274,11 +293,18 @@ export async function benchVjp(args: string[]): Promise<number> {
       threads: options.intraOpNumThreads ?? "ort default",
     },
     results,
+    largeGraph,
   };
   const out = values.out ?? "bench-results/vjp.json";
   await writeFileAtomic(out, new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"));
   console.log(`vjp (SD-block composite, CPU, load ${Deno.loadavg()[0].toFixed(2)})`);
   console.log(formatTable(rows));
+  console.log(
+    `transform of a ${largeGraph.forwardNodes}-node graph: ${
+      largeGraph.transformMs.toFixed(0)
+    } ms ` +
+      `(${largeGraph.backwardNodes} backward nodes, shapes ${largeGraph.shapeSource})`,
+  );
   console.log(`wrote ${out}`);
   return 0;
 }

@@ -8,10 +8,10 @@ import * as ort from "onnxruntime-node";
 import { GraphBuilder } from "../core/onnx/builder.ts";
 import { vjpTransform } from "../core/onnx/vjp.ts";
 import { inferShapes, tensorInfo } from "../core/onnx/vjp/shapes.ts";
-import { decodeModel, encodeModel, type NodeProto, type TensorProto } from "../core/onnx/proto.ts";
+import { decodeModel } from "../core/onnx/proto.ts";
 import { topoSort } from "../core/onnx/vjp/graph.ts";
 import { checkBuilt, checkGradient } from "./onnx_vjp_harness.ts";
-import { sdBlockGraph } from "../core/onnx/vjp/fixtures.ts";
+import { chainedSdBlocks } from "../core/onnx/vjp/fixtures.ts";
 
 /** A torch-style dynamic reshape: target dims computed from Shape(x) inside the graph. */
 function dynamicReshape(g: GraphBuilder, t: "float32" | "float64", batch: number | string) {
@@ -107,7 +107,6 @@ Deno.test("probe fallback with an op that has no static shape rule", async () =>
 
 Deno.test("a graph of a few thousand nodes transforms (no probe run) and runs", async () => {
   // 12 SD-block composites chained through the sample input → ~2000 forward nodes
-  const parts: Uint8Array[] = [];
   const cfg = {
     height: 8,
     width: 8,
@@ -118,8 +117,7 @@ Deno.test("a graph of a few thousand nodes transforms (no probe run) and runs", 
     contextDim: 12,
     timeDim: 8,
   };
-  for (let i = 0; i < 12; i++) parts.push(sdBlockGraph({ ...cfg, seed: i }));
-  const big = chain(parts);
+  const big = chainedSdBlocks(12, cfg);
   const vg = await vjpTransform(big, ["out_sample"], ["sample", "encoder_hidden_states"]);
   assert.ok(vg.stats.forwardNodes > 2000, `${vg.stats.forwardNodes} nodes`);
   assert.equal(vg.stats.shapeSource, "static");
@@ -134,29 +132,3 @@ Deno.test("a graph of a few thousand nodes transforms (no probe run) and runs", 
   assert.ok((r["sample.grad"].data as Float32Array).every(Number.isFinite));
   await s.release();
 });
-
-/** Chain SD-block graphs: block i's out_sample feeds block i+1's sample (names prefixed). */
-function chain(parts: Uint8Array[]): Uint8Array {
-  const models = parts.map((p) => decodeModel(p));
-  const g0 = models[0].graph!;
-  const nodes: NodeProto[] = [];
-  const inits: TensorProto[] = [];
-  let prev = "sample";
-  models.forEach((m, i) => {
-    const pre = `b${i}/`;
-    const shared = new Set(["timestep", "encoder_hidden_states"]);
-    const ren = (n: string) => (n === "" ? n : n === "sample" ? prev : shared.has(n) ? n : pre + n);
-    for (const nd of m.graph!.node!) {
-      nodes.push({
-        ...nd,
-        name: pre + nd.name,
-        input: nd.input!.map(ren),
-        output: nd.output!.map(ren),
-      });
-    }
-    for (const t of m.graph!.initializer!) inits.push({ ...t, name: pre + t.name });
-    prev = pre + "out_sample";
-  });
-  nodes.push({ opType: "Identity", input: [prev], output: ["out_sample"], name: "final" });
-  return encodeModel({ ...models[0], graph: { ...g0, node: nodes, initializer: inits } });
-}

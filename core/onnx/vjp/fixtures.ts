@@ -20,6 +20,7 @@
  */
 import { type Dims, type ElemType, float, GraphBuilder } from "../builder.ts";
 import { streams } from "../../rng.ts";
+import { decodeModel, encodeModel, type NodeProto, type TensorProto } from "../proto.ts";
 
 /** Size of the SD-block composite. */
 export interface SdBlockConfig {
@@ -399,4 +400,37 @@ export function exactUnetGraph(
     kw,
   ]);
   return g.toBytes();
+}
+
+/**
+ * `count` SD-block composites chained through the latent: block i's `out_sample` feeds block
+ * i+1's `sample` (timestep and context shared) — a graph of ~170·count nodes for transform-time
+ * measurements.
+ */
+export function chainedSdBlocks(count: number, cfg: SdBlockConfig): Uint8Array {
+  const models = Array.from(
+    { length: count },
+    (_, i) => decodeModel(sdBlockGraph({ ...cfg, seed: i })),
+  );
+  const g0 = models[0].graph!;
+  const nodes: NodeProto[] = [];
+  const inits: TensorProto[] = [];
+  let prev = "sample";
+  const shared = new Set(["timestep", "encoder_hidden_states"]);
+  models.forEach((m, i) => {
+    const pre = `b${i}/`;
+    const ren = (n: string) => (n === "" ? n : n === "sample" ? prev : shared.has(n) ? n : pre + n);
+    for (const nd of m.graph!.node!) {
+      nodes.push({
+        ...nd,
+        name: pre + nd.name,
+        input: nd.input!.map(ren),
+        output: nd.output!.map(ren),
+      });
+    }
+    for (const t of m.graph!.initializer!) inits.push({ ...t, name: pre + t.name });
+    prev = pre + "out_sample";
+  });
+  nodes.push({ opType: "Identity", input: [prev], output: ["out_sample"], name: "final" });
+  return encodeModel({ ...models[0], graph: { ...g0, node: nodes, initializer: inits } });
 }
