@@ -321,3 +321,68 @@ Deno.test("vjp global pools (GlobalAveragePool, GlobalMaxPool)", async () => {
     { eps: 3e-3 },
   );
 });
+
+Deno.test("vjp op Resize: nearest rounding modes, half_pixel_symmetric (opset 19), axes attribute (opset 18), sizes", async () => {
+  const cases: [string, Attrs, number[] | null, number[] | null, number, number[]?][] = [
+    [
+      "round_prefer_ceil",
+      { mode: "nearest", nearest_mode: "round_prefer_ceil" },
+      [1, 1, 1.6, 2.5],
+      null,
+      17,
+    ],
+    [
+      "ceil-align",
+      {
+        mode: "nearest",
+        nearest_mode: "ceil",
+        coordinate_transformation_mode: "align_corners",
+      },
+      null,
+      [1, 2, 7, 3],
+      17,
+    ],
+    ["nearest-down-sizes", { mode: "nearest" }, null, [1, 2, 3, 2], 17],
+    [
+      "half_pixel_symmetric",
+      {
+        mode: "linear",
+        coordinate_transformation_mode: "half_pixel_symmetric",
+      },
+      [1, 1, 1.7, 0.6],
+      null,
+      19,
+    ],
+    ["axes-attr", { mode: "linear", axes: [2, 3] }, [2, 1.5], null, 18],
+  ];
+  for (const [name, attrs, scales, sizes, opset] of cases) {
+    await checkOp(
+      `Resize-${name}`,
+      oneInput([1, 2, 4, 4], (g, x) => {
+        const ins = [x, ""];
+        if (scales) ins.push(g.constF("sc", [scales.length], scales));
+        else ins.push("", g.constI("sz", sizes!));
+        return g.op("Resize", ins, attrs);
+      }),
+      { opset },
+    );
+  }
+});
+
+Deno.test("vjp ops Dropout (inference, with mask output), CastLike, Flatten axis 0", async () => {
+  await checkOp("Dropout", (g, t) => {
+    const x = g.input("x", t, [3, 4]);
+    const [y, mask] = g.opN("Dropout", [x, g.initializer("ratio", t, [], [0.3])], 2);
+    void mask;
+    g.output(g.op("Mul", [y, y]), "y", t);
+    return { inputs: [{ name: "x", dims: [3, 4] }], outputs: ["y"] };
+  });
+  await checkOp("CastLike", (g, t) => {
+    const x = g.input("x", t, [3, 4]);
+    const like = g.initializer("like", t === "float64" ? "float32" : "float64", [], [0]);
+    const c = g.op("CastLike", [x, like]);
+    g.output(g.op("CastLike", [g.op("Mul", [c, c]), x]), "y", t);
+    return { inputs: [{ name: "x", dims: [3, 4] }], outputs: ["y"] };
+  }, { tol: 2e-3, eps: 3e-2 });
+  await checkOp("Flatten0", oneInput([2, 3, 4], (g, x) => g.op("Flatten", [x], { axis: 0 })));
+});
