@@ -114,12 +114,13 @@ export const DELTA_PRESETS: Record<string, DeltaPreset> = {
       "built-in model, Gaussian blur σ=3, σ_y=0.01; tuned on kodim01/05/09 (0.3–1 within 0.1 dB)",
   },
   "builtin/motion": {
-    rule: { threshold: 0, high: 0.3, low: 0.3, scale: "one" },
-    source: "built-in model, motion blur 61×61, σ_y=0.01; tuned on kodim01/05/09",
+    rule: { threshold: 0, high: 0.2, low: 0.2, scale: "one" },
+    source: "built-in model, motion blur 61×61, σ_y=0.01; kodim01/02/05/09: best δ 0.1–0.3",
   },
   "builtin/sr": {
     rule: { threshold: 0, high: 1, low: 1, scale: "one" },
-    source: "built-in model, bicubic SR ×4, σ_y=0.01; flat in δ ∈ [0.3, 3]",
+    source:
+      "built-in model, bicubic SR ×4, σ_y=0.01; flat in δ ∈ [0.3, 3]; below the pseudo-inverse (the Gaussian prior adds texture)",
   },
   "builtin/inpaint": {
     rule: { threshold: 0, high: 1, low: 1, scale: "one" },
