@@ -9,7 +9,11 @@ import { vjpTransform } from "../core/onnx/vjp.ts";
 import { checkGradient, checkOp, type FloatName } from "./onnx_vjp_harness.ts";
 
 /** Attention O = softmax(scale(Q Kᵀ) + mask) V with heads; scale as Mul, Div or absent. */
-function attention(kind: "mul" | "div" | "none", withMask: boolean, maskActive = false) {
+function attention(
+  kind: "mul" | "mul-left" | "div" | "none",
+  withMask: boolean,
+  maskActive = false,
+) {
   return (g: GraphBuilder, t: FloatName) => {
     const [b, h, tq, tk, d] = [1, 2, 3, 4, 5];
     const q = g.input("q", t, [b, h, tq, d]);
@@ -17,6 +21,7 @@ function attention(kind: "mul" | "div" | "none", withMask: boolean, maskActive =
     const v = g.input("v", t, [b, h, tk, d]);
     let s = g.op("MatMul", [q, g.op("Transpose", [k], { perm: [0, 1, 3, 2] })]);
     if (kind === "mul") s = g.op("Mul", [s, g.initializer("c", t, [], [0.4])]);
+    if (kind === "mul-left") s = g.op("Mul", [g.initializer("c", t, [], [0.4]), s]);
     if (kind === "div") s = g.op("Div", [s, g.initializer("c", t, [], [2.5])]);
     const inputs = [
       { name: "q", dims: [b, h, tq, d] },
@@ -40,7 +45,7 @@ function attention(kind: "mul" | "div" | "none", withMask: boolean, maskActive =
 }
 
 Deno.test("unit vjp.Attention: scale Mul / Div / none, with and without a constant mask (float64)", async () => {
-  for (const kind of ["mul", "div", "none"] as const) {
+  for (const kind of ["mul", "mul-left", "div", "none"] as const) {
     for (const withMask of [false, true]) {
       const rep = await checkOp(`attention-${kind}-${withMask}`, attention(kind, withMask));
       assert.equal(rep.dtype, "float64");
@@ -56,6 +61,9 @@ Deno.test("unit vjp.Attention: recognised; not used when the mask needs a gradie
   };
   const a = await vjpTransform(build(false), ["o"], ["q", "k", "v"]);
   assert.equal(a.stats.units["vjp.Attention"], 1);
+  const left = new GraphBuilder("att-left", 17);
+  attention("mul-left", false)(left, "float64");
+  assert.equal((await vjpTransform(left.toBytes(), ["o"], ["q"])).stats.units["vjp.Attention"], 1);
   const b = await vjpTransform(build(true), ["o"], ["q", "k", "v", "m"]);
   assert.equal(b.stats.units["vjp.Attention"] ?? 0, 0);
   await checkGradient(

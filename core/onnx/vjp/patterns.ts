@@ -80,7 +80,9 @@ export function findUnits(
     let scale = 1;
     let pc = prod(cur);
     if (pc && (pc.n.opType === "Mul" || pc.n.opType === "Div") && only(cur, consumer)) {
-      const [m0, m1] = pc.n.input ?? [];
+      let [m0, m1] = pc.n.input ?? [];
+      // a Mul may carry the scalar on either side
+      if (pc.n.opType === "Mul" && value(m0)?.length === 1) [m0, m1] = [m1, m0];
       const sc = value(m1);
       if (sc && sc.length === 1 && sc[0] !== 0) {
         scale = pc.n.opType === "Mul" ? sc[0] : 1 / sc[0];
