@@ -25,8 +25,8 @@ Options:
   --wrt LIST          inputs (or initializers) to differentiate with respect to
   --out PATH          the model to write (must not be the input)
   --shape NAME=DIMS   concrete dims of an input, e.g. --shape sample=1,4,64,64 (repeatable)
-  --dim NAME=VALUE    value of a symbolic dim, e.g. --dim height=64 (repeatable; batch dims
-                      default to 1)
+  --dim NAME=VALUE    value of a symbolic dim, e.g. --dim height=64 (repeatable; a symbolic
+                      leading (batch) axis defaults to 1)
   --shapes MODE       auto (default: static inference, one probing run if needed), static, probe
   --debug             print stack traces
 `;

@@ -34,7 +34,7 @@ export { supportedOps as vjpSupportedOps } from "./vjp/rules/mod.ts";
 export interface VjpOptions {
   /** Concrete dims per graph input (overrides the model's), e.g. `{ sample: [1, 4, 64, 64] }`. */
   inputShapes?: Record<string, number[]>;
-  /** Values of symbolic dims by name (e.g. `{ height: 64 }`); batch-like dims default to 1. */
+  /** Values of symbolic dims by name (e.g. `{ height: 64 }`); the leading (batch) axis defaults to 1. */
   dims?: Record<string, number>;
   /** "auto" (static inference, one probing run if needed), "static" (never run), "probe". */
   shapes?: "auto" | "static" | "probe";

@@ -43,7 +43,7 @@ export interface TransformOptions {
   wrt: string[];
   /** Concrete dims per graph input (overrides the model's). */
   inputShapes?: Record<string, number[]>;
-  /** Values of symbolic dims by name (e.g. `{ batch: 1 }`); unnamed batch-like dims default to 1. */
+  /** Values of symbolic dims by name (e.g. `{ height: 64 }`); the leading axis defaults to 1. */
   dims?: Record<string, number>;
   /** "auto" (static, probe when needed), "static" (never run the model), "probe" (always probe). */
   shapes?: "auto" | "static" | "probe";
@@ -107,8 +107,6 @@ export class VjpUnsupportedError extends InputError {
   }
 }
 
-const BATCH_LIKE = /^(batch|batch_size|n|N|B|b|unk__\d+)$/;
-
 /** Concrete dims of graph inputs, or an InputError naming the unresolved ones. */
 function resolveInputs(inputs: ValueInfoProto[], opts: TransformOptions): InfoMap {
   const info: InfoMap = new Map();
@@ -127,13 +125,14 @@ function resolveInputs(inputs: ValueInfoProto[], opts: TransformOptions): InfoMa
       unresolved.push(`${name} (no shape)`);
       continue;
     }
-    const dims = (tt.shape.dim ?? []).map((d) => {
+    // a symbolic dim defaults to 1 when it is the leading (batch) axis or named like a batch
+    const dims = (tt.shape.dim ?? []).map((d, axis) => {
       if (d.dimValue !== null && d.dimValue !== undefined && num(d.dimValue) > 0) {
         return num(d.dimValue);
       }
       const p = d.dimParam ?? "";
       if (p && opts.dims?.[p] !== undefined) return opts.dims[p];
-      if (BATCH_LIKE.test(p) || p.toLowerCase().includes("batch")) return 1;
+      if (axis === 0 || /batch/i.test(p)) return 1;
       return -1;
     });
     if (dims.some((d) => d < 0)) {
