@@ -71,7 +71,10 @@ export function externalLocations(model: IModelProto): string[] {
  * @param src model bytes or a file path
  * @param baseDir directory for external data when `src` is bytes
  */
-export async function loadModel(src: Uint8Array | string, baseDir?: string): Promise<LoadedOnnxModel> {
+export async function loadModel(
+  src: Uint8Array | string,
+  baseDir?: string,
+): Promise<LoadedOnnxModel> {
   if (typeof src === "string") {
     let bytes: Uint8Array;
     try {
