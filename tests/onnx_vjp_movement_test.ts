@@ -386,3 +386,14 @@ Deno.test("vjp ops Dropout (inference, with mask output), CastLike, Flatten axis
   }, { tol: 2e-3, eps: 3e-2 });
   await checkOp("Flatten0", oneInput([2, 3, 4], (g, x) => g.op("Flatten", [x], { axis: 0 })));
 });
+
+Deno.test("vjp op TopK (values output; largest and smallest)", async () => {
+  for (const largest of [1, 0]) {
+    await checkOp(`TopK-${largest}`, (g, t) => {
+      const x = g.input("x", t, [3, 6]);
+      const [v] = g.opN("TopK", [x, g.constI("k", [2])], 2, { axis: 1, largest });
+      g.output(g.op("Mul", [v, v]), "y", t);
+      return { inputs: [{ name: "x", dims: [3, 6], values: distinct(0.3) }], outputs: ["y"] };
+    }, { eps: 3e-3 });
+  }
+});

@@ -191,8 +191,10 @@ export function topoSort(nodes: NodeProto[], available: Iterable<string>): NodeP
 }
 
 /**
- * Ops whose derivative is zero almost everywhere or that produce no floating-point data: their
- * outputs are never active even when an input is.
+ * Ops whose derivative is zero almost everywhere (comparisons, rounding, sampling, shape queries)
+ * or that produce no floating-point data: their outputs are never active even when an input is.
+ * Ops with a non-zero derivative and no rule are not listed here: they are reported as
+ * unsupported instead of silently getting a zero gradient.
  */
 export const NON_DIFFERENTIABLE: ReadonlySet<string> = new Set([
   "Shape",
@@ -226,11 +228,7 @@ export const NON_DIFFERENTIABLE: ReadonlySet<string> = new Set([
   "EyeLike",
   "Constant",
   "OneHot",
-  "TopK",
-  "Mod",
   "BitShift",
-  "QuantizeLinear",
-  "DynamicQuantizeLinear",
 ]);
 
 /**
@@ -262,6 +260,7 @@ export const NON_DIFF_INPUTS: Readonly<Record<string, readonly number[]>> = {
   Dropout: [1, 2],
   CumSum: [1],
   Trilu: [1],
+  TopK: [1],
   Clip: [1, 2],
   BatchNormalization: [3, 4],
   ScatterND: [1],

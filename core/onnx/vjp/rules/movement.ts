@@ -328,6 +328,15 @@ export const movementRules: Record<string, Rule> = {
     const t = c.e.transpose(gv, [0, 3, 4, 1, 5, 2]);
     c.add(0, c.e.reshape(t, [n, ch, h, w]));
   },
+  // TopK values: scatter ḡ back to the selected positions (distinct within the axis)
+  TopK: (c) => {
+    const g = c.gy(0);
+    if (!g || !c.needs(0)) return;
+    const xd = c.dims(c.x(0));
+    const axis = normAxis(intAttr(c.a, "axis", -1), xd.length);
+    const z = c.e.zeros(xd, c.dtype(c.x(0)));
+    c.add(0, c.e.op("ScatterElements", [z, c.y(1), g], { axis }));
+  },
   // Trilu is a mask: apply the same mask to ḡ
   Trilu: (c) => {
     const g = c.gy(0);
