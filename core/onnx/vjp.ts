@@ -7,8 +7,14 @@
  * input x, `x.grad` = Σ_k (∂y_k/∂x)ᵀ y_k.cotangent — a vector–Jacobian product in one run.
  *
  * The implementation lives in `vjp/`: graph analysis (`graph.ts`), shape inference and probing
- * (`shapes.ts`, `probe.ts`), per-op rules (`rules/`), emission (`emit.ts`) and the sweep
- * (`transform.ts`). External data stays external (see `external.ts`).
+ * (`shapes.ts`, `probe.ts`), per-op rules (`rules/`), multi-node units that keep ONNX Runtime's
+ * forward fusions (`patterns.ts`: attention core, SiLU, Erf-GELU), emission (`emit.ts`) and the
+ * sweep (`transform.ts`). External data stays external (see `external.ts`). The graph is
+ * specialised to concrete input dims (a symbolic leading batch axis becomes 1 unless given).
+ *
+ * With the session pool: `sessionPool().session("unet-vjp", await vjpSource(unetSource, of, wrt))`
+ * — the transformed model is built once per process ({@link vjpModel}) and pooled under
+ * {@link vjpModelKey} like any other model.
  *
  * @example
  * ```ts ignore
