@@ -410,7 +410,17 @@ Deno.test("bench: runs end to end at a tiny size and writes its JSON", async () 
   const name = `test-${crypto.randomUUID()}.json`;
   const out = join("bench-results", name);
   try {
-    const r = await task("bench", "--sizes", "32", "--runs", "1", "--warmup", "0", "--out", out);
+    const r = await task(
+      "bench:operators",
+      "--sizes",
+      "32",
+      "--runs",
+      "1",
+      "--warmup",
+      "0",
+      "--out",
+      out,
+    );
     assert.equal(r.code, 0, r.stderr);
     const report = JSON.parse(await Deno.readTextFile(join(ROOT, out)));
     const names = builtins.list("operator").map((p) => p.name);
@@ -429,7 +439,10 @@ Deno.test("bench: runs end to end at a tiny size and writes its JSON", async () 
     assert.ok(
       Array.isArray(report.reference.results) || typeof report.reference.error === "string",
     );
-    expectInputError(await task("bench", "--only", "nope"), /--only nope: no such operator plugin/);
+    expectInputError(
+      await task("bench:operators", "--only", "nope"),
+      /--only nope: no such operator plugin/,
+    );
   } finally {
     await Deno.remove(join(ROOT, out)).catch(() => {});
     await Deno.remove(join(ROOT, "bench-results")).catch(() => {}); // only when left empty
