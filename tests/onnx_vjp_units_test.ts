@@ -53,6 +53,32 @@ Deno.test("unit vjp.Attention: scale Mul / Div / none, with and without a consta
   }
 });
 
+Deno.test("unit vjp.Attention: K and V shared by all heads (broadcast over the head axis)", async () => {
+  const build = (g: GraphBuilder, t: FloatName) => {
+    const q = g.input("q", t, [1, 2, 3, 5]);
+    const k = g.input("k", t, [1, 4, 5]);
+    const v = g.input("v", t, [1, 4, 5]);
+    const s = g.op("Mul", [
+      g.op("MatMul", [q, g.op("Transpose", [k], { perm: [0, 2, 1] })]),
+      g.initializer("c", t, [], [0.4]),
+    ]);
+    g.output(g.op("MatMul", [g.op("Softmax", [s], { axis: -1 }), v]), "o", t);
+    return {
+      inputs: [
+        { name: "q", dims: [1, 2, 3, 5] },
+        { name: "k", dims: [1, 4, 5] },
+        { name: "v", dims: [1, 4, 5] },
+      ],
+      outputs: ["o"],
+    };
+  };
+  assert.equal((await checkOp("attention-shared-kv", build)).dtype, "float64");
+  const g = new GraphBuilder("att-shared", 17);
+  build(g, "float64");
+  const r = await vjpTransform(g.toBytes(), ["o"], ["q", "k", "v"]);
+  assert.equal(r.stats.units["vjp.Attention"], 1);
+});
+
 Deno.test("unit vjp.Attention: recognised; not used when the mask needs a gradient", async () => {
   const build = (maskActive: boolean) => {
     const g = new GraphBuilder("att", 17);
