@@ -82,7 +82,18 @@ export interface SsimOptions {
   dataRange?: number;
 }
 
-/** The normalised 1-D Gaussian g[k] ∝ exp(−k²/(2σ²)), k = −r…r (as scipy.ndimage builds it). */
+/**
+ * The normalised 1-D Gaussian g[k] ∝ exp(−k²/(2σ²)), k = −r…r (as scipy.ndimage builds it).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { gaussianWindow } from "./metrics.ts";
+ * const g = gaussianWindow(1.5, 3.5); // radius ⌊3.5·1.5 + 0.5⌋ = 5
+ * assert.equal(g.length, 11);
+ * assert.ok(Math.abs(g.reduce((s, v) => s + v, 0) - 1) < 1e-12);
+ * ```
+ */
 export function gaussianWindow(sigma: number, truncate: number): Float64Array {
   const r = Math.floor(truncate * sigma + 0.5);
   const g = new Float64Array(2 * r + 1);

@@ -98,22 +98,86 @@ export type Plugin = OperatorPlugin | PriorPlugin | SolverPlugin;
 /** Plugin kinds. */
 export type PluginKind = Plugin["kind"];
 
-/** Identity helper that gives an operator plugin full type inference for its options. */
+/**
+ * Identity helper that gives an operator plugin full type inference for its options.
+ *
+ * @example
+ * ```ts
+ * import { z } from "zod";
+ * import { defineOperator } from "./registry.ts";
+ * const gain = defineOperator({
+ *   kind: "operator",
+ *   name: "gain",
+ *   description: "multiply by a constant",
+ *   options: z.strictObject({ g: z.number().default(2) }),
+ *   create: () => {
+ *     throw new Error("sketch");
+ *   },
+ * });
+ * console.assert(gain.options.safeParse({}).success);
+ * ```
+ */
 export function defineOperator<O>(p: OperatorPlugin<O>): OperatorPlugin<O> {
   return p;
 }
-/** Identity helper that gives a solver plugin full type inference for its options. */
+/**
+ * Identity helper that gives a solver plugin full type inference for its options.
+ *
+ * @example
+ * ```ts
+ * import { z } from "zod";
+ * import { defineSolver } from "./registry.ts";
+ * const noop = defineSolver({
+ *   kind: "solver",
+ *   name: "noop",
+ *   description: "returns the pseudo-inverse",
+ *   options: z.strictObject({}),
+ *   create: () => {
+ *     throw new Error("sketch");
+ *   },
+ * });
+ * console.assert(noop.kind === "solver");
+ * ```
+ */
 export function defineSolver<O>(p: SolverPlugin<O>): SolverPlugin<O> {
   return p;
 }
-/** Identity helper that gives a prior plugin full type inference for its options. */
+/**
+ * Identity helper that gives a prior plugin full type inference for its options.
+ *
+ * @example
+ * ```ts
+ * import { z } from "zod";
+ * import { definePrior } from "./registry.ts";
+ * const flat = definePrior({
+ *   kind: "prior",
+ *   name: "flat",
+ *   description: "no prior",
+ *   options: z.strictObject({ model: z.string().optional() }),
+ *   create: () => {
+ *     throw new Error("sketch");
+ *   },
+ * });
+ * console.assert(flat.name === "flat");
+ * ```
+ */
 export function definePrior<O>(p: PriorPlugin<O>): PriorPlugin<O> {
   return p;
 }
 
 const KINDS = ["operator", "prior", "solver"] as const;
 
-/** Return a list of what is wrong with a would-be plugin object (empty when it is valid). */
+/**
+ * Return a list of what is wrong with a would-be plugin object (empty when it is valid).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { pluginProblems } from "./registry.ts";
+ * assert.deepEqual(pluginProblems(null), ["is not an object"]);
+ * assert.equal(pluginProblems({ kind: "operator", name: "Bad" }).length, 4);
+ * ```
+ */
 export function pluginProblems(p: unknown): string[] {
   if (typeof p !== "object" || p === null) return ["is not an object"];
   const o = p as Record<string, unknown>;
@@ -135,7 +199,17 @@ export function pluginProblems(p: unknown): string[] {
   return out;
 }
 
-/** Format zod issues as one line. */
+/**
+ * Format zod issues as one line.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatIssues } from "./registry.ts";
+ * const line = formatIssues({ issues: [{ path: ["sigma"], message: "expected number" }] });
+ * assert.equal(line, "sigma: expected number");
+ * ```
+ */
 export function formatIssues(error: { issues: readonly SchemaIssue[] }): string {
   return error.issues.map((i) => {
     const path = i.path.length ? i.path.map(String).join(".") + ": " : "";
@@ -143,7 +217,19 @@ export function formatIssues(error: { issues: readonly SchemaIssue[] }): string 
   }).join("; ");
 }
 
-/** Validate options against a plugin's schema, or throw an InputError naming the plugin. */
+/**
+ * Validate options against a plugin's schema, or throw an InputError naming the plugin.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { z } from "zod";
+ * import { validateOptions } from "./registry.ts";
+ * const plugin = { kind: "operator", name: "gain", options: z.strictObject({ g: z.number() }) };
+ * assert.deepEqual(validateOptions(plugin, { g: 2 }), { g: 2 });
+ * assert.throws(() => validateOptions(plugin, { g: "x" }), /operator "gain": g:/);
+ * ```
+ */
 export function validateOptions<O>(
   plugin: { kind: string; name: string; options: OptionsSchema<O> },
   options: unknown,
@@ -155,7 +241,28 @@ export function validateOptions<O>(
   return r.data;
 }
 
-/** Plugins by kind and name. */
+/**
+ * Plugins by kind and name.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { z } from "zod";
+ * import { defineSolver, PluginRegistry } from "./registry.ts";
+ * const noop = defineSolver({
+ *   kind: "solver",
+ *   name: "noop",
+ *   description: "does nothing",
+ *   options: z.strictObject({}),
+ *   create: () => {
+ *     throw new Error("sketch");
+ *   },
+ * });
+ * const registry = new PluginRegistry().register(noop);
+ * assert.equal(registry.get("solver", "noop"), noop);
+ * assert.throws(() => registry.get("solver", "other"), /known: noop/);
+ * ```
+ */
 export class PluginRegistry {
   #byKind = new Map<PluginKind, Map<string, Plugin>>();
 
@@ -204,6 +311,15 @@ export class PluginRegistry {
 /**
  * Import a module and return the plugins it exports (`default` or `plugins`: one plugin or an array).
  * Remote URLs are refused unless `allowRemote` is set.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadPluginModule } from "./registry.ts";
+ * // A local path (resolved against `baseDir`, default the working directory) is imported;
+ * // a URL is refused unless `allowRemote` is set.
+ * await assert.rejects(loadPluginModule("https://example.com/p.ts"), /allow-remote-plugins/);
+ * ```
  */
 export async function loadPluginModule(
   specifier: string,
@@ -250,6 +366,16 @@ export async function loadPluginModule(
 /**
  * Build an operator from a spec string for an image shape and a run seed. The operator's random
  * stream is `operator/NAME` of the seed, so masks and kernels depend only on (seed, spec).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createOperator, PluginRegistry } from "./registry.ts";
+ * import { blurPlugin } from "../operators/blur.ts";
+ * const registry = new PluginRegistry().register(blurPlugin);
+ * const op = await createOperator(registry, "blur:sigma=2", [1, 3, 32, 32], 0);
+ * assert.equal(op.capabilities.linear, true);
+ * ```
  */
 export async function createOperator(
   registry: PluginRegistry,

@@ -18,7 +18,18 @@ export interface Spec {
 
 const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
-/** Type a raw option string: number, boolean, or the string itself. */
+/**
+ * Type a raw option string: number, boolean, or the string itself.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { typeValue } from "./spec.ts";
+ * assert.equal(typeValue("3"), 3);
+ * assert.equal(typeValue("false"), false);
+ * assert.equal(typeValue("gaussian"), "gaussian");
+ * ```
+ */
 export function typeValue(raw: string): number | boolean | string {
   if (NUMBER.test(raw)) return Number(raw);
   if (raw === "true") return true;
@@ -60,7 +71,17 @@ export function parseSpec(text: string, what = "spec"): Spec {
   return { name, options };
 }
 
-/** Format options back into a spec string (stable key order as given). */
+/**
+ * Format options back into a spec string (stable key order as given).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatSpec, parseSpec } from "./spec.ts";
+ * const s = parseSpec("blur:kernel=gaussian,sigma=3");
+ * assert.equal(formatSpec(s), "blur:kernel=gaussian,sigma=3");
+ * ```
+ */
 export function formatSpec(spec: Spec): string {
   const opts = Object.entries(spec.options).map(([k, v]) => `${k}=${v}`).join(",");
   return opts ? `${spec.name}:${opts}` : spec.name;

@@ -231,7 +231,17 @@ export async function writePng(path: string, t: Tensor, options: PngOptions = {}
   await writeFileAtomic(path, bytes);
 }
 
-/** True when a path names a `.npy` file. */
+/**
+ * True when a path names a `.npy` file.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isNpyPath } from "./image.ts";
+ * assert.equal(isNpyPath("out/y.NPY"), true);
+ * assert.equal(isNpyPath("out/y.png"), false);
+ * ```
+ */
 export function isNpyPath(path: string): boolean {
   return extname(path).toLowerCase() === ".npy";
 }
@@ -250,7 +260,16 @@ export async function readTensor(path: string): Promise<Tensor> {
   return isNpyPath(path) ? await readNpy(path) : await readImage(path);
 }
 
-/** File extensions {@link writeTensor} accepts. */
+/**
+ * File extensions {@link writeTensor} accepts.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { WRITABLE_EXTENSIONS } from "./image.ts";
+ * assert.ok(WRITABLE_EXTENSIONS.includes(".npy"));
+ * ```
+ */
 export const WRITABLE_EXTENSIONS = [".png", ".npy"] as const;
 
 /**

@@ -261,7 +261,17 @@ export async function writeNpy(path: string, t: Tensor): Promise<void> {
   await writeFileAtomic(path, encodeNpy(t));
 }
 
-/** Throw when `t` holds NaN or ±Inf, naming the file that would have been written. */
+/**
+ * Throw when `t` holds NaN or ±Inf, naming the file that would have been written.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { assertFiniteForWrite } from "./npy.ts";
+ * const t = { data: new Float32Array([0, NaN]), shape: [1, 1, 1, 2] };
+ * assert.throws(() => assertFiniteForWrite(t, "y.npy"), /refusing to write y.npy/);
+ * ```
+ */
 export function assertFiniteForWrite(t: Tensor, path: string): void {
   let bad = 0;
   for (const v of t.data) if (!Number.isFinite(v)) bad++;
@@ -272,7 +282,17 @@ export function assertFiniteForWrite(t: Tensor, path: string): void {
   }
 }
 
-/** An InputError for a file that cannot be read. */
+/**
+ * An InputError for a file that cannot be read.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readError } from "./npy.ts";
+ * const e = readError("x.png", new Deno.errors.NotFound("gone"));
+ * assert.equal(e.message, "x.png: no such file");
+ * ```
+ */
 export function readError(path: string, e: unknown): Error {
   if (e instanceof Deno.errors.NotFound) return new InputError(`${path}: no such file`);
   if (e instanceof Deno.errors.IsADirectory) return new InputError(`${path}: is a folder`);

@@ -23,6 +23,17 @@ export interface CgResult {
 /**
  * Solve M x = b for symmetric positive definite M given as a function, starting from x0.
  * Stops when ‖r‖ ≤ tol·‖b‖ or after maxIter iterations.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { conjugateGradient } from "./cg.ts";
+ * // M = diag(2, 4), b = (2, 4)  ⇒  x = (1, 1), exact after 2 iterations
+ * const apply = (v: Float64Array) => Promise.resolve(Float64Array.from([2 * v[0], 4 * v[1]]));
+ * const r = await conjugateGradient(apply, Float64Array.from([2, 4]), new Float64Array(2), 10, 1e-10);
+ * assert.ok(Math.abs(r.x[0] - 1) < 1e-9 && Math.abs(r.x[1] - 1) < 1e-9);
+ * assert.ok(r.iterations <= 2);
+ * ```
  */
 export async function conjugateGradient(
   apply: (v: Float64Array) => Promise<Float64Array>,
@@ -66,7 +77,16 @@ function toF32(v: Float64Array, shape: readonly number[]): Tensor {
   return { data: Float32Array.from(v), shape: [...shape] };
 }
 
-/** Defaults for the CG prox: tighter than deepinv's (50 iterations, 1e-4). */
+/**
+ * Defaults for the CG prox: tighter than deepinv's (50 iterations, 1e-4).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CG_DEFAULTS } from "./cg.ts";
+ * assert.deepEqual(CG_DEFAULTS, { maxIter: 200, tol: 1e-6 });
+ * ```
+ */
 export const CG_DEFAULTS = { maxIter: 200, tol: 1e-6 } as const;
 
 /**

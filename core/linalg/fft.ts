@@ -54,7 +54,20 @@ export interface Fft2 {
   inverse(re: Float64Array, im: Float64Array): void;
 }
 
-/** Odd prime factors up to this size get a direct mixed-radix step; larger ones use Bluestein. */
+/**
+ * Odd prime factors up to this size get a direct mixed-radix step; larger ones use Bluestein.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fft2, MAX_SMALL_RADIX } from "./fft.ts";
+ * assert.equal(MAX_SMALL_RADIX, 13);
+ * // 13 is still a direct radix step; 17 goes through Bluestein. Both are exact DFTs.
+ * const re = new Float64Array(17).fill(1), im = new Float64Array(17);
+ * fft2(1, 17).forward(re, im);
+ * assert.ok(Math.abs(re[0] - 17) < 1e-9 && Math.abs(re[1]) < 1e-9);
+ * ```
+ */
 export const MAX_SMALL_RADIX = 13;
 
 /**
