@@ -23,7 +23,16 @@ export type DeviceRequest = "auto" | "cpu" | "cuda" | "webgpu";
 /** An ONNX Runtime execution provider this toolkit knows how to use. */
 export type ExecutionProvider = "cpu" | "cuda" | "webgpu";
 
-/** The valid values of a device request. */
+/**
+ * The valid values of a device request.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEVICE_REQUESTS } from "./device.ts";
+ * assert.deepEqual(DEVICE_REQUESTS, ["auto", "cpu", "cuda", "webgpu"]);
+ * ```
+ */
 export const DEVICE_REQUESTS: readonly DeviceRequest[] = ["auto", "cpu", "cuda", "webgpu"];
 
 /** The outcome of probing one provider. */
@@ -49,7 +58,17 @@ export interface DeviceChoice {
 const probes = new Map<string, Promise<ProviderProbe>>();
 const choices = new Map<string, Promise<DeviceChoice>>();
 
-/** First line of an error message, without ORT's source-location prefix, at most 200 chars. */
+/**
+ * First line of an error message, without ORT's source-location prefix, at most 200 chars.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { shortError } from "./device.ts";
+ * const e = new Error("/ort/src/provider.cc:136 Load() <lambda> Failed to load library x.so\nmore");
+ * assert.equal(shortError(e), "Failed to load library x.so");
+ * ```
+ */
 export function shortError(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
   const line = msg.split("\n").map((l) => l.trim()).find((l) => l.length > 0) ?? "unknown error";
@@ -135,7 +154,16 @@ export interface SessionOptions {
   externalData?: { path: string; data: Uint8Array }[];
 }
 
-/** Session options selecting one provider. */
+/**
+ * Session options selecting one provider.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { providerOptions } from "./device.ts";
+ * assert.deepEqual(providerOptions("cpu"), { executionProviders: ["cpu"] });
+ * ```
+ */
 export function providerOptions(provider: ExecutionProvider): SessionOptions {
   return { executionProviders: [provider] };
 }
@@ -170,6 +198,14 @@ async function tryProvider(provider: ExecutionProvider): Promise<ProviderProbe> 
 /**
  * Probe a provider (cached per process). With `precheck` (used by "auto"), providers whose
  * libraries are visibly missing are skipped without trying to load them.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { probeProvider } from "./device.ts";
+ * const cpu = await probeProvider("cpu"); // always available
+ * assert.deepEqual(cpu, { provider: "cpu", available: true, reason: "" });
+ * ```
  */
 export function probeProvider(
   provider: ExecutionProvider,
@@ -194,7 +230,17 @@ export function probeProvider(
   return p;
 }
 
-/** Check a device string and narrow it. */
+/**
+ * Check a device string and narrow it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseDevice } from "./device.ts";
+ * assert.equal(parseDevice("cuda"), "cuda");
+ * assert.throws(() => parseDevice("gpu"), /expected one of auto, cpu, cuda, webgpu/);
+ * ```
+ */
 export function parseDevice(device: string): DeviceRequest {
   if ((DEVICE_REQUESTS as readonly string[]).includes(device)) return device as DeviceRequest;
   throw new InputError(

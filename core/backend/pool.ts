@@ -60,7 +60,15 @@ export interface PoolOptions {
   threads?: number;
 }
 
-/** Number of logical cores available to this process. */
+/**
+ * Number of logical cores available to this process.
+ *
+ * @example
+ * ```ts
+ * import { coreCount } from "./pool.ts";
+ * console.assert(Number.isInteger(coreCount()) && coreCount() >= 1);
+ * ```
+ */
 export function coreCount(): number {
   try {
     return Math.max(1, availableParallelism());
@@ -69,7 +77,24 @@ export function coreCount(): number {
   }
 }
 
-/** Loaded models shared by key and provider; per-name call statistics. */
+/**
+ * Loaded models shared by key and provider; per-name call statistics.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GraphBuilder } from "../onnx/builder.ts";
+ * import { SessionPool } from "./pool.ts";
+ * const g = new GraphBuilder("double");
+ * g.output(g.op("Add", [g.input("x", "float32", [2]), "x"]), "y", "float32", [2]);
+ * const pool = new SessionPool({ threads: 1 });
+ * const m = await pool.session("double", { key: "double", bytes: g.toBytes() }, { device: "cpu" });
+ * const { y } = await m.run({ x: { data: [1, 2], shape: [2] } });
+ * assert.deepEqual(Array.from(y.data), [2, 4]);
+ * assert.deepEqual(pool.stats().calls, { double: 1 });
+ * await pool.release();
+ * ```
+ */
 export class SessionPool {
   #models = new Map<string, Promise<LoadedModel>>();
   #loaded = new Set<LoadedModel>();
@@ -190,7 +215,18 @@ export class SessionPool {
   }
 }
 
-/** The pool identity of a source: its key, or its resolved path. */
+/**
+ * The pool identity of a source: its key, or its resolved path.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { resolve } from "node:path";
+ * import { modelKey } from "./pool.ts";
+ * assert.equal(modelKey({ key: "unet-grad", bytes: new Uint8Array() }), "unet-grad");
+ * assert.equal(modelKey({ path: "sd15/unet/model.onnx" }), resolve("sd15/unet/model.onnx"));
+ * ```
+ */
 export function modelKey(source: ModelSource): string {
   if (source.key) return source.key;
   if (source.bytes) throw new RangeError("a model given as bytes needs a key");
@@ -203,6 +239,14 @@ let processPool: SessionPool | undefined;
 /**
  * The process-wide pool. Its sessions are released on process unload; call
  * {@link releaseSessions} to release them earlier.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { releaseSessions, sessionPool } from "./pool.ts";
+ * assert.equal(sessionPool(), sessionPool()); // one pool per process
+ * await releaseSessions();
+ * ```
  */
 export function sessionPool(): SessionPool {
   if (!processPool) {
@@ -213,7 +257,17 @@ export function sessionPool(): SessionPool {
   return processPool;
 }
 
-/** Release every session of the process-wide pool. */
+/**
+ * Release every session of the process-wide pool.
+ *
+ * @example
+ * ```ts
+ * import { releaseSessions, sessionPool } from "./pool.ts";
+ * sessionPool().resetStats();
+ * await releaseSessions(); // e.g. before exiting a long-running CLI
+ * console.assert(sessionPool().size === 0);
+ * ```
+ */
 export async function releaseSessions(): Promise<void> {
   if (processPool) await processPool.release();
 }

@@ -95,7 +95,18 @@ function metadataOf(list: readonly OrtValueMetadata[]): ValueInfo[] {
   );
 }
 
-/** Does `shape` fit the declared dims (same rank, fixed dims equal)? Unknown metadata fits. */
+/**
+ * Does `shape` fit the declared dims (same rank, fixed dims equal)? Unknown metadata fits.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { shapeFits } from "./session.ts";
+ * assert.equal(shapeFits([1, 4, 64, 64], ["batch", 4, -1, 64]), true);
+ * assert.equal(shapeFits([1, 3, 64, 64], ["batch", 4, -1, 64]), false);
+ * assert.equal(shapeFits([1], []), true); // a scalar input may be fed as [1]
+ * ```
+ */
 export function shapeFits(shape: readonly number[], dims: readonly (number | string)[]): boolean {
   if (dims.length === 0) return shape.length === 0 || numel(shape) === 1;
   if (shape.length !== dims.length) return false;
@@ -169,6 +180,23 @@ function toFloat32(t: ort.Tensor): Tensor {
 /**
  * One model as seen by one user (a prior, a gradient model…): shares the loaded session with
  * every other handle on the same model, keeps its own call counter and timer.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GraphBuilder } from "../onnx/builder.ts";
+ * import { SessionPool } from "./pool.ts";
+ * const g = new GraphBuilder("square");
+ * const x = g.input("x", "float32", ["n"]);
+ * g.output(g.op("Mul", [x, x]), "y", "float32", ["n"]);
+ * const pool = new SessionPool({ threads: 1 });
+ * const m = await pool.session("square", { key: "square", bytes: g.toBytes() }, { device: "cpu" });
+ * assert.deepEqual(m.inputNames, ["x"]);
+ * const { y } = await m.run({ x: { data: [3], shape: [1] } });
+ * assert.equal(y.data[0], 9);
+ * assert.equal(m.calls, 1);
+ * await pool.release();
+ * ```
  */
 export class ModelSession {
   /** Name used in statistics, e.g. "unet". */

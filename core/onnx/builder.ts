@@ -21,7 +21,17 @@ import type { IModelProto, TensorProto, ValueInfoProto } from "./proto.ts";
 /** Element types by name. */
 export type ElemType = "float32" | "float64" | "int64" | "int32" | "bool" | "float16" | "uint8";
 
-/** ONNX data type code of an element type name. */
+/**
+ * ONNX data type code of an element type name.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { elemCode } from "./builder.ts";
+ * assert.equal(elemCode("float32"), 1); // onnx.TensorProto.DataType.FLOAT
+ * assert.equal(elemCode("int64"), 7);
+ * ```
+ */
 export function elemCode(t: ElemType): number {
   return {
     float32: DataType.FLOAT,
@@ -42,7 +52,17 @@ export interface FloatAttr {
   value: number | number[];
 }
 
-/** Mark a number (or list) as a float attribute. */
+/**
+ * Mark a number (or list) as a float attribute.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { float, makeAttr } from "./builder.ts";
+ * assert.equal(makeAttr("alpha", 1).i, 1); // an integer number becomes INT
+ * assert.equal(makeAttr("alpha", float(1)).f, 1); // float() keeps it FLOAT
+ * ```
+ */
 export function float(value: number | number[]): FloatAttr {
   return { kind: "float", value };
 }
@@ -50,7 +70,17 @@ export function float(value: number | number[]): FloatAttr {
 /** Attribute values accepted by {@link GraphBuilder.op}. */
 export type AttrValue = number | number[] | string | string[] | FloatAttr | TensorProto;
 
-/** Encode one attribute. Integers become INT/INTS; use {@link float} for float attributes. */
+/**
+ * Encode one attribute. Integers become INT/INTS; use {@link float} for float attributes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { makeAttr } from "./builder.ts";
+ * assert.deepEqual(makeAttr("axes", [0, 2]).ints, [0, 2]);
+ * assert.equal(makeAttr("epsilon", 1e-5).f, 1e-5);
+ * ```
+ */
 export function makeAttr(name: string, v: AttrValue): AttributeProto {
   const A = onnx.AttributeProto.AttributeType;
   if (typeof v === "string") return { name, type: A.STRING, s: new TextEncoder().encode(v) };
@@ -82,7 +112,17 @@ export function makeAttr(name: string, v: AttrValue): AttributeProto {
 /** Dims: numbers are fixed, strings are symbolic (dim_param). */
 export type Dims = (number | string)[];
 
-/** Make a value info. */
+/**
+ * Make a value info.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { valueInfo } from "./builder.ts";
+ * const v = valueInfo("sample", "float32", ["batch", 4, 64, 64]);
+ * assert.deepEqual(v.type?.tensorType?.shape?.dim?.[0], { dimParam: "batch" });
+ * ```
+ */
 export function valueInfo(name: string, type: ElemType, dims?: Dims): ValueInfoProto {
   return {
     name,
@@ -99,7 +139,18 @@ export function valueInfo(name: string, type: ElemType, dims?: Dims): ValueInfoP
   };
 }
 
-/** Make an embedded tensor proto from values. */
+/**
+ * Make an embedded tensor proto from values.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { tensorValues } from "./proto.ts";
+ * import { makeTensor } from "./builder.ts";
+ * const t = makeTensor("shape", "int64", [2], [4, 64]);
+ * assert.deepEqual(Array.from(tensorValues(t)), [4, 64]);
+ * ```
+ */
 export function makeTensor(
   name: string,
   type: ElemType,
@@ -136,7 +187,23 @@ export function makeTensor(
   return { name, dims, dataType: elemCode(type), rawData: bytes };
 }
 
-/** Builds one graph; names of intermediate values are made unique automatically. */
+/**
+ * Builds one graph; names of intermediate values are made unique automatically.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeModel } from "./proto.ts";
+ * import { GraphBuilder } from "./builder.ts";
+ * const g = new GraphBuilder("affine");
+ * const x = g.input("x", "float32", ["n"]);
+ * const y = g.op("Add", [g.op("Mul", [x, g.constF("a", [1], [2])]), g.constF("b", [1], [1])]);
+ * g.output(y, "y", "float32", ["n"]);
+ * const model = decodeModel(g.toBytes());
+ * // output() names the result through an Identity node
+ * assert.deepEqual(model.graph?.node?.map((n) => n.opType), ["Mul", "Add", "Identity"]);
+ * ```
+ */
 export class GraphBuilder {
   /** Nodes in order. */
   readonly nodes: NodeProto[] = [];

@@ -25,12 +25,36 @@ export interface LoadedOnnxModel {
   path?: string;
 }
 
-/** Whether a tensor's data is stored externally. */
+/**
+ * Whether a tensor's data is stored externally.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isExternal } from "./external.ts";
+ * const w = { name: "w", dataLocation: 1, externalData: [{ key: "location", value: "w.bin" }] };
+ * assert.equal(isExternal(w), true);
+ * assert.equal(isExternal({ name: "b", rawData: new Uint8Array(4) }), false);
+ * ```
+ */
 export function isExternal(t: TensorProto): boolean {
   return t.dataLocation === 1 || (t.externalData?.length ?? 0) > 0;
 }
 
-/** The external-data fields of a tensor: location, offset, length. */
+/**
+ * The external-data fields of a tensor: location, offset, length.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { externalInfo } from "./external.ts";
+ * const w = {
+ *   name: "w",
+ *   externalData: [{ key: "location", value: "model.onnx_data" }, { key: "length", value: "8" }],
+ * };
+ * assert.deepEqual(externalInfo(w), { location: "model.onnx_data", offset: 0, length: 8 });
+ * ```
+ */
 export function externalInfo(
   t: TensorProto,
 ): { location: string; offset: number; length?: number } {
@@ -58,7 +82,19 @@ function* allTensors(g: GraphProto | null | undefined): Generator<TensorProto> {
   }
 }
 
-/** The distinct external data locations a model references (relative paths). */
+/**
+ * The distinct external data locations a model references (relative paths).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { externalLocations } from "./external.ts";
+ * const model = {
+ *   graph: { initializer: [{ name: "w", externalData: [{ key: "location", value: "weights.bin" }] }] },
+ * };
+ * assert.deepEqual(externalLocations(model), ["weights.bin"]);
+ * ```
+ */
 export function externalLocations(model: IModelProto): string[] {
   const locs = new Set<string>();
   for (const t of allTensors(model.graph)) if (isExternal(t)) locs.add(externalInfo(t).location);
@@ -70,6 +106,18 @@ export function externalLocations(model: IModelProto): string[] {
  *
  * @param src model bytes or a file path
  * @param baseDir directory for external data when `src` is bytes
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GraphBuilder } from "./builder.ts";
+ * import { loadModel } from "./external.ts";
+ * const g = new GraphBuilder("id");
+ * g.output(g.op("Identity", [g.input("x", "float32", [1])]), "y", "float32", [1]);
+ * const { model, baseDir } = await loadModel(g.toBytes(), "models");
+ * assert.equal(model.graph?.name, "id");
+ * assert.ok(baseDir?.endsWith("models"));
+ * ```
  */
 export async function loadModel(
   src: Uint8Array | string,
@@ -111,6 +159,24 @@ function safeLocation(loc: string): string {
 /**
  * Raw bytes of a tensor's data (embedded or external). For the small tensors a transform needs to
  * read (shape constants, scales); weights are never read.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { join } from "node:path";
+ * import { tensorBytes } from "./external.ts";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeFile(join(dir, "w.bin"), new Uint8Array([9, 1, 2, 3, 4]));
+ * const w = {
+ *   name: "w",
+ *   externalData: [{ key: "location", value: "w.bin" }, { key: "offset", value: "1" }, {
+ *     key: "length",
+ *     value: "4",
+ *   }],
+ * };
+ * assert.deepEqual(Array.from(await tensorBytes(w, dir)), [1, 2, 3, 4]);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export async function tensorBytes(t: TensorProto, baseDir?: string): Promise<Uint8Array> {
   if (!isExternal(t)) return t.rawData ?? new Uint8Array();
@@ -141,6 +207,24 @@ export async function tensorBytes(t: TensorProto, baseDir?: string): Promise<Uin
 /**
  * Replace the external references of small tensors (≤ `maxBytes`) by embedded raw data, so that
  * value-dependent analysis can read them. Large tensors stay external.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { join } from "node:path";
+ * import { embedSmallExternal, isExternal } from "./external.ts";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeFile(join(dir, "w.bin"), new Uint8Array(4));
+ * const w = {
+ *   name: "w",
+ *   dims: [1],
+ *   dataType: 1,
+ *   externalData: [{ key: "location", value: "w.bin" }, { key: "length", value: "4" }],
+ * };
+ * await embedSmallExternal({ graph: { initializer: [w] } }, dir);
+ * assert.equal(isExternal(w), false); // now embedded as rawData
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export async function embedSmallExternal(
   model: IModelProto,
@@ -170,6 +254,22 @@ async function sameFile(a: string, b: string): Promise<boolean> {
  * Make the external data files of `model` (relative to `fromDir`) available in `toDir` without
  * copying: nothing to do when the directories are the same, else one hard link per file.
  * Throws an InputError when a link cannot be made (another file system, permissions).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { join } from "node:path";
+ * import { linkExternalData } from "./external.ts";
+ * const from = await Deno.makeTempDir(), to = await Deno.makeTempDir();
+ * await Deno.writeFile(join(from, "w.bin"), new Uint8Array(4));
+ * const model = {
+ *   graph: { initializer: [{ name: "w", externalData: [{ key: "location", value: "w.bin" }] }] },
+ * };
+ * await linkExternalData(model, from, to); // a hard link, not a copy
+ * assert.equal((await Deno.stat(join(to, "w.bin"))).nlink, 2);
+ * await Deno.remove(from, { recursive: true });
+ * await Deno.remove(to, { recursive: true });
+ * ```
  */
 export async function linkExternalData(
   model: IModelProto,
@@ -203,6 +303,20 @@ export async function linkExternalData(
 /**
  * Write a model atomically (temp file + rename). External data stays referenced: when the target
  * folder differs from `sourceDir`, the data files are hard-linked into it (never copied).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { join } from "node:path";
+ * import { GraphBuilder } from "./builder.ts";
+ * import { loadModel, writeModel } from "./external.ts";
+ * const g = new GraphBuilder("id");
+ * g.output(g.op("Identity", [g.input("x", "float32", [1])]), "y", "float32", [1]);
+ * const dir = await Deno.makeTempDir();
+ * await writeModel(g.toModel(), join(dir, "model.onnx"));
+ * assert.equal((await loadModel(join(dir, "model.onnx"))).model.graph?.name, "id");
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export async function writeModel(
   model: IModelProto,

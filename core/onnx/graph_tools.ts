@@ -188,6 +188,19 @@ export interface ExposeOptions {
  * Make an intermediate tensor a graph output (with an Identity when renamed). Its element type and
  * shape come from the graph's value_info or from static inference; the shape is left out when it
  * depends on symbolic input dims.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GraphBuilder } from "./builder.ts";
+ * import { exposeIntermediate } from "./graph_tools.ts";
+ * const g = new GraphBuilder("g");
+ * const x = g.input("x", "float32", [1, 4]);
+ * const h = g.op("Relu", [x]);
+ * g.output(g.op("Neg", [h]), "y", "float32", [1, 4]);
+ * const model = exposeIntermediate(g.toModel(), h, { name: "features" });
+ * assert.deepEqual(model.graph?.output?.map((o) => o.name), ["y", "features"]);
+ * ```
  */
 export function exposeIntermediate(
   model: IModelProto,

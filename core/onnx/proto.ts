@@ -6,7 +6,16 @@
  */
 import onnxProto from "onnx-proto";
 
-/** The generated protobuf namespace (`onnx.ModelProto`, `onnx.TensorProto`, …). */
+/**
+ * The generated protobuf namespace (`onnx.ModelProto`, `onnx.TensorProto`, …).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { onnx } from "./proto.ts";
+ * assert.equal(onnx.TensorProto.DataType.FLOAT, 1);
+ * ```
+ */
 export const onnx: typeof onnxProto.onnx = onnxProto.onnx;
 
 /** A decoded model. */
@@ -24,7 +33,16 @@ export type ValueInfoProto = onnxProto.onnx.IValueInfoProto;
 /** An attribute. */
 export type AttributeProto = onnxProto.onnx.IAttributeProto;
 
-/** ONNX element types used here. */
+/**
+ * ONNX element types used here.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DataType, onnx } from "./proto.ts";
+ * assert.equal(DataType.INT64, onnx.TensorProto.DataType.INT64);
+ * ```
+ */
 export const DataType = {
   FLOAT: 1,
   UINT8: 2,
@@ -36,12 +54,38 @@ export const DataType = {
   DOUBLE: 11,
 } as const;
 
-/** Decode model bytes. */
+/**
+ * Decode model bytes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GraphBuilder } from "./builder.ts";
+ * import { decodeModel } from "./proto.ts";
+ * const g = new GraphBuilder("id");
+ * g.output(g.op("Identity", [g.input("x", "float32", [1])]), "y", "float32", [1]);
+ * assert.equal(decodeModel(g.toBytes()).graph?.output?.[0].name, "y");
+ * ```
+ */
 export function decodeModel(bytes: Uint8Array): ModelProto {
   return onnx.ModelProto.decode(bytes);
 }
 
-/** Encode a model (object or message) to bytes. */
+/**
+ * Encode a model (object or message) to bytes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GraphBuilder } from "./builder.ts";
+ * import { decodeModel, encodeModel } from "./proto.ts";
+ * const g = new GraphBuilder("id");
+ * g.output(g.op("Identity", [g.input("x", "float32", [1])]), "y", "float32", [1]);
+ * const model = decodeModel(g.toBytes());
+ * model.graph!.name = "renamed";
+ * assert.equal(decodeModel(encodeModel(model)).graph?.name, "renamed");
+ * ```
+ */
 export function encodeModel(model: onnxProto.onnx.IModelProto): Uint8Array {
   return onnx.ModelProto.encode(model).finish();
 }
@@ -50,7 +94,17 @@ function toNumber(v: number | { toNumber(): number }): number {
   return typeof v === "number" ? v : v.toNumber();
 }
 
-/** Dimensions of a tensor proto as plain numbers. */
+/**
+ * Dimensions of a tensor proto as plain numbers.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { makeTensor } from "./builder.ts";
+ * import { tensorDims } from "./proto.ts";
+ * assert.deepEqual(tensorDims(makeTensor("w", "float32", [2, 3], new Array(6).fill(0))), [2, 3]);
+ * ```
+ */
 export function tensorDims(t: TensorProto): number[] {
   return (t.dims ?? []).map((d) => toNumber(d as number | { toNumber(): number }));
 }
@@ -58,6 +112,14 @@ export function tensorDims(t: TensorProto): number[] {
 /**
  * Values of an embedded tensor (raw_data or typed fields) as float64 numbers. External data is not
  * read here (callers that need it resolve `externalData` themselves).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { tensorValues } from "./proto.ts";
+ * const t = { name: "w", dims: [2], dataType: 1, floatData: [0.5, -1] };
+ * assert.deepEqual(Array.from(tensorValues(t)), [0.5, -1]);
+ * ```
  */
 export function tensorValues(t: TensorProto): Float64Array {
   const dims = tensorDims(t);

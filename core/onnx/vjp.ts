@@ -98,6 +98,26 @@ async function readSmallExternal(
  * @param of outputs to differentiate
  * @param wrt inputs / initializers to differentiate with respect to
  * @param opts concrete shapes, symbolic dim values, shape source, external-data folder
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GraphBuilder } from "./builder.ts";
+ * import { SessionPool } from "../backend/pool.ts";
+ * import { vjpTransform } from "./vjp.ts";
+ * const g = new GraphBuilder("square"); // y = x ⊙ x, so x.grad = 2 x ⊙ y.cotangent
+ * const x = g.input("x", "float32", [2]);
+ * g.output(g.op("Mul", [x, x]), "y", "float32", [2]);
+ * const vjp = await vjpTransform(g.toBytes(), ["y"], ["x"]);
+ * const pool = new SessionPool({ threads: 1 });
+ * const m = await pool.session("sq-vjp", { key: "sq-vjp", bytes: vjp.bytes() }, { device: "cpu" });
+ * const out = await m.run({
+ *   x: { data: [1, 3], shape: [2] },
+ *   [vjp.cotangentName("y")]: { data: [1, 1], shape: [2] },
+ * });
+ * assert.deepEqual(Array.from(out[vjp.gradName("x")].data), [2, 6]);
+ * await pool.release();
+ * ```
  */
 export async function vjpTransform(
   src: Uint8Array | string,
@@ -122,7 +142,16 @@ export async function vjpTransform(
   };
 }
 
-/** Key of a transformed model in a session pool. */
+/**
+ * Key of a transformed model in a session pool.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { vjpModelKey } from "./vjp.ts";
+ * assert.equal(vjpModelKey("unet", ["out_sample"], ["sample"]), "unet#vjp(out_sample→sample)");
+ * ```
+ */
 export function vjpModelKey(
   modelKey: string,
   of: string[],
@@ -164,6 +193,19 @@ async function processCacheDir(): Promise<string> {
  * @param of outputs to differentiate
  * @param wrt inputs to differentiate with respect to
  * @param opts shapes and dims (part of the cache key)
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GraphBuilder } from "./builder.ts";
+ * import { vjpModel } from "./vjp.ts";
+ * const g = new GraphBuilder("square");
+ * const x = g.input("x", "float32", [2]);
+ * g.output(g.op("Mul", [x, x]), "y", "float32", [2]);
+ * const a = await vjpModel("square", g.toBytes(), ["y"], ["x"]);
+ * assert.ok(a instanceof Uint8Array); // no external data: bytes
+ * assert.equal(await vjpModel("square", g.toBytes(), ["y"], ["x"]), a); // built once
+ * ```
  */
 export function vjpModel(
   modelKey: string,
@@ -218,6 +260,18 @@ export interface VjpModelSource {
  * @param of outputs to differentiate
  * @param wrt inputs to differentiate with respect to
  * @param opts shapes and dims
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GraphBuilder } from "./builder.ts";
+ * import { vjpSource } from "./vjp.ts";
+ * const g = new GraphBuilder("square");
+ * const x = g.input("x", "float32", [2]);
+ * g.output(g.op("Mul", [x, x]), "y", "float32", [2]);
+ * const src = await vjpSource({ key: "square", bytes: g.toBytes() }, ["y"], ["x"]);
+ * assert.equal(src.key, "square#vjp(y→x)"); // hand `src` to sessionPool().session(…)
+ * ```
  */
 export async function vjpSource(
   source: { key?: string; path?: string; bytes?: Uint8Array; label?: string },

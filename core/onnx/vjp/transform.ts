@@ -30,9 +30,27 @@ import { findUnits, unitRules } from "./patterns.ts";
 import { type RuleCtx, UnsupportedVariant } from "./rule.ts";
 import { inferShapes, type InfoMap, tensorInfo } from "./shapes.ts";
 
-/** Suffix of the cotangent input of an output. */
+/**
+ * Suffix of the cotangent input of an output.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { COTANGENT_SUFFIX } from "./transform.ts";
+ * assert.equal("out_sample" + COTANGENT_SUFFIX, "out_sample.cotangent");
+ * ```
+ */
 export const COTANGENT_SUFFIX = ".cotangent";
-/** Suffix of the gradient output of an input. */
+/**
+ * Suffix of the gradient output of an input.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GRAD_SUFFIX } from "./transform.ts";
+ * assert.equal("sample" + GRAD_SUFFIX, "sample.grad");
+ * ```
+ */
 export const GRAD_SUFFIX = ".grad";
 
 /** Options of the transform. */
@@ -86,7 +104,19 @@ export interface UnsupportedNode {
   reason: string;
 }
 
-/** Raised when active nodes have no gradient rule; lists all of them. */
+/**
+ * Raised when active nodes have no gradient rule; lists all of them.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { InputError } from "../../errors.ts";
+ * import { VjpUnsupportedError } from "./transform.ts";
+ * const e = new VjpUnsupportedError([{ op: "TopK", node: "/topk", reason: "" }]);
+ * assert.ok(e instanceof InputError);
+ * assert.match(e.message, /TopK/);
+ * ```
+ */
 export class VjpUnsupportedError extends InputError {
   /** The offending nodes. */
   readonly nodes: UnsupportedNode[];

@@ -21,7 +21,17 @@ export const RULES: Readonly<Record<string, Rule>> = {
   ...normRules,
 };
 
-/** Sorted list of differentiable op types. */
+/**
+ * Sorted list of differentiable op types.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { supportedOps } from "./mod.ts";
+ * assert.ok(supportedOps().includes("Conv"));
+ * assert.ok(supportedOps().includes("MatMul"));
+ * ```
+ */
 export function supportedOps(): string[] {
   return Object.keys(RULES).sort();
 }
