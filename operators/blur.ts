@@ -466,6 +466,17 @@ export const blurPlugin: OperatorPlugin<BlurOptions> = defineOperator<BlurOption
 /**
  * Build a blur operator for a given kernel (normalised or not: it is used as given), boundary and
  * image shape [1,C,H,W]. The plugin calls this; tests and other code can too.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { makeBlurOperator } from "./blur.ts";
+ * const box = { h: 3, w: 3, data: new Float64Array(9).fill(1 / 9) };
+ * const op = makeBlurOperator(box, "circular", [1, 1, 8, 8]);
+ * const x = { data: new Float32Array(64).fill(0.5), shape: [1, 1, 8, 8] };
+ * const y = await op.forward(x); // a normalised kernel keeps a constant image constant
+ * assert.ok(y.data.every((v) => Math.abs(v - 0.5) < 1e-6));
+ * ```
  */
 export function makeBlurOperator(
   kernel: Kernel2,

@@ -32,7 +32,16 @@ import {
   readMaskFile,
 } from "./masks.ts";
 
-/** LATINO's hole filling: 200 iterations of a 19×19 box filter (S-LAT `utils._get_x_init`). */
+/**
+ * LATINO's hole filling: 200 iterations of a 19×19 box filter (S-LAT `utils._get_x_init`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { INPAINT_FILL_DEFAULTS } from "./inpaint.ts";
+ * assert.equal(INPAINT_FILL_DEFAULTS.kernel, 19);
+ * ```
+ */
 export const INPAINT_FILL_DEFAULTS = { iterations: 200, kernel: 19, tol: 1e-7 } as const;
 
 /**
@@ -47,6 +56,17 @@ export const INPAINT_FILL_DEFAULTS = { iterations: 200, kernel: 19, tol: 1e-7 } 
  * fill from being pulled towards black where 200 iterations have not reached the hole's centre
  * (diffusion length ≈ 5.5·√200 ≈ 78 px against LATINO's 204-px band). The sweep also stops early
  * once no pixel moves by more than `tol`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fillHole } from "./inpaint.ts";
+ * const mask = { height: 1, width: 3, data: new Float32Array([1, 0, 1]) }; // middle pixel missing
+ * const y = { data: new Float32Array([0.2, 0, 0.4]), shape: [1, 1, 1, 3] };
+ * const x0 = fillHole(y, mask, { kernel: 3 });
+ * assert.equal(x0.data[0], y.data[0]); // observed pixels are kept
+ * assert.ok(Math.abs(x0.data[1] - 0.3) < 1e-6); // the hole becomes the mean of its neighbours
+ * ```
  */
 export function fillHole(
   y: Tensor,
@@ -194,7 +214,18 @@ export interface InpaintOptions {
   maxArea?: number;
 }
 
-/** Build the keep-mask an "inpaint" spec describes, for an H×W image. */
+/**
+ * Build the keep-mask an "inpaint" spec describes, for an H×W image.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { streams } from "../core/rng.ts";
+ * import { makeInpaintMask } from "./inpaint.ts";
+ * const m = await makeInpaintMask({ mask: "box", size: 0.5 }, 8, 8, streams(0).get("operator"));
+ * assert.equal(m.data.reduce((s, v) => s + v, 0), 64 - 16); // a 4×4 hole in the centre
+ * ```
+ */
 export async function makeInpaintMask(
   o: InpaintOptions,
   height: number,

@@ -39,7 +39,18 @@ import { fft2 } from "../core/linalg/fft.ts";
 import { defineOperator, type OperatorPlugin } from "../core/registry.ts";
 import { assertShape, type Tensor, tensor } from "../core/tensor.ts";
 
-/** Keys' cubic convolution kernel W(x) with parameter a (a = −½ is bicubic). */
+/**
+ * Keys' cubic convolution kernel W(x) with parameter a (a = −½ is bicubic).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { keysCubic } from "./sr.ts";
+ * assert.equal(keysCubic(0), 1);
+ * assert.equal(keysCubic(1), 0); // interpolating: zero at the other integers
+ * assert.equal(keysCubic(0.5), 0.5625);
+ * ```
+ */
 export function keysCubic(x: number, a = -0.5): number {
   const t = Math.abs(x);
   if (t <= 1) return (a + 2) * t ** 3 - (a + 3) * t ** 2 + 1;
@@ -66,12 +77,33 @@ export function bicubicTaps(factor: number): Float64Array {
   return k;
 }
 
-/** The 1-D taps of a filter: bicubic (4f taps) or box average (f taps of 1/f). */
+/**
+ * The 1-D taps of a filter: bicubic (4f taps) or box average (f taps of 1/f).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { srFilterTaps } from "./sr.ts";
+ * assert.deepEqual(Array.from(srFilterTaps("avgpool", 4)), [0.25, 0.25, 0.25, 0.25]);
+ * assert.equal(srFilterTaps("bicubic", 4).length, 16);
+ * ```
+ */
 export function srFilterTaps(filter: "bicubic" | "avgpool", factor: number): Float64Array {
   return filter === "bicubic" ? bicubicTaps(factor) : new Float64Array(factor).fill(1 / factor);
 }
 
-/** The 2-D kernel k ⊗ k as a [1,1,K,K] tensor. */
+/**
+ * The 2-D kernel k ⊗ k as a [1,1,K,K] tensor.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { srOuterKernel } from "./sr.ts";
+ * const k = srOuterKernel(Float64Array.from([0.5, 0.5]));
+ * assert.deepEqual(k.shape, [1, 1, 2, 2]);
+ * assert.deepEqual(Array.from(k.data), [0.25, 0.25, 0.25, 0.25]);
+ * ```
+ */
 export function srOuterKernel(taps: Float64Array): Tensor {
   const n = taps.length;
   const t = tensor([1, 1, n, n]);
