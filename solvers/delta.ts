@@ -41,7 +41,16 @@ export function deltaAt(rule: DeltaRule, t: number, df: number, sigmaPrime: numb
   }
 }
 
-/** A constant δ. */
+/**
+ * A constant δ.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { constantDelta, deltaAt } from "./delta.ts";
+ * assert.equal(deltaAt(constantDelta(0.1), 999, 3.2, 0.02), 0.1); // same δ at every step
+ * ```
+ */
 export function constantDelta(delta: number): DeltaRule {
   return { threshold: 0, high: delta, low: delta, scale: "one" };
 }
@@ -58,6 +67,14 @@ export interface DeltaPreset {
  * δ presets. `sdxl-dmd2/*` and `sd15-lcm/*` are copied from the official LATINO code (8 steps,
  * t = 999…124 at 1024² for DMD2-SDXL; LCM schedule for SD1.5); `builtin/*` were tuned here for the
  * built-in exact model (see README, "LATINO on the built-in model").
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DELTA_PRESETS } from "./delta.ts";
+ * assert.equal(DELTA_PRESETS["sdxl-dmd2/sr16"].rule.threshold, 300);
+ * assert.ok("builtin/gaussian" in DELTA_PRESETS);
+ * ```
  */
 export const DELTA_PRESETS: Record<string, DeltaPreset> = {
   "sdxl-dmd2/sr16": {

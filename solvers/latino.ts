@@ -53,7 +53,18 @@ import type { RandomStream } from "../core/rng.ts";
 import { type Tensor, tensor } from "../core/tensor.ts";
 import { constantDelta, DELTA_PRESETS, deltaAt, type DeltaRule } from "./delta.ts";
 
-/** Options of LATINO. */
+/**
+ * Options of LATINO.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { latinoOptions } from "./latino.ts";
+ * const o = latinoOptions.parse({ steps: 4 });
+ * assert.equal(o.preset, "auto");
+ * assert.equal(o.init, "pseudo-inverse");
+ * ```
+ */
 export const latinoOptions = z.strictObject({
   /** Number of steps N; timesteps t_k = 999 − ⌊k·1000/N⌋ (8 → 999, 874, …, 124). */
   steps: z.number().int().min(1).max(1000).default(8)
@@ -88,12 +99,34 @@ export const latinoOptions = z.strictObject({
 /** Parsed LATINO options. */
 export type LatinoOptions = z.output<typeof latinoOptions>;
 
-/** The timesteps of an N-step run: t_k = 999 − ⌊k·T/N⌋. */
+/**
+ * The timesteps of an N-step run: t_k = 999 − ⌊k·T/N⌋.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { latinoTimesteps } from "./latino.ts";
+ * assert.deepEqual(latinoTimesteps(8), [999, 874, 749, 624, 499, 374, 249, 124]);
+ * ```
+ */
 export function latinoTimesteps(steps: number, numTrain = 1000): number[] {
   return Array.from({ length: steps }, (_, k) => numTrain - 1 - Math.floor(k * numTrain / steps));
 }
 
-/** Choose the δ rule from options, prior and operator. Returns the rule and a label for reports. */
+/**
+ * Choose the δ rule from options, prior and operator. Returns the rule and a label for reports.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { chooseDeltaRule } from "./latino.ts";
+ * const blur = { name: "blur", options: { kernel: "gaussian" } };
+ * const auto = chooseDeltaRule({ preset: "auto" }, { name: "builtin" }, blur);
+ * assert.equal(auto.label, "builtin/gaussian");
+ * const fixed = chooseDeltaRule({ delta: 0.05, preset: "auto" }, { name: "sd15" }, blur);
+ * assert.equal(fixed.label, "constant 0.05");
+ * ```
+ */
 export function chooseDeltaRule(
   options: Pick<LatinoOptions, "delta" | "preset">,
   prior: Pick<Prior, "name">,
@@ -113,7 +146,17 @@ export function chooseDeltaRule(
   return { rule: preset.rule, label: name };
 }
 
-/** The preset "auto" picks: family from the prior's name, task from the operator. */
+/**
+ * The preset "auto" picks: family from the prior's name, task from the operator.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { autoPreset } from "./latino.ts";
+ * assert.equal(autoPreset("sdxl-dmd2", { name: "sr", options: { factor: 16 } }), "sdxl-dmd2/sr16");
+ * assert.equal(autoPreset("sd15-lcm", { name: "inpaint", options: {} }), "sd15-lcm/inpaint");
+ * ```
+ */
 export function autoPreset(
   priorName: string,
   op: Pick<ForwardOperator, "name" | "options">,
@@ -293,7 +336,20 @@ export async function* runLatino(
   };
 }
 
-/** The LATINO solver plugin. */
+/**
+ * The LATINO solver plugin.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { validateOptions } from "../core/registry.ts";
+ * import { latinoPlugin } from "./latino.ts";
+ * const options = validateOptions(latinoPlugin, { steps: 4 });
+ * const solver = await latinoPlugin.create(options, {});
+ * assert.equal(solver.name, "latino");
+ * assert.deepEqual(solver.requires, { prior: { consistency: true } });
+ * ```
+ */
 export const latinoPlugin = defineSolver({
   kind: "solver",
   name: "latino",
