@@ -24,6 +24,7 @@ import { InputError } from "../core/errors.ts";
 import { testScene } from "../core/scene.ts";
 import { assertNotInput, writeFileAtomic } from "../core/io/atomic.ts";
 import type { Tensor } from "../core/tensor.ts";
+import { encodeJpeg } from "../operators/jpeg.ts";
 import {
   main,
   parseCli,
@@ -61,23 +62,17 @@ const OPTIONS = {
   "bit-depth": { type: "string" },
 } as const;
 
-/** The module exporting the JPEG encoder, loaded only for `.jpg` outputs. */
-const JPEG_MODULE = new URL("../operators/jpeg.ts", import.meta.url).href;
-
-/** Encode x as the real JPEG file the `jpeg` operator models. */
+/** Encode x as the real JPEG file the `jpeg` operator models (same quality and subsampling). */
 async function jpegBytes(
   x: Tensor,
   options: Readonly<Record<string, unknown>>,
 ): Promise<Uint8Array> {
-  const mod = await import(JPEG_MODULE) as {
-    encodeJpeg?: (x: Tensor, quality: number) => Promise<Uint8Array>;
-  };
-  if (typeof mod.encodeJpeg !== "function") {
-    throw new Error("operators/jpeg.ts does not export encodeJpeg");
-  }
-  const quality = options.quality;
+  const quality = options.quality, subsampling = options.subsampling ?? 420;
   if (typeof quality !== "number") throw new Error("jpeg operator options lack a numeric quality");
-  return await mod.encodeJpeg(x, quality);
+  if (subsampling !== 420 && subsampling !== 444) {
+    throw new Error(`jpeg operator has subsampling ${subsampling}, expected 420 or 444`);
+  }
+  return await encodeJpeg(x, quality, subsampling);
 }
 
 /** Run `degrade` with command-line arguments. */

@@ -166,3 +166,44 @@ Deno.test("latino: same seed ⇒ bit-identical output; another seed differs", as
   assert.deepEqual(a.x.data, b.x.data);
   assert.notDeepEqual(a.x.data, c.x.data);
 });
+
+Deno.test("latino: runs with every built-in operator, JPEG included (iterative prox)", async () => {
+  const { builtinRegistry } = await import("../mod.ts");
+  const registry = builtinRegistry();
+  const shape = [1, 3, 32, 32];
+  const x = testScene(32, 32);
+  const prior = await builtinPlugin.create(validateOptions(builtinPlugin, {}), {
+    device: "cpu",
+    imageShape: shape,
+  });
+  for (
+    const spec of [
+      "blur:kernel=motion,size=9",
+      "sr:factor=2,boundary=reflect",
+      "inpaint:mask=box",
+      "jpeg:quality=10",
+    ]
+  ) {
+    const op = await createOperator(registry, spec, shape, 0);
+    const y = await measure(op, x, SIGMA, streams(0).get("measurement-noise"));
+    const o = latinoOptions.parse({ proxMaxIter: 10 });
+    const solver = await latinoPlugin.create(o, {});
+    const it = solver.run(
+      { y, operator: op, noise: { kind: "gaussian", sigma: SIGMA }, imageShape: shape },
+      prior,
+      { rng: streams(0).get("solver") },
+    );
+    let steps = 0;
+    let r = await it.next();
+    while (!r.done) {
+      steps++;
+      r = await it.next();
+    }
+    assert.equal(steps, 8, spec);
+    assert.ok(r.value.x.data.every((v) => Number.isFinite(v) && v >= 0 && v <= 1), spec);
+    assert.equal(
+      r.value.info.deltaRule,
+      `builtin/${spec.split(":")[0] === "blur" ? "motion" : spec.split(":")[0]}`,
+    );
+  }
+});
