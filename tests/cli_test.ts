@@ -8,7 +8,6 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import {
   builtinRegistry,
   createOperator,
@@ -23,30 +22,11 @@ import {
 import { gainPlugin } from "../examples/gain_plugin.ts";
 import { percentile, timeIt } from "../cli/bench_util.ts";
 import { classifyError, parseCli } from "../cli/common.ts";
+import { ROOT, task, type TaskResult } from "./subprocess.ts";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const GAIN = join(ROOT, "examples", "gain_plugin.ts");
-const DENO = Deno.permissions.querySync({ name: "run", command: Deno.execPath() }).state ===
-    "granted"
-  ? Deno.execPath()
-  : "deno";
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function task(name: string, ...args: string[]): Promise<Result> {
-  const r = await new Deno.Command(DENO, {
-    args: ["task", "-q", name, ...args],
-    cwd: ROOT,
-    stdin: "null",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, stdout: dec.decode(r.stdout), stderr: dec.decode(r.stderr) };
-}
+type Result = TaskResult;
 
 /** Expect exit code 2, exactly one stderr line `error: …` matching `pattern`, and no files in `dir`. */
 function expectInputError(r: Result, pattern: RegExp, dir?: string, keep: string[] = []): void {

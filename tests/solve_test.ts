@@ -4,25 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { readNpy } from "../mod.ts";
-
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const DENO = Deno.permissions.querySync({ name: "run", command: Deno.execPath() }).state ===
-    "granted"
-  ? Deno.execPath()
-  : "deno";
-
-async function task(name: string, ...args: string[]) {
-  const r = await new Deno.Command(DENO, {
-    args: ["task", "-q", name, ...args],
-    cwd: ROOT,
-    stdin: "null",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, stdout: dec.decode(r.stdout), stderr: dec.decode(r.stderr) };
-}
+import { ROOT, task } from "./subprocess.ts";
 
 Deno.test("solve: LATINO on the test scene writes every output and a complete run.json", async () => {
   const dir = await Deno.makeTempDir();
