@@ -107,13 +107,18 @@ export interface BenchSection {
 
 /**
  * Time `fn` with `runs` timed runs, unless one run takes more than ~2 s: then fewer (at least 3),
- * so that slow iterative proxes do not take minutes.
+ * and a single timed run past ~20 s (the JPEG prox at 1024²), so that slow iterative proxes do not
+ * take many minutes.
  */
 async function timeAdaptive(fn: () => Promise<unknown>, ctx: BenchContext): Promise<Timing> {
   const t0 = performance.now();
   await fn();
   const once = performance.now() - t0;
-  const runs = once > 2000 ? Math.max(3, Math.min(ctx.runs, Math.floor(10000 / once))) : ctx.runs;
+  const runs = once > 20000
+    ? 1
+    : once > 2000
+    ? Math.max(3, Math.min(ctx.runs, Math.floor(10000 / once)))
+    : ctx.runs;
   return await timeIt(fn, { warmup: Math.max(0, ctx.warmup - 1), runs });
 }
 
