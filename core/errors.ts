@@ -5,7 +5,18 @@
  * @module
  */
 
-/** A problem with the user's input (a file, an option, a combination). CLIs exit with code 2. */
+/**
+ * A problem with the user's input (a file, an option, a combination). CLIs exit with code 2.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { InputError } from "./errors.ts";
+ * const e = new InputError("--seed: expected a non-negative integer, got -1");
+ * assert.ok(e instanceof Error);
+ * assert.equal(e.name, "InputError");
+ * ```
+ */
 export class InputError extends Error {
   /**
    * Make an input error.

@@ -38,7 +38,17 @@ export interface StreamSource {
   get(name: string): RandomStream;
 }
 
-/** Standard stream names used by the built-in CLIs and solvers. */
+/**
+ * Standard stream names used by the built-in CLIs and solvers.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { STREAMS, streams } from "./rng.ts";
+ * const noise = streams(1).get(STREAMS.measurementNoise);
+ * assert.equal(noise.name, "measurement-noise");
+ * ```
+ */
 export const STREAMS = {
   measurementNoise: "measurement-noise",
   operator: "operator",
@@ -152,7 +162,18 @@ export function streams(seed: number): StreamSource {
   };
 }
 
-/** A stream that only returns zeros from `normal`/`fillNormal` (for exact deterministic tests). */
+/**
+ * A stream that only returns zeros from `normal`/`fillNormal` (for exact deterministic tests).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { zeroNoiseStream } from "./rng.ts";
+ * const z = zeroNoiseStream();
+ * assert.equal(z.normal(), 0);
+ * assert.deepEqual([...z.fillNormal(new Float32Array(3))], [0, 0, 0]);
+ * ```
+ */
 export function zeroNoiseStream(name = "zero"): RandomStream {
   const base = streams(0).get(name);
   const z: RandomStream = {
