@@ -16,7 +16,19 @@
  */
 import type { Tensor } from "../../core/tensor.ts";
 
-/** LCM guidance-scale embedding of dimension d for one guidance scale, shape [1, d]. */
+/**
+ * LCM guidance-scale embedding of dimension d for one guidance scale, shape [1, d].
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { guidanceEmbedding } from "./conditioning.ts";
+ * // guidance 1 → w = 0: sin(0) = 0 in the first half, cos(0) = 1 in the second.
+ * const e = guidanceEmbedding(1, 8);
+ * assert.deepEqual(e.shape, [1, 8]);
+ * assert.deepEqual([...e.data], [0, 0, 0, 0, 1, 1, 1, 1]);
+ * ```
+ */
 export function guidanceEmbedding(guidanceScale: number, d: number): Tensor {
   if (!Number.isInteger(d) || d < 4) throw new RangeError(`time_cond_proj_dim ${d} is too small`);
   // Each step is rounded to float32 as torch computes it in float32: with w ≈ 7500 the argument's
@@ -34,12 +46,34 @@ export function guidanceEmbedding(guidanceScale: number, d: number): Tensor {
   return { data: out, shape: [1, d] };
 }
 
-/** SDXL `time_ids` for an H×W image, shape [1, 6]. */
+/**
+ * SDXL `time_ids` for an H×W image, shape [1, 6].
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sdxlTimeIds } from "./conditioning.ts";
+ * assert.deepEqual([...sdxlTimeIds(1024, 768).data], [1024, 768, 0, 0, 1024, 768]);
+ * ```
+ */
 export function sdxlTimeIds(height: number, width: number): Tensor {
   return { data: Float32Array.from([height, width, 0, 0, height, width]), shape: [1, 6] };
 }
 
-/** Concatenate two [B, T, Dᵢ] tensors along the last axis. */
+/**
+ * Concatenate two [B, T, Dᵢ] tensors along the last axis.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { concatLastAxis } from "./conditioning.ts";
+ * const a = { data: Float32Array.from([1, 2, 3, 4]), shape: [1, 2, 2] };
+ * const b = { data: Float32Array.from([5, 6]), shape: [1, 2, 1] };
+ * const c = concatLastAxis(a, b);
+ * assert.deepEqual(c.shape, [1, 2, 3]);
+ * assert.deepEqual([...c.data], [1, 2, 5, 3, 4, 6]);
+ * ```
+ */
 export function concatLastAxis(a: Tensor, b: Tensor): Tensor {
   const [B, T, Da] = a.shape, Db = b.shape[2];
   if (a.shape.length !== 3 || b.shape.length !== 3 || b.shape[0] !== B || b.shape[1] !== T) {
@@ -58,6 +92,15 @@ export function concatLastAxis(a: Tensor, b: Tensor): Tensor {
  * The name of the penultimate hidden state among a text encoder's outputs: with outputs
  * `hidden_states.0 … hidden_states.L` (embeddings, then each of the L layers) it is
  * `hidden_states.{L−1}` (transformers' `hidden_states[-2]`). Undefined when there are none.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { penultimateHiddenState } from "./conditioning.ts";
+ * const names = ["last_hidden_state", ...Array.from({ length: 13 }, (_, i) => `hidden_states.${i}`)];
+ * assert.equal(penultimateHiddenState(names), "hidden_states.11");
+ * assert.equal(penultimateHiddenState(["last_hidden_state"]), undefined);
+ * ```
  */
 export function penultimateHiddenState(outputNames: readonly string[]): string | undefined {
   let max = -1;
@@ -68,7 +111,18 @@ export function penultimateHiddenState(outputNames: readonly string[]): string |
   return max >= 1 ? `hidden_states.${max - 1}` : undefined;
 }
 
-/** Repeat a batch-1 tensor B times along axis 0 (returns it unchanged when B = 1). */
+/**
+ * Repeat a batch-1 tensor B times along axis 0 (returns it unchanged when B = 1).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { tileBatch } from "./conditioning.ts";
+ * const t = tileBatch({ data: Float32Array.from([1, 2]), shape: [1, 2] }, 3);
+ * assert.deepEqual(t.shape, [3, 2]);
+ * assert.deepEqual([...t.data], [1, 2, 1, 2, 1, 2]);
+ * ```
+ */
 export function tileBatch(t: Tensor, B: number): Tensor {
   if (t.shape[0] === B) return t;
   if (t.shape[0] !== 1) {

@@ -39,10 +39,28 @@ export interface SchedulerInfo extends NoiseSchedule {
   betaSchedule: string;
 }
 
-/** Problems are reported as plain messages; the caller adds the file name. */
+/**
+ * Problems are reported as plain messages; the caller adds the file name.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ScheduleError, schedulerFromConfig } from "./schedule.ts";
+ * assert.throws(() => schedulerFromConfig({ prediction_type: "flow" }), ScheduleError);
+ * ```
+ */
 export class ScheduleError extends Error {}
 
-/** linspace(a, b, n) including both ends, float64. */
+/**
+ * linspace(a, b, n) including both ends, float64.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { linspace } from "./schedule.ts";
+ * assert.deepEqual([...linspace(0, 1, 5)], [0, 0.25, 0.5, 0.75, 1]);
+ * ```
+ */
 export function linspace(a: number, b: number, n: number): Float64Array {
   const out = new Float64Array(n);
   if (n === 1) {
@@ -53,7 +71,18 @@ export function linspace(a: number, b: number, n: number): Float64Array {
   return out;
 }
 
-/** β_t for a named schedule. */
+/**
+ * β_t for a named schedule.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { betaSchedule } from "./schedule.ts";
+ * // scaled_linear: linspace(√0.01, √0.04, 3)² = [0.1², 0.15², 0.2²]
+ * const b = betaSchedule("scaled_linear", 3, 0.01, 0.04);
+ * [0.01, 0.0225, 0.04].forEach((v, i) => assert.ok(Math.abs(b[i] - v) < 1e-15));
+ * ```
+ */
 export function betaSchedule(
   kind: string,
   T: number,
@@ -78,7 +107,16 @@ export function betaSchedule(
   }
 }
 
-/** ᾱ_t = ∏_{s≤t}(1 − β_s). */
+/**
+ * ᾱ_t = ∏_{s≤t}(1 − β_s).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { alphasCumprod } from "./schedule.ts";
+ * assert.deepEqual([...alphasCumprod(Float64Array.from([0.5, 0.5, 0.5]))], [0.5, 0.25, 0.125]);
+ * ```
+ */
 export function alphasCumprod(betas: Float64Array): Float64Array {
   const out = new Float64Array(betas.length);
   let p = 1;
@@ -92,6 +130,15 @@ export function alphasCumprod(betas: Float64Array): Float64Array {
 /**
  * Zero-terminal-SNR rescaling of ᾱ (diffusers `rescale_zero_terminal_snr`, applied to betas):
  * √ᾱ' = (√ᾱ − √ᾱ_{T−1}) · √ᾱ_0 / (√ᾱ_0 − √ᾱ_{T−1}).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { rescaleZeroTerminalSnr } from "./schedule.ts";
+ * const r = rescaleZeroTerminalSnr(Float64Array.from([0.9, 0.5, 0.1]));
+ * assert.ok(Math.abs(r[0] - 0.9) < 1e-12); // ᾱ_0 kept
+ * assert.equal(r[2], 0); // zero terminal SNR
+ * ```
  */
 export function rescaleZeroTerminalSnr(abar: Float64Array): Float64Array {
   const s = abar.map(Math.sqrt);
@@ -108,7 +155,20 @@ function num(cfg: Record<string, unknown>, key: string, dflt: number): number {
   return v;
 }
 
-/** Read a parsed scheduler_config.json. Throws {@link ScheduleError} with what is wrong. */
+/**
+ * Read a parsed scheduler_config.json. Throws {@link ScheduleError} with what is wrong.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { schedulerFromConfig } from "./schedule.ts";
+ * const s = schedulerFromConfig({ _class_name: "LCMScheduler" });
+ * assert.equal(s.isLcm, true);
+ * assert.equal(s.betaSchedule, "scaled_linear");
+ * assert.equal(s.numTrainTimesteps, 1000);
+ * assert.ok(Math.abs(s.alphasCumprod[0] - (1 - 0.00085)) < 1e-12);
+ * ```
+ */
 export function schedulerFromConfig(cfg: Record<string, unknown>): SchedulerInfo {
   const className = typeof cfg._class_name === "string" ? cfg._class_name : "";
   const isLcm = className.startsWith("LCM");
@@ -162,7 +222,18 @@ export function schedulerFromConfig(cfg: Record<string, unknown>): SchedulerInfo
   };
 }
 
-/** LCM boundary-condition coefficients (c_skip, c_out) at integer timestep t. */
+/**
+ * LCM boundary-condition coefficients (c_skip, c_out) at integer timestep t.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { lcmBoundary } from "./schedule.ts";
+ * assert.deepEqual(lcmBoundary(0, 10), { cSkip: 1, cOut: 0 });
+ * const { cSkip, cOut } = lcmBoundary(999, 10);
+ * assert.ok(cSkip < 1e-7 && Math.abs(cOut - 1) < 1e-7);
+ * ```
+ */
 export function lcmBoundary(
   t: number,
   timestepScaling: number,
@@ -179,6 +250,15 @@ export function lcmBoundary(
  * - v_prediction:  x̂0 = √ᾱ z − √(1−ᾱ) v
  * - sample:        x̂0 = output.
  * Writes into a new Float32Array; arithmetic in float64 per element.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { predictX0 } from "./schedule.ts";
+ * // ᾱ = 0.25: x̂0 = (z − √0.75 ε) / 0.5
+ * const x0 = predictX0("epsilon", Float32Array.from([1, 0.5]), Float32Array.from([0, 0]), 0.25);
+ * assert.deepEqual([...x0], [2, 1]);
+ * ```
  */
 export function predictX0(
   type: PredictionType,
