@@ -29,7 +29,23 @@ function isNotFound(e: unknown): boolean {
     (e instanceof Error && (e as { code?: string }).code === "ENOENT");
 }
 
-/** The files of a directory on disk. */
+/**
+ * The files of a directory on disk.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { directoryFiles } from "./files.ts";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.mkdir(`${dir}/unet`);
+ * await Deno.writeTextFile(`${dir}/unet/config.json`, "{}");
+ * const f = directoryFiles(dir);
+ * assert.equal(await f.readText("unet/config.json"), "{}");
+ * assert.equal(await f.readText("vae_decoder/model.onnx"), undefined);
+ * assert.ok(f.path?.("unet/config.json")?.endsWith("config.json"));
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export function directoryFiles(dir: string): ModelFiles {
   const root = resolve(dir);
   const full = (rel: string) => join(root, ...rel.split("/"));
@@ -94,6 +110,15 @@ export function memoryFiles(name: string, entries: Map<string, Uint8Array | stri
 /**
  * True when the folder has this file. On disk this is a stat (large files are never read just to
  * see whether they exist: `path` finds existing files, and a missing file reads as undefined).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { hasFile, memoryFiles } from "./files.ts";
+ * const f = memoryFiles("tiny", new Map([["unet/model.onnx", new Uint8Array([1])]]));
+ * assert.equal(await hasFile(f, "unet/model.onnx"), true);
+ * assert.equal(await hasFile(f, "vae_encoder/model.onnx"), false);
+ * ```
  */
 export async function hasFile(files: ModelFiles, rel: string): Promise<boolean> {
   if (files.path?.(rel) !== undefined) return true;

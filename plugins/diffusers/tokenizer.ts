@@ -19,12 +19,29 @@ import { Tokenizer } from "@huggingface/tokenizers";
 import { InputError } from "../../core/errors.ts";
 import type { ModelFiles } from "./files.ts";
 
-/** The pre-tokenizer pattern of CLIP (transformers `CLIPConverter`). */
+/**
+ * The pre-tokenizer pattern of CLIP (transformers `CLIPConverter`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CLIP_SPLIT_PATTERN } from "./tokenizer.ts";
+ * const pieces = "don't stop 12?!".match(new RegExp(CLIP_SPLIT_PATTERN, "gu"));
+ * assert.deepEqual(pieces, ["don", "'t", "stop", "1", "2", "?!"]);
+ * ```
+ */
 export const CLIP_SPLIT_PATTERN = "'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+";
 
 /**
  * CLIP's slow tokenizer reads at most this many merges (`merges[1 : 49152 − 256 − 2 + 1]`);
  * OpenAI's full BPE file has more lines than the vocabulary uses.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CLIP_MAX_MERGES } from "./tokenizer.ts";
+ * assert.equal(CLIP_MAX_MERGES, 48894);
+ * ```
  */
 export const CLIP_MAX_MERGES = 49152 - 256 - 2;
 
@@ -52,7 +69,16 @@ function tokenText(v: unknown, dflt: string): string {
   return dflt;
 }
 
-/** Parse merges.txt: drop the `#version` header and empty lines, cap at CLIP's merge count. */
+/**
+ * Parse merges.txt: drop the `#version` header and empty lines, cap at CLIP's merge count.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseMerges } from "./tokenizer.ts";
+ * assert.deepEqual(parseMerges("#version: 0.2\na t</w>\n\nc at</w>\n"), ["a t</w>", "c at</w>"]);
+ * ```
+ */
 export function parseMerges(text: string): string[] {
   const lines = text.split(/\r?\n/);
   const out: string[] = [];
@@ -66,6 +92,16 @@ export function parseMerges(text: string): string[] {
 
 /**
  * The `tokenizer.json` object that transformers' CLIPConverter would write for these slow files.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { clipTokenizerJson } from "./tokenizer.ts";
+ * const vocab = { "<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2 };
+ * const json = clipTokenizerJson(vocab, []);
+ * assert.equal((json.model as { type: string }).type, "BPE");
+ * assert.throws(() => clipTokenizerJson({ "a</w>": 0 }, []), RangeError);
+ * ```
  */
 export function clipTokenizerJson(
   vocab: Record<string, number>,
@@ -137,7 +173,32 @@ export function clipTokenizerJson(
   };
 }
 
-/** CLIP tokenizer producing fixed-length id sequences for a text encoder. */
+/**
+ * CLIP tokenizer producing fixed-length id sequences for a text encoder.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClipTokenizer } from "./tokenizer.ts";
+ * // A tiny vocabulary: "cat" is built by two merges, "a" is a whole word.
+ * const vocab = {
+ *   "<|startoftext|>": 0,
+ *   "<|endoftext|>": 1,
+ *   "c": 2,
+ *   "a": 3,
+ *   "t</w>": 4,
+ *   "at</w>": 5,
+ *   "cat</w>": 6,
+ *   "a</w>": 7,
+ * };
+ * const tok = ClipTokenizer.fromVocabMerges(vocab, "#version: 0.2\na t</w>\nc at</w>\n", {
+ *   model_max_length: 6,
+ * });
+ * assert.deepEqual(tok.tokens("A  Cat"), ["a</w>", "cat</w>"]);
+ * assert.deepEqual(tok.ids("a cat"), [0, 7, 6, 1]);
+ * assert.deepEqual([...tok.encode("a cat")], [0, 7, 6, 1, 1, 1]); // padded with EOS
+ * ```
+ */
 export class ClipTokenizer {
   /** Sequence length of every encoding. */
   readonly maxLength: number;
