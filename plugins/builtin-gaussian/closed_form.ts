@@ -37,7 +37,17 @@ export const BETA_START = 0.00085;
 export const BETA_END = 0.012;
 /** Number of prior parameters θ (a, β, m for 3 colour channels). */
 export const THETA_SIZE = 9;
-/** LATINO's 8-step timestep schedule (solvers.md §2.2). */
+/**
+ * LATINO's 8-step timestep schedule (solvers.md §2.2).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { LATINO_TIMESTEPS, NUM_TRAIN_TIMESTEPS } from "./closed_form.ts";
+ * assert.equal(LATINO_TIMESTEPS.length, 8);
+ * assert.ok(LATINO_TIMESTEPS.every((t) => t >= 0 && t < NUM_TRAIN_TIMESTEPS));
+ * ```
+ */
 export const LATINO_TIMESTEPS: readonly number[] = [999, 874, 749, 624, 499, 374, 249, 124];
 
 /** The diffusion schedule in float64: ᾱ_t and 1 − ᾱ_t (the latter without cancellation). */
@@ -83,7 +93,23 @@ function checkTimestep(t: number): void {
   }
 }
 
-/** The orthonormal colour matrix C (3×3, row-major): luminance, red–green, yellow–blue. */
+/**
+ * The orthonormal colour matrix C (3×3, row-major): luminance, red–green, yellow–blue.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { COLOR_MATRIX } from "./closed_form.ts";
+ * // Orthonormal rows: C Cᵀ = I.
+ * for (let i = 0; i < 3; i++) {
+ *   for (let j = 0; j < 3; j++) {
+ *     let s = 0;
+ *     for (let k = 0; k < 3; k++) s += COLOR_MATRIX[i * 3 + k] * COLOR_MATRIX[j * 3 + k];
+ *     assert.ok(Math.abs(s - (i === j ? 1 : 0)) < 1e-15);
+ *   }
+ * }
+ * ```
+ */
 export const COLOR_MATRIX: Float64Array = Float64Array.from([
   1 / Math.sqrt(3),
   1 / Math.sqrt(3),
@@ -116,6 +142,16 @@ export interface LatentLayout {
  * @param lossy undefined/null: lossless; [K_h, K_w]: keep that low-frequency block; a number f in
  *   (0,1]: keep K_h = ⌈f·H⌉, K_w = ⌈f·W⌉ (a per-axis fraction).
  * @param scale the latent scaling factor s (default 1)
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { latentLayout } from "./closed_form.ts";
+ * assert.deepEqual(latentLayout([1, 3, 8, 6]), { height: 8, width: 6, keepH: 8, keepW: 6, scale: 1 });
+ * const lossy = latentLayout([1, 3, 8, 6], 0.5, 0.18215);
+ * assert.deepEqual([lossy.keepH, lossy.keepW], [4, 3]);
+ * assert.throws(() => latentLayout([1, 1, 8, 8]), RangeError);
+ * ```
  */
 export function latentLayout(
   imageShape: readonly number[],
@@ -146,7 +182,16 @@ export function latentLayout(
   return { height: H, width: W, keepH: kh, keepW: kw, scale };
 }
 
-/** Number of latent coordinates 3·K_h·K_w. */
+/**
+ * Number of latent coordinates 3·K_h·K_w.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { latentLayout, latentSize } from "./closed_form.ts";
+ * assert.equal(latentSize(latentLayout([1, 3, 8, 8], [2, 4])), 24);
+ * ```
+ */
 export function latentSize(l: LatentLayout): number {
   return 3 * l.keepH * l.keepW;
 }
@@ -231,6 +276,17 @@ function mixColour(x: ArrayLike<number>, n: number, transpose: boolean): Float64
 /**
  * The encoder in float64: z = s · P · DCT2(C x′) for a model-scale image x′ of 3·H·W values
  * (channel-major); returns 3·K_h·K_w values.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encode64, latentLayout } from "./closed_form.ts";
+ * // A constant image x′ = 1 only has a DC luminance coefficient: (1,1,1)/√3 · 1 · √(HW) = √3 · 4.
+ * const l = latentLayout([1, 3, 4, 4]);
+ * const z = encode64(new Float64Array(48).fill(1), l);
+ * assert.ok(Math.abs(z[0] - 4 * Math.sqrt(3)) < 1e-12);
+ * assert.ok(z.subarray(1).every((v) => Math.abs(v) < 1e-12));
+ * ```
  */
 export function encode64(x: ArrayLike<number>, l: LatentLayout): Float64Array {
   const { height: H, width: W, keepH: kh, keepW: kw, scale: s } = l;
@@ -248,7 +304,20 @@ export function encode64(x: ArrayLike<number>, l: LatentLayout): Float64Array {
   return out;
 }
 
-/** The decoder in float64: x′ = Cᵀ IDCT2(Pᵀ z / s); returns 3·H·W values. */
+/**
+ * The decoder in float64: x′ = Cᵀ IDCT2(Pᵀ z / s); returns 3·H·W values.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decode64, encode64, latentLayout } from "./closed_form.ts";
+ * // Lossless layout: decode64 inverts encode64 (for any scale s).
+ * const l = latentLayout([1, 3, 4, 2], null, 0.5);
+ * const x = Float64Array.from({ length: 24 }, (_, i) => Math.sin(i));
+ * const back = decode64(encode64(x, l), l);
+ * assert.ok(back.every((v, i) => Math.abs(v - x[i]) < 1e-12));
+ * ```
+ */
 export function decode64(z: ArrayLike<number>, l: LatentLayout): Float64Array {
   const { height: H, width: W, keepH: kh, keepW: kw, scale: s } = l;
   if (z.length !== 3 * kh * kw) {
@@ -320,7 +389,22 @@ export interface PriorMoments {
   mu: Float64Array;
 }
 
-/** λ and μ for θ (see the module comment). */
+/**
+ * λ and μ for θ (see the module comment).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { latentLayout, priorMoments } from "./closed_form.ts";
+ * // a = β = 0 and no size scaling: λ = s² = 1 everywhere; μ_DC = m_k √(HW) s.
+ * const l = latentLayout([1, 3, 4, 4]);
+ * const theta = [0, 0, 0, 0, 0, 0, 0.5, 0, 0];
+ * const { lambda, mu } = priorMoments(theta, l, { rho0: 1 / 64, refSize: 0 });
+ * assert.ok(lambda.every((v) => Math.abs(v - 1) < 1e-12));
+ * assert.equal(mu[0], 2);
+ * assert.ok(mu.subarray(1).every((v) => v === 0));
+ * ```
+ */
 export function priorMoments(
   theta: ArrayLike<number>,
   l: LatentLayout,
@@ -459,6 +543,18 @@ export interface TweedieResult {
  * The exact Tweedie denoiser at integer timestep t:
  *   ẑ0 = μ + (√ᾱ λ/(ᾱλ + 1 − ᾱ)) (z_t − √ᾱ μ),
  *   ε̂ = (z_t − √ᾱ ẑ0)/√(1−ᾱ) = √(1−ᾱ) (z_t − √ᾱ μ)/(ᾱλ + 1 − ᾱ)   (cancellation-free form).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { exactSchedule, tweedie } from "./closed_form.ts";
+ * // Standard normal prior (λ = 1, μ = 0): ẑ0 = √ᾱ z_t and ε̂ = √(1−ᾱ) z_t.
+ * const m = { lambda: Float64Array.of(1, 1), mu: Float64Array.of(0, 0) };
+ * const { z0, eps } = tweedie([1, -2], 500, m);
+ * const ab = exactSchedule().alphasCumprod[500];
+ * assert.ok(Math.abs(z0[1] - -2 * Math.sqrt(ab)) < 1e-12);
+ * assert.ok(Math.abs(eps[0] - Math.sqrt(1 - ab)) < 1e-12);
+ * ```
  */
 export function tweedie(zt: ArrayLike<number>, t: number, m: PriorMoments): TweedieResult {
   checkTimestep(t);
@@ -481,6 +577,17 @@ export function tweedie(zt: ArrayLike<number>, t: number, m: PriorMoments): Twee
 /**
  * The exact consistency map (probability-flow ODE solved to ᾱ = 1):
  *   G(z_t, t) = μ + √(λ/(ᾱλ + 1 − ᾱ)) (z_t − √ᾱ μ).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { consistencyMap, exactSchedule } from "./closed_form.ts";
+ * // λ = 4, μ = 1: G(z_t) = μ + √(λ/(ᾱλ + 1 − ᾱ)) (z_t − √ᾱ μ).
+ * const m = { lambda: Float64Array.of(4), mu: Float64Array.of(1) };
+ * const ab = exactSchedule().alphasCumprod[999];
+ * const g = consistencyMap([0.3], 999, m);
+ * assert.ok(Math.abs(g[0] - (1 + Math.sqrt(4 / (4 * ab + 1 - ab)) * (0.3 - Math.sqrt(ab)))) < 1e-12);
+ * ```
  */
 export function consistencyMap(zt: ArrayLike<number>, t: number, m: PriorMoments): Float64Array {
   checkTimestep(t);
@@ -668,6 +775,18 @@ export interface PosteriorMoments {
 /**
  * Exact posterior for a diagonal operator: v_i = 1/(1/λ_i + h_i²/σ_z²),
  * m_i = v_i (μ_i/λ_i + h_i ŷ_i/σ_z²).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { latentLayout, posteriorDiagonal } from "./closed_form.ts";
+ * // 1×1 image, identity operator, σ_y = 0.5 → σ_z = 2σ_y·s = 1; prior N(0, 1):
+ * // v = 1/(1/λ + h²/σ_z²) = 1/2, m = v · h ŷ / σ_z².
+ * const p = { yhat: Float64Array.of(1, 0, -2), h: Float64Array.of(1), sigmaY: 0.5, layout: latentLayout([1, 3, 1, 1]) };
+ * const q = posteriorDiagonal(p, { lambda: Float64Array.of(1, 1, 1), mu: new Float64Array(3) });
+ * assert.deepEqual([...q.mean], [0.5, 0, -1]);
+ * assert.deepEqual([...q.variance], [0.5, 0.5, 0.5]);
+ * ```
  */
 export function posteriorDiagonal(p: DiagonalProblem, m: PriorMoments): PosteriorMoments {
   const n = p.h.length, s2 = latentNoiseStd(p) ** 2;
@@ -720,6 +839,18 @@ export interface EvidenceDerivatives {
  * This is the density of the latent measurement ŷ (model scale); the density of y on [0,1]
  * differs by the θ-independent constant n·log 2 (and, when lossy, by the θ-independent density
  * of the discarded coefficients). Several problems (e.g. images) add up.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { latentLayout, logEvidence } from "./closed_form.ts";
+ * // θ = 0 on a 1×1 image (λ = 1, μ = 0), h = 1, σ_z = 1: ŷ_i ~ N(0, S = 2).
+ * const p = { yhat: Float64Array.of(1, 0, 0), h: Float64Array.of(1), sigmaY: 0.5, layout: latentLayout([1, 3, 1, 1]) };
+ * const { value, gradient } = logEvidence(new Array(9).fill(0), p, { rho0: 1 / 64, refSize: 0 });
+ * assert.ok(Math.abs(value - (-1.5 * Math.log(4 * Math.PI) - 0.25)) < 1e-12);
+ * // ∂ℓ/∂a_k = ½ q (r²/S − 1) with q = ½.
+ * assert.ok(Math.abs(gradient[0] - -0.125) < 1e-12 && Math.abs(gradient[1] - -0.25) < 1e-12);
+ * ```
  */
 export function logEvidence(
   theta: ArrayLike<number>,
@@ -945,6 +1076,20 @@ export interface LatinoMomentOptions {
  *   m′ = (γ h ŷ + μ + k√ᾱ (m − μ))/(γh² + 1),   v′ = k² (ᾱ v + 1 − ᾱ)/(γh² + 1)².
  * The prox is taken in image space with σ′ = 2σ_y (so γ does not depend on s). Returns the law of
  * the last step's output z0′.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { exactSchedule, latentLayout, latinoMoments } from "./closed_form.ts";
+ * // One step at t = 999 with h = 0 (no data) and a N(0, 1) prior: G_t is the identity on a
+ * // variance-preserving state, so z′ = √ᾱ z + √(1−ᾱ) ξ.
+ * const p = { yhat: new Float64Array(3), h: Float64Array.of(0), sigmaY: 0.1, layout: latentLayout([1, 3, 1, 1]) };
+ * const m = { lambda: Float64Array.of(1, 1, 1), mu: new Float64Array(3) };
+ * const q = latinoMoments(p, m, { delta: 1, timesteps: [999], init: [1, 2, 3] });
+ * const ab = exactSchedule().alphasCumprod[999];
+ * assert.ok(Math.abs(q.mean[2] - 3 * Math.sqrt(ab)) < 1e-12);
+ * assert.ok(Math.abs(q.variance[0] - (1 - ab)) < 1e-12);
+ * ```
  */
 export function latinoMoments(
   p: DiagonalProblem,
