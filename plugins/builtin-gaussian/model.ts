@@ -97,12 +97,38 @@ export function createExactModel(o: ExactModelOptions): ExactModel {
   };
 }
 
-/** Token ids of a prompt ([T] ids: BOS … EOS, padded with EOS), by the reference tokenizer. */
+/**
+ * Token ids of a prompt ([T] ids: BOS … EOS, padded with EOS), by the reference tokenizer.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createExactModel, promptIds } from "./model.ts";
+ * const m = createExactModel({ imageShape: [1, 3, 8, 8] });
+ * const ids = promptIds(m, "a photo");
+ * assert.equal(ids.length, m.text.maxLength); // BOS … EOS, padded to 77
+ * assert.notEqual(ids[1], ids[ids.length - 1]);
+ * ```
+ */
 export function promptIds(m: ExactModel, prompt: string): number[] {
   return referenceTokenize(prompt, m.text, m.text.maxLength);
 }
 
-/** The embedding c = table[ids] (T×D values, float32 table values in float64). */
+/**
+ * The embedding c = table[ids] (T×D values, float32 table values in float64).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createExactModel, embedIds } from "./model.ts";
+ * const m = createExactModel({ imageShape: [1, 3, 8, 8] });
+ * const D = m.text.readout.hiddenSize;
+ * const c = embedIds(m, [0, 1]);
+ * assert.equal(c.length, 2 * D);
+ * assert.equal(c[D], m.text.embeddings[D]); // row 1 of the table
+ * assert.throws(() => embedIds(m, [-1]), RangeError);
+ * ```
+ */
 export function embedIds(m: ExactModel, ids: readonly number[]): Float64Array {
   const D = m.text.readout.hiddenSize, V = m.text.vocab.length;
   const c = new Float64Array(ids.length * D);
@@ -115,22 +141,71 @@ export function embedIds(m: ExactModel, ids: readonly number[]): Float64Array {
   return c;
 }
 
-/** θ of a prompt: W · mean_tokens(table[ids]) + b. */
+/**
+ * θ of a prompt: W · mean_tokens(table[ids]) + b.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createExactModel, promptTheta } from "./model.ts";
+ * import { THETA_SIZE } from "./closed_form.ts";
+ * const m = createExactModel({ imageShape: [1, 3, 8, 8] });
+ * const theta = promptTheta(m, "a photo of a cat");
+ * assert.equal(theta.length, THETA_SIZE);
+ * assert.ok(theta.every(Number.isFinite));
+ * ```
+ */
 export function promptTheta(m: ExactModel, prompt: string): Float64Array {
   return thetaFromEmbedding(embedIds(m, promptIds(m, prompt)), m.text.readout);
 }
 
-/** θ of an embedding c (T×D values). */
+/**
+ * θ of an embedding c (T×D values).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createExactModel, embedIds, embeddingTheta, promptIds, promptTheta } from "./model.ts";
+ * const m = createExactModel({ imageShape: [1, 3, 8, 8] });
+ * const c = embedIds(m, promptIds(m, "a cat"));
+ * assert.deepEqual(embeddingTheta(m, c), promptTheta(m, "a cat"));
+ * ```
+ */
 export function embeddingTheta(m: ExactModel, c: ArrayLike<number>): Float64Array {
   return thetaFromEmbedding(c, m.text.readout);
 }
 
-/** λ and μ of θ on this model's latent. */
+/**
+ * λ and μ of θ on this model's latent.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createExactModel, modelMoments } from "./model.ts";
+ * import { latentSize } from "./closed_form.ts";
+ * const m = createExactModel({ imageShape: [1, 3, 8, 8], lossy: [4, 4] });
+ * const { lambda, mu } = modelMoments(m, m.options.theta0);
+ * assert.equal(lambda.length, latentSize(m.layout)); // 3·4·4
+ * assert.equal(mu.length, 48);
+ * assert.ok(lambda.every((v) => v > 0));
+ * ```
+ */
 export function modelMoments(m: ExactModel, theta: ArrayLike<number>): PriorMoments {
   return priorMoments(theta, m.layout, m.spectrum);
 }
 
-/** The `exact_model.json` description (enough to rebuild the model with {@link exactModelFromJson}). */
+/**
+ * The `exact_model.json` description (enough to rebuild the model with {@link exactModelFromJson}).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createExactModel, exactModelJson } from "./model.ts";
+ * const j = JSON.parse(exactModelJson(createExactModel({ imageShape: [1, 3, 8, 8], lossy: 0.5 })));
+ * assert.deepEqual(j.latent_shape, [3, 4, 4]);
+ * assert.deepEqual(j.lossy, [4, 4]);
+ * ```
+ */
 export function exactModelJson(m: ExactModel): string {
   return JSON.stringify(
     {
@@ -157,7 +232,19 @@ export function exactModelJson(m: ExactModel): string {
   );
 }
 
-/** Rebuild an exact model from its `exact_model.json` text. */
+/**
+ * Rebuild an exact model from its `exact_model.json` text.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createExactModel, exactModelFromJson, exactModelJson } from "./model.ts";
+ * const m = createExactModel({ imageShape: [1, 3, 8, 8], scale: 0.5 });
+ * const back = exactModelFromJson(exactModelJson(m));
+ * assert.deepEqual(back.options, m.options);
+ * assert.throws(() => exactModelFromJson("{}"), RangeError);
+ * ```
+ */
 export function exactModelFromJson(text: string): ExactModel {
   const j = JSON.parse(text);
   if (j.format !== "latent-inverse exact model" || j.version !== 1) {
