@@ -23,9 +23,28 @@ import type { Readout, SpectrumConstants } from "./closed_form.ts";
 import { COLOR_MATRIX, THETA_SIZE } from "./closed_form.ts";
 import { type BpeVocabulary, buildBpeVocabulary } from "./bpe_vocab.ts";
 
-/** Embedding width D of the tiny text encoder (≥ 9 so every θ is reachable). */
+/**
+ * Embedding width D of the tiny text encoder (≥ 9 so every θ is reachable).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { EXACT_HIDDEN_SIZE } from "./params.ts";
+ * import { THETA_SIZE } from "./closed_form.ts";
+ * assert.ok(EXACT_HIDDEN_SIZE >= THETA_SIZE);
+ * ```
+ */
 export const EXACT_HIDDEN_SIZE = 16;
-/** Token count T (CLIP's 77). */
+/**
+ * Token count T (CLIP's 77).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { buildTextModel, EXACT_MAX_LENGTH } from "./params.ts";
+ * assert.equal(buildTextModel().maxLength, EXACT_MAX_LENGTH);
+ * ```
+ */
 export const EXACT_MAX_LENGTH = 77;
 
 /**
@@ -39,6 +58,14 @@ export const EXACT_MAX_LENGTH = 77;
  * √(HW)/N_ref): LATINO then beats Aᵀy on all of kodim01–12 by 0.3–3.4 dB (README). Tests that
  * reproduce the study at 64×64 pass `refSize: 64` explicitly. The ML fit at full size is not the
  * answer: it makes samples noisier still (kodim02: 23.7 dB).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_SPECTRUM } from "./params.ts";
+ * assert.deepEqual(DEFAULT_SPECTRUM, { rho0: 1 / 64, refSize: 16 });
+ * assert.ok(Object.isFrozen(DEFAULT_SPECTRUM));
+ * ```
  */
 export const DEFAULT_SPECTRUM: Readonly<SpectrumConstants> = Object.freeze({
   rho0: 1 / 64,
@@ -54,6 +81,17 @@ export const DEFAULT_SPECTRUM: Readonly<SpectrumConstants> = Object.freeze({
  * Size scaling check (same script, fits at 16×, 8×, 4× downsampling): a_1 = −4.44, −4.20, −3.84 and
  * β_1 = 2.60, 2.64, 2.59; the 8× fit loses 0.021 / 0.026 nats per coordinate against the images'
  * own fits at 16× / 4×, versus 0.036 / 0.050 with the scaling switched off (refSize = 0).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_THETA, makeReadout } from "./params.ts";
+ * import { thetaFromEmbedding } from "./closed_form.ts";
+ * // θ0 is the read-out bias: a zero embedding (the empty prompt) gives θ0 (float32-rounded).
+ * const r = makeReadout(DEFAULT_THETA);
+ * const theta = thetaFromEmbedding(new Float64Array(2 * r.hiddenSize), r);
+ * assert.deepEqual([...theta], DEFAULT_THETA.map(Math.fround));
+ * ```
  */
 export const DEFAULT_THETA: readonly number[] = Object.freeze([
   -4.1985,
@@ -83,7 +121,16 @@ export const STUDY_THETA: readonly number[] = Object.freeze([
   0.177,
 ]);
 
-/** Row gains g of the read-out W = diag(g) Q. */
+/**
+ * Row gains g of the read-out W = diag(g) Q.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { READOUT_GAINS } from "./params.ts";
+ * assert.deepEqual(READOUT_GAINS, [1, 1, 1, 0.25, 0.25, 0.25, 0.1, 0.1, 0.1]);
+ * ```
+ */
 export const READOUT_GAINS: readonly number[] = Object.freeze([
   1,
   1,
@@ -96,7 +143,19 @@ export const READOUT_GAINS: readonly number[] = Object.freeze([
   0.1,
 ]);
 
-/** The pivot scene frequency κρ_p = 1/8 of a slope change (λ there is unchanged). */
+/**
+ * The pivot scene frequency κρ_p = 1/8 of a slope change (λ there is unchanged).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_SPECTRUM, SLOPE_PIVOT, wordShift } from "./params.ts";
+ * // A slope change leaves log λ = a − (β/2)·log(ρ0² + ρ_p²) unchanged at the pivot.
+ * const d = wordShift({ slope: 0.8 });
+ * const Lp = Math.log(DEFAULT_SPECTRUM.rho0 ** 2 + SLOPE_PIVOT ** 2);
+ * assert.ok(Math.abs(d[0] - 0.5 * d[3] * Lp) < 1e-15);
+ * ```
+ */
 export const SLOPE_PIVOT = 1 / 8;
 
 /** What a word does to θ. */
@@ -115,6 +174,14 @@ export interface WordEffect {
  * Words that move θ. "sharp" flattens the spectrum (more fine detail), "smooth"/"blurry" steepen
  * it, "bright"/"dark" move the mean, colour words move the mean colour, "colorful"/"grayscale"
  * scale the chroma variance.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { WORD_EFFECTS } from "./params.ts";
+ * assert.ok(WORD_EFFECTS.sharp.slope! < 0); // flatter spectrum: more fine detail
+ * assert.ok(WORD_EFFECTS.blurry.slope! > 0);
+ * ```
  */
 export const WORD_EFFECTS: Readonly<Record<string, WordEffect>> = Object.freeze({
   sharp: { slope: -0.4 },
@@ -147,7 +214,17 @@ export const WORD_EFFECTS: Readonly<Record<string, WordEffect>> = Object.freeze(
   cool: { rgb: [-0.1, 0, 0.1] },
 });
 
-/** Common prompt words that are single tokens with a zero (neutral) embedding. */
+/**
+ * Common prompt words that are single tokens with a zero (neutral) embedding.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { NEUTRAL_WORDS, WORD_EFFECTS } from "./params.ts";
+ * assert.ok(NEUTRAL_WORDS.includes("photo"));
+ * assert.ok(NEUTRAL_WORDS.every((w) => !(w in WORD_EFFECTS)));
+ * ```
+ */
 export const NEUTRAL_WORDS: readonly string[] = Object.freeze([
   "a",
   "an",
@@ -177,7 +254,20 @@ export const NEUTRAL_WORDS: readonly string[] = Object.freeze([
   "sky",
 ]);
 
-/** Δθ of a word effect (9 values). */
+/**
+ * Δθ of a word effect (9 values).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { wordShift } from "./params.ts";
+ * // A grey brightening only moves the luminance mean: Δm = C·Δrgb = (0.3·√3, 0, 0).
+ * const d = wordShift({ rgb: [0.3, 0.3, 0.3] });
+ * assert.ok(Math.abs(d[6] - 0.3 * Math.sqrt(3)) < 1e-15);
+ * assert.ok(Math.abs(d[7]) < 1e-15 && Math.abs(d[8]) < 1e-15);
+ * assert.deepEqual([...wordShift({ chroma: 1 }).subarray(0, 3)], [0, 1, 1]);
+ * ```
+ */
 export function wordShift(
   e: WordEffect,
   spectrum: SpectrumConstants = DEFAULT_SPECTRUM,
@@ -217,7 +307,19 @@ function readoutBasis(D: number): Float64Array {
   return q;
 }
 
-/** The read-out θ = W·mean(c) + b with W = diag(g)Q and b = θ0 (float32-rounded). */
+/**
+ * The read-out θ = W·mean(c) + b with W = diag(g)Q and b = θ0 (float32-rounded).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_THETA, makeReadout } from "./params.ts";
+ * const r = makeReadout(DEFAULT_THETA, 12);
+ * assert.equal(r.hiddenSize, 12);
+ * assert.equal(r.W.length, 9 * 12);
+ * assert.throws(() => makeReadout(DEFAULT_THETA, 8), RangeError); // D must be ≥ 9
+ * ```
+ */
 export function makeReadout(theta0: readonly number[], D = EXACT_HIDDEN_SIZE): Readout {
   if (D < THETA_SIZE) throw new RangeError(`hidden size ${D}: expected ≥ 9`);
   if (theta0.length !== THETA_SIZE || !theta0.every(Number.isFinite)) {
@@ -244,7 +346,19 @@ export interface TextModel extends BpeVocabulary {
   shifts: Record<string, Float64Array>;
 }
 
-/** Build the vocabulary, the embedding table e_w = T·W⁺Δθ_w and the read-out. */
+/**
+ * Build the vocabulary, the embedding table e_w = T·W⁺Δθ_w and the read-out.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { buildTextModel, EXACT_HIDDEN_SIZE } from "./params.ts";
+ * const t = buildTextModel();
+ * assert.equal(t.embeddings.length, t.vocab.length * EXACT_HIDDEN_SIZE);
+ * assert.ok(t.vocab.includes("sharp</w>"));
+ * assert.ok(t.shifts.sharp[3] < 0); // "sharp" lowers β
+ * ```
+ */
 export function buildTextModel(
   theta0: readonly number[] = DEFAULT_THETA,
   spectrum: SpectrumConstants = DEFAULT_SPECTRUM,
