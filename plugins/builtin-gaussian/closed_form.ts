@@ -29,13 +29,50 @@
 import type { ForwardOperator } from "../../core/contracts.ts";
 import { dctMatrix } from "../../core/linalg/dct.ts";
 
-/** Number of training timesteps of the scaled_linear schedule. */
+/**
+ * Number of training timesteps of the scaled_linear schedule.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { exactSchedule, NUM_TRAIN_TIMESTEPS } from "./closed_form.ts";
+ * assert.equal(exactSchedule().alphasCumprod.length, NUM_TRAIN_TIMESTEPS);
+ * ```
+ */
 export const NUM_TRAIN_TIMESTEPS = 1000;
-/** β_0 of the scaled_linear schedule. */
+/**
+ * β_0 of the scaled_linear schedule.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BETA_START, exactSchedule } from "./closed_form.ts";
+ * assert.ok(Math.abs(exactSchedule().alphasCumprod[0] - (1 - BETA_START)) < 1e-15);
+ * ```
+ */
 export const BETA_START = 0.00085;
-/** β_{T−1} of the scaled_linear schedule. */
+/**
+ * β_{T−1} of the scaled_linear schedule.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BETA_END, exactSchedule } from "./closed_form.ts";
+ * const ab = exactSchedule().alphasCumprod;
+ * assert.ok(Math.abs(ab[999] / ab[998] - (1 - BETA_END)) < 1e-12);
+ * ```
+ */
 export const BETA_END = 0.012;
-/** Number of prior parameters θ (a, β, m for 3 colour channels). */
+/**
+ * Number of prior parameters θ (a, β, m for 3 colour channels).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { THETA_SIZE } from "./closed_form.ts";
+ * assert.equal(THETA_SIZE, 9); // (a, β, m) for 3 colour channels
+ * ```
+ */
 export const THETA_SIZE = 9;
 /**
  * LATINO's 8-step timestep schedule (solvers.md §2.2).
@@ -334,7 +371,22 @@ export function decode64(z: ArrayLike<number>, l: LatentLayout): Float64Array {
   return mixColour(img, H * W, true);
 }
 
-/** Dᵀ: the adjoint of {@link decode64} (= encode64(x)/s²). */
+/**
+ * Dᵀ: the adjoint of {@link decode64} (= encode64(x)/s²).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decode64, decodeAdjoint64, latentLayout } from "./closed_form.ts";
+ * // ⟨D z, x⟩ = ⟨z, Dᵀ x⟩, also for a lossy layout.
+ * const l = latentLayout([1, 3, 4, 4], [2, 3], 0.5);
+ * const z = Float64Array.from({ length: 18 }, (_, i) => Math.cos(i));
+ * const x = Float64Array.from({ length: 48 }, (_, i) => Math.sin(i));
+ * const lhs = decode64(z, l).reduce((s, v, i) => s + v * x[i], 0);
+ * const rhs = decodeAdjoint64(x, l).reduce((s, v, i) => s + v * z[i], 0);
+ * assert.ok(Math.abs(lhs - rhs) < 1e-12);
+ * ```
+ */
 export function decodeAdjoint64(x: ArrayLike<number>, l: LatentLayout): Float64Array {
   const z = encode64(x, l);
   const f = 1 / (l.scale * l.scale);
@@ -350,7 +402,18 @@ export interface SpectrumConstants {
   refSize: number;
 }
 
-/** κ = √(HW)/N_ref, or 1 when N_ref = 0. */
+/**
+ * κ = √(HW)/N_ref, or 1 when N_ref = 0.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { latentLayout, sizeFactor } from "./closed_form.ts";
+ * const l = latentLayout([1, 3, 128, 128]);
+ * assert.equal(sizeFactor(l, { rho0: 1 / 64, refSize: 64 }), 2);
+ * assert.equal(sizeFactor(l, { rho0: 1 / 64, refSize: 0 }), 1);
+ * ```
+ */
 export function sizeFactor(l: LatentLayout, c: SpectrumConstants): number {
   return c.refSize > 0 ? Math.sqrt(l.height * l.width) / c.refSize : 1;
 }
@@ -358,6 +421,17 @@ export function sizeFactor(l: LatentLayout, c: SpectrumConstants): number {
 /**
  * L_{u,v} = log(ρ0² + κ² (u²/H² + v²/W²)) for the kept block (K_h·K_w values, row-major), so that
  * log λ_{k,u,v} = a_k + log(s²κ²) − (β_k/2) L_{u,v}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { latentLayout, logFrequencyTerm } from "./closed_form.ts";
+ * // At DC (u = v = 0) only ρ0 remains: L = log ρ0².
+ * const L = logFrequencyTerm(latentLayout([1, 3, 4, 4]), { rho0: 1 / 64, refSize: 0 });
+ * assert.equal(L.length, 16);
+ * assert.ok(Math.abs(L[0] - 2 * Math.log(1 / 64)) < 1e-12);
+ * assert.ok(Math.abs(L[1] - Math.log(1 / 64 ** 2 + 1 / 16)) < 1e-12); // v = 1: ρ² = 1/W²
+ * ```
  */
 export function logFrequencyTerm(l: LatentLayout, c: SpectrumConstants): Float64Array {
   const k2 = sizeFactor(l, c) ** 2;
@@ -371,12 +445,32 @@ export function logFrequencyTerm(l: LatentLayout, c: SpectrumConstants): Float64
   return out;
 }
 
-/** The constant log(s²κ²) added to every log λ. */
+/**
+ * The constant log(s²κ²) added to every log λ.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { latentLayout, logVarianceOffset } from "./closed_form.ts";
+ * const l = latentLayout([1, 3, 128, 128], null, 0.5);
+ * // log(s²κ²) with κ = 128/64 = 2: log(0.25 · 4) = 0.
+ * assert.ok(Math.abs(logVarianceOffset(l, { rho0: 1 / 64, refSize: 64 })) < 1e-15);
+ * ```
+ */
 export function logVarianceOffset(l: LatentLayout, c: SpectrumConstants): number {
   return Math.log(l.scale * l.scale * sizeFactor(l, c) ** 2);
 }
 
-/** The weight √(HW)·s that maps m_k to the DC mean μ_{k,0,0}. */
+/**
+ * The weight √(HW)·s that maps m_k to the DC mean μ_{k,0,0}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { dcWeight, latentLayout } from "./closed_form.ts";
+ * assert.equal(dcWeight(latentLayout([1, 3, 4, 4], null, 0.5)), 2); // √(HW)·s
+ * ```
+ */
 export function dcWeight(l: LatentLayout): number {
   return Math.sqrt(l.height * l.width) * l.scale;
 }
@@ -437,7 +531,20 @@ export interface Readout {
   b: ArrayLike<number>;
 }
 
-/** θ(c) = W · (1/T) Σ_t c_t + b for an embedding c of T×D values (row-major [T, D]). */
+/**
+ * θ(c) = W · (1/T) Σ_t c_t + b for an embedding c of T×D values (row-major [T, D]).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { thetaFromEmbedding } from "./closed_form.ts";
+ * // W = I (D = 9), b = 1: θ = mean of the two token rows + 1.
+ * const W = Float64Array.from({ length: 81 }, (_, i) => (i % 10 === 0 ? 1 : 0));
+ * const r = { hiddenSize: 9, W, b: new Array(9).fill(1) };
+ * const c = [...new Array(9).fill(2), ...new Array(9).fill(4)];
+ * assert.deepEqual([...thetaFromEmbedding(c, r)], new Array(9).fill(4));
+ * ```
+ */
 export function thetaFromEmbedding(c: ArrayLike<number>, r: Readout): Float64Array {
   const D = r.hiddenSize;
   if (c.length === 0 || c.length % D !== 0) {
@@ -458,6 +565,17 @@ export function thetaFromEmbedding(c: ArrayLike<number>, r: Readout): Float64Arr
 
 /**
  * ∂/∂c of a function of θ(c): every token row gets Wᵀ g / T (g = ∂f/∂θ). Returns T×D values.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { embeddingGradient } from "./closed_form.ts";
+ * // W = I: each of the T = 2 rows gets g/2.
+ * const W = Float64Array.from({ length: 81 }, (_, i) => (i % 10 === 0 ? 1 : 0));
+ * const g = [2, 0, 0, 0, 0, 0, 0, 0, -4];
+ * const dc = embeddingGradient(g, 2, { hiddenSize: 9, W, b: new Array(9).fill(0) });
+ * assert.deepEqual([...dc], [...g.map((v) => v / 2), ...g.map((v) => v / 2)]);
+ * ```
  */
 export function embeddingGradient(gTheta: ArrayLike<number>, T: number, r: Readout): Float64Array {
   checkTheta(gTheta);
@@ -475,6 +593,17 @@ export function embeddingGradient(gTheta: ArrayLike<number>, T: number, r: Reado
 
 /**
  * An embedding with θ(c) = θ: every token row equals W⁺(θ − b) (minimum-norm, W⁺ = Wᵀ(WWᵀ)⁻¹).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { embeddingForTheta, thetaFromEmbedding } from "./closed_form.ts";
+ * import { DEFAULT_THETA, makeReadout } from "./params.ts";
+ * const r = makeReadout(DEFAULT_THETA);
+ * const theta = [-4, -7, -6, 2.5, 2, 2, 0.1, 0, 0];
+ * const back = thetaFromEmbedding(embeddingForTheta(theta, 77, r), r);
+ * assert.ok(back.every((v, i) => Math.abs(v - theta[i]) < 1e-9));
+ * ```
  */
 export function embeddingForTheta(theta: ArrayLike<number>, T: number, r: Readout): Float64Array {
   checkTheta(theta);
@@ -500,7 +629,18 @@ export function embeddingForTheta(theta: ArrayLike<number>, T: number, r: Readou
   return out;
 }
 
-/** Solve A x = b (n×n, row-major) by Gaussian elimination with partial pivoting. */
+/**
+ * Solve A x = b (n×n, row-major) by Gaussian elimination with partial pivoting.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { solveDense } from "./closed_form.ts";
+ * const x = solveDense([0, 1, 2, 1], [1, 4], 2); // needs a row swap
+ * assert.deepEqual([...x], [1.5, 1]);
+ * assert.throws(() => solveDense([1, 2, 2, 4], [1, 1], 2), RangeError);
+ * ```
+ */
 export function solveDense(A: ArrayLike<number>, b: ArrayLike<number>, n: number): Float64Array {
   const M = Float64Array.from(A as ArrayLike<number>);
   const x = Float64Array.from(b as ArrayLike<number>);
@@ -619,6 +759,24 @@ export interface DenoiserVjp {
  * - ẑ0 = μ + g d, g = √ᾱλ/den: ∂/∂z = g, ∂/∂η = g (1−ᾱ)/den · d, ∂/∂μ = 1 − √ᾱ g;
  * - ε̂ = √(1−ᾱ) d/den: ∂/∂z = √(1−ᾱ)/den, ∂/∂η = −√(1−ᾱ) ᾱλ d/den², ∂/∂μ = −√ᾱ √(1−ᾱ)/den;
  * then ∂η/∂a_k = 1, ∂η/∂β_k = −L/2, ∂μ_DC/∂m_k = √(HW)s.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { consistencyMap, denoiserVjp, latentLayout, priorMoments } from "./closed_form.ts";
+ * // ∂⟨w, G⟩/∂β_1 against a central finite difference.
+ * const l = latentLayout([1, 3, 2, 2]), c = { rho0: 1 / 64, refSize: 0 };
+ * const theta = [0.1, -0.2, 0.3, 1, 1.5, 2, 0.2, 0, -0.1];
+ * const zt = Float64Array.from({ length: 12 }, (_, i) => Math.sin(i + 1));
+ * const w = Float64Array.from({ length: 12 }, (_, i) => Math.cos(i));
+ * const f = (th: number[]) =>
+ *   consistencyMap(zt, 500, priorMoments(th, l, c)).reduce((s, v, i) => s + v * w[i], 0);
+ * const h = 1e-6, up = [...theta], dn = [...theta];
+ * up[3] += h;
+ * dn[3] -= h;
+ * const { dtheta } = denoiserVjp("G", zt, 500, theta, l, c, w);
+ * assert.ok(Math.abs(dtheta[3] - (f(up) - f(dn)) / (2 * h)) < 1e-6);
+ * ```
  */
 export function denoiserVjp(
   output: DenoiserOutput,
@@ -666,6 +824,18 @@ export function denoiserVjp(
  * ∇_θ log p(z | θ) of the Gaussian prior at a latent z (the Fisher-identity / SAPG estimator on a
  * sample): ∂/∂η_i = ½((z_i − μ_i)²/λ_i − 1), ∂/∂μ_i = (z_i − μ_i)/λ_i, chained as in
  * {@link logEvidence}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { latentLayout, priorScoreTheta } from "./closed_form.ts";
+ * // θ = 0 on a 1×1 image: λ = 1, μ = 0. ∂/∂a_k = ½(z_k² − 1), ∂/∂m_k = z_k · √(HW)s.
+ * const g = priorScoreTheta([2, 0, 0], new Array(9).fill(0), latentLayout([1, 3, 1, 1]), {
+ *   rho0: 1 / 64,
+ *   refSize: 0,
+ * });
+ * assert.deepEqual([g[0], g[1], g[6]], [1.5, -0.5, 2]);
+ * ```
  */
 export function priorScoreTheta(
   z: ArrayLike<number>,
@@ -681,6 +851,30 @@ export function priorScoreTheta(
 /**
  * E_q[∇_θ log p(z | θ)] for z ~ q = N(mean, diag(variance)) (e.g. the exact posterior): by the
  * Fisher identity this equals ∇_θ log p(y | θ) when q is the posterior under θ.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   expectedPriorScoreTheta,
+ *   latentLayout,
+ *   logEvidence,
+ *   posteriorDiagonal,
+ *   priorMoments,
+ * } from "./closed_form.ts";
+ * // Fisher identity: the prior score averaged over the posterior is the evidence gradient.
+ * const l = latentLayout([1, 3, 2, 2]), c = { rho0: 1 / 64, refSize: 0 };
+ * const theta = [0.1, -0.2, 0.3, 1, 1.5, 2, 0.2, 0, -0.1];
+ * const p = {
+ *   yhat: Float64Array.from({ length: 12 }, (_, i) => Math.sin(i)),
+ *   h: Float64Array.of(1, 0.5, 0.5, 0.25),
+ *   sigmaY: 0.1,
+ *   layout: l,
+ * };
+ * const q = posteriorDiagonal(p, priorMoments(theta, l, c));
+ * const a = expectedPriorScoreTheta(q, theta, l, c), b = logEvidence(theta, p, c).gradient;
+ * assert.ok(a.every((v, i) => Math.abs(v - b[i]) < 1e-10));
+ * ```
  */
 export function expectedPriorScoreTheta(
   q: PosteriorMoments,
@@ -705,7 +899,20 @@ export function expectedPriorScoreTheta(
   return g;
 }
 
-/** One draw from N(mean, diag(variance)) (e.g. an exact posterior sample for a diagonal operator). */
+/**
+ * One draw from N(mean, diag(variance)) (e.g. an exact posterior sample for a diagonal operator).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sampleDiagonal } from "./closed_form.ts";
+ * import { streams } from "../../core/rng.ts";
+ * const q = { mean: Float64Array.of(1, 2), variance: Float64Array.of(0, 4) };
+ * const x = sampleDiagonal(q, streams(0).get("solver"));
+ * assert.equal(x[0], 1); // zero variance: the mean
+ * assert.notEqual(x[1], 2);
+ * ```
+ */
 export function sampleDiagonal(q: PosteriorMoments, rng: NormalSource): Float64Array {
   return q.mean.map((v, i) => v + Math.sqrt(q.variance[i]) * rng.normal());
 }
@@ -729,7 +936,17 @@ export interface DiagonalProblem {
   layout: LatentLayout;
 }
 
-/** Restrict an H·W DCT diagonal to the kept K_h×K_w block (or return a K_h·K_w one as is). */
+/**
+ * Restrict an H·W DCT diagonal to the kept K_h×K_w block (or return a K_h·K_w one as is).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { keptDiagonal, latentLayout } from "./closed_form.ts";
+ * const l = latentLayout([1, 3, 3, 3], [2, 2]);
+ * assert.deepEqual([...keptDiagonal([1, 2, 3, 4, 5, 6, 7, 8, 9], l)], [1, 2, 4, 5]);
+ * ```
+ */
 export function keptDiagonal(h: ArrayLike<number>, l: LatentLayout): Float64Array {
   if (h.length === l.keepH * l.keepW) return Float64Array.from(h);
   if (h.length !== l.height * l.width) {
@@ -746,6 +963,17 @@ export function keptDiagonal(h: ArrayLike<number>, l: LatentLayout): Float64Arra
  * Build a {@link DiagonalProblem} from a measurement y on the [0,1] scale (3·H·W values) and the
  * operator's DCT diagonal h (H·W values, `h[0]` = the response to a constant image): the
  * model-scale measurement is y′ = 2y − A(1) = 2y − h_00, and ŷ = E(y′).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { diagonalProblem, latentLayout } from "./closed_form.ts";
+ * // Identity operator (h = 1, h_00 = 1): y = 0.5 everywhere is the model-scale image 0.
+ * const l = latentLayout([1, 3, 2, 2]);
+ * const p = diagonalProblem(new Float64Array(12).fill(0.5), new Float64Array(4).fill(1), 0.01, l);
+ * assert.ok(p.yhat.every((v) => v === 0));
+ * assert.equal(p.h.length, 4);
+ * ```
  */
 export function diagonalProblem(
   y: ArrayLike<number>,
@@ -759,7 +987,16 @@ export function diagonalProblem(
   return { yhat: encode64(yp, l), h: keptDiagonal(h, l), sigmaY, layout: l };
 }
 
-/** Latent noise standard deviation σ_z = 2σ_y·s. */
+/**
+ * Latent noise standard deviation σ_z = 2σ_y·s.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { latentLayout, latentNoiseStd } from "./closed_form.ts";
+ * assert.equal(latentNoiseStd({ sigmaY: 0.05, layout: latentLayout([1, 3, 2, 2], null, 0.5) }), 0.05);
+ * ```
+ */
 export function latentNoiseStd(p: Pick<DiagonalProblem, "sigmaY" | "layout">): number {
   return 2 * p.sigmaY * p.layout.scale;
 }
@@ -922,6 +1159,23 @@ function accumulateEvidence(
  * The fraction of the achievable evidence gain reached by θ_final (exact-model.md §5):
  * (log p(y|θ_final) − log p(y|θ0)) / (log p(y|θ*) − log p(y|θ0)), θ* by {@link maximiseEvidence}
  * from θ0 unless given.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { evidenceGainFraction, latentLayout, maximiseEvidence } from "./closed_form.ts";
+ * const c = { rho0: 1 / 64, refSize: 0 };
+ * const p = {
+ *   yhat: Float64Array.from({ length: 48 }, (_, i) => 3 * Math.sin(1.7 * i)),
+ *   h: new Float64Array(16).fill(1),
+ *   sigmaY: 0.05,
+ *   layout: latentLayout([1, 3, 4, 4]),
+ * };
+ * const theta0 = new Array(9).fill(0);
+ * const best = maximiseEvidence(p, c, theta0).theta;
+ * assert.ok(Math.abs(evidenceGainFraction(best, theta0, p, c) - 1) < 1e-9);
+ * assert.equal(evidenceGainFraction(theta0, theta0, p, c, best), 0);
+ * ```
  */
 export function evidenceGainFraction(
   thetaFinal: ArrayLike<number>,
@@ -955,6 +1209,23 @@ export interface EvidenceMaximum {
 /**
  * θ* = argmax_θ log p(ŷ | θ) by damped Newton (Levenberg-style shift of the Hessian until it is
  * negative definite, then backtracking on the evidence). Nine numbers, a few iterations.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { latentLayout, logEvidence, maximiseEvidence } from "./closed_form.ts";
+ * const c = { rho0: 1 / 64, refSize: 0 };
+ * const p = {
+ *   yhat: Float64Array.from({ length: 48 }, (_, i) => 3 * Math.sin(1.7 * i)),
+ *   h: new Float64Array(16).fill(1),
+ *   sigmaY: 0.05,
+ *   layout: latentLayout([1, 3, 4, 4]),
+ * };
+ * const theta0 = new Array(9).fill(0);
+ * const r = maximiseEvidence(p, c, theta0);
+ * assert.ok(r.converged && r.gradientNorm < 1e-8);
+ * assert.ok(r.logEvidence > logEvidence(theta0, p, c).value);
+ * ```
  */
 export function maximiseEvidence(
   problems: DiagonalProblem | readonly DiagonalProblem[],
@@ -1006,7 +1277,18 @@ function maxAbsDiag(H: Float64Array): number {
   return m || 1;
 }
 
-/** Solve M x = b for symmetric M by Cholesky; null when M is not positive definite. */
+/**
+ * Solve M x = b for symmetric M by Cholesky; null when M is not positive definite.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { choleskySolve } from "./closed_form.ts";
+ * const x = choleskySolve([4, 2, 2, 3], [2, 5], 2)!;
+ * assert.ok(Math.abs(x[0] - -0.5) < 1e-15 && Math.abs(x[1] - 2) < 1e-15);
+ * assert.equal(choleskySolve([1, 2, 2, 1], [1, 1], 2), null); // indefinite
+ * ```
+ */
 export function choleskySolve(
   M: ArrayLike<number>,
   b: ArrayLike<number>,
@@ -1041,6 +1323,22 @@ export function choleskySolve(
 /**
  * Maximum-likelihood θ of clean latents z (the evidence with A = I and σ_y = 0): the fit used for
  * the default prior. `latents[i]` belongs to `layouts[i]`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fitTheta, latentLayout, priorMoments } from "./closed_form.ts";
+ * import { streams } from "../../core/rng.ts";
+ * // Fit θ to a latent drawn from the prior of a known θ.
+ * const l = latentLayout([1, 3, 32, 32]), c = { rho0: 1 / 64, refSize: 0 };
+ * const truth = [-2, -4, -4, 2, 2, 2, 0.3, 0, 0];
+ * const { lambda, mu } = priorMoments(truth, l, c);
+ * const rng = streams(0).get("init");
+ * const z = mu.map((m, i) => m + Math.sqrt(lambda[i]) * rng.normal());
+ * const fit = fitTheta([z], [l], c, new Array(9).fill(0));
+ * assert.ok(fit.converged);
+ * assert.ok(Math.abs(fit.theta[3] - truth[3]) < 0.3); // β_1 recovered
+ * ```
  */
 export function fitTheta(
   latents: readonly Float64Array[],
@@ -1137,6 +1435,18 @@ export interface LinearOperator64 {
 /**
  * A linear {@link ForwardOperator} (float32 tensors [1,3,H,W]) as a {@link LinearOperator64}. Its
  * float32 arithmetic limits CG accuracy to ~1e-7 relative.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { linearOperator64 } from "./closed_form.ts";
+ * import type { Tensor } from "../../core/tensor.ts";
+ * // A float32 "double the image" operator, seen in float64.
+ * const twice = async (x: Tensor): Promise<Tensor> => ({ data: x.data.map((v) => 2 * v), shape: x.shape });
+ * const shape = [1, 3, 1, 2];
+ * const op = linearOperator64({ name: "twice", inputShape: shape, outputShape: shape, forward: twice, adjoint: twice });
+ * assert.deepEqual([...(await op.adjoint(Float64Array.of(1, 2, 3, 4, 5, 6)))], [2, 4, 6, 8, 10, 12]);
+ * ```
  */
 export function linearOperator64(
   op: Pick<ForwardOperator, "name" | "forward" | "adjoint" | "inputShape" | "outputShape">,
@@ -1178,7 +1488,18 @@ export interface LatentCgOptions {
   tol?: number;
 }
 
-/** diag(Dᵀ M D) for a pixel mask M (3·H·W or H·W values, 0/1 or weights): used as preconditioner. */
+/**
+ * diag(Dᵀ M D) for a pixel mask M (3·H·W or H·W values, 0/1 or weights): used as preconditioner.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { latentLayout, maskGramDiagonal } from "./closed_form.ts";
+ * // No masking: Dᵀ D = I/s².
+ * const d = maskGramDiagonal(new Float64Array(16).fill(1), latentLayout([1, 3, 4, 4], null, 0.5));
+ * assert.ok(d.every((v) => Math.abs(v - 4) < 1e-12));
+ * ```
+ */
 export function maskGramDiagonal(mask: ArrayLike<number>, l: LatentLayout): Float64Array {
   const { height: H, width: W, keepH: kh, keepW: kw } = l;
   const hw = H * W;
@@ -1258,7 +1579,20 @@ export interface CgReport {
   relResidual: number;
 }
 
-/** Jacobi-preconditioned conjugate gradients for SPD M (float64). */
+/**
+ * Jacobi-preconditioned conjugate gradients for SPD M (float64).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { pcg } from "./closed_form.ts";
+ * // [[4, 1], [1, 3]] x = [1, 2] → x = [1/11, 7/11].
+ * const apply = (v: Float64Array) => Float64Array.of(4 * v[0] + v[1], v[0] + 3 * v[1]);
+ * const r = await pcg(apply, Float64Array.of(1, 2), Float64Array.of(4, 3));
+ * assert.ok(Math.abs(r.x[0] - 1 / 11) < 1e-12 && Math.abs(r.x[1] - 7 / 11) < 1e-12);
+ * assert.ok(r.relResidual < 1e-12);
+ * ```
+ */
 export async function pcg(
   apply: (v: Float64Array) => Promise<Float64Array> | Float64Array,
   b: Float64Array,
@@ -1307,6 +1641,20 @@ function dot(a: Float64Array, b: Float64Array): number {
  * Exact posterior mean for a general linear operator: the solution of
  *   (Dᵀ AᵀA D/σ′² + Λ⁻¹) m = Dᵀ Aᵀ y′/σ′² + Λ⁻¹ μ,   y′ = 2y − A(1), σ′ = 2σ_y,
  * by Jacobi-preconditioned CG in float64.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { diagonalProblem, latentLayout, posteriorDiagonal, posteriorMeanCG, priorMoments } from "./closed_form.ts";
+ * // For the identity operator CG must agree with the diagonal closed form.
+ * const l = latentLayout([1, 3, 4, 4]), c = { rho0: 1 / 64, refSize: 0 };
+ * const m = priorMoments([0, -1, -1, 1, 1, 1, 0.1, 0, 0], l, c);
+ * const y = Float64Array.from({ length: 48 }, (_, i) => 0.5 + 0.3 * Math.sin(i));
+ * const id = { forward: (x: Float64Array) => x, adjoint: (x: Float64Array) => x };
+ * const r = await posteriorMeanCG({ y, op: id, sigmaY: 0.05, layout: l }, m);
+ * const exact = posteriorDiagonal(diagonalProblem(y, new Float64Array(16).fill(1), 0.05, l), m).mean;
+ * assert.ok(r.x.every((v, i) => Math.abs(v - exact[i]) < 1e-9));
+ * ```
  */
 export async function posteriorMeanCG(
   p: LinearProblem,
@@ -1322,6 +1670,19 @@ export async function posteriorMeanCG(
 /**
  * Exact posterior variances of the listed latent coordinates (one CG solve P v = e_i each; meant
  * for small images or a subset of coordinates).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { diagonalProblem, latentLayout, posteriorDiagonal, posteriorVarianceCG, priorMoments } from "./closed_form.ts";
+ * const l = latentLayout([1, 3, 4, 4]), c = { rho0: 1 / 64, refSize: 0 };
+ * const m = priorMoments([0, -1, -1, 1, 1, 1, 0.1, 0, 0], l, c);
+ * const y = new Float64Array(48).fill(0.5);
+ * const id = { forward: (x: Float64Array) => x, adjoint: (x: Float64Array) => x };
+ * const v = await posteriorVarianceCG({ y, op: id, sigmaY: 0.05, layout: l }, m, [0, 17]);
+ * const exact = posteriorDiagonal(diagonalProblem(y, new Float64Array(16).fill(1), 0.05, l), m).variance;
+ * assert.ok(Math.abs(v[0] - exact[0]) < 1e-9 && Math.abs(v[1] - exact[17]) < 1e-9);
+ * ```
  */
 export async function posteriorVarianceCG(
   p: LinearProblem,
@@ -1351,6 +1712,25 @@ export interface NormalSource {
  * One exact posterior sample by perturbation (Papandreou & Yuille 2010): draw z̃ ~ N(μ, Λ) and
  * ỹ′ = y′ + σ′ n, then solve P z = Dᵀ Aᵀ ỹ′/σ′² + Λ⁻¹ z̃. The solution is distributed exactly as
  * the Gaussian posterior.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { latentLayout, posteriorMeanCG, posteriorSampleCG, priorMoments } from "./closed_form.ts";
+ * import { zeroNoiseStream } from "../../core/rng.ts";
+ * // With all draws zero the perturbed system is the mean's system.
+ * const l = latentLayout([1, 3, 4, 4]), c = { rho0: 1 / 64, refSize: 0 };
+ * const m = priorMoments([0, -1, -1, 1, 1, 1, 0.1, 0, 0], l, c);
+ * const p = {
+ *   y: Float64Array.from({ length: 48 }, (_, i) => 0.5 + 0.3 * Math.sin(i)),
+ *   op: { forward: (x: Float64Array) => x, adjoint: (x: Float64Array) => x },
+ *   sigmaY: 0.05,
+ *   layout: l,
+ * };
+ * const s = await posteriorSampleCG(p, m, zeroNoiseStream());
+ * const mean = await posteriorMeanCG(p, m);
+ * assert.ok(s.x.every((v, i) => Math.abs(v - mean.x[i]) < 1e-9));
+ * ```
  */
 export async function posteriorSampleCG(
   p: LinearProblem,
