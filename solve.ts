@@ -222,12 +222,9 @@ export async function solve(args: string[]): Promise<number> {
   const why = unmetRequirements(solver.requires, op, prior);
   if (why) throw new InputError(`solver "${solver.name}" cannot run here: ${why}`);
   const priorInfo = prior.info?.() ?? {};
-  if (priorInfo.provider && !values.quiet) {
-    console.error(
-      `execution provider: ${priorInfo.provider}${
-        priorInfo.providerNote ? ` (${priorInfo.providerNote})` : ""
-      }`,
-    );
+  if (!values.quiet && (priorInfo.device || priorInfo.provider)) {
+    // e.g. "device auto → cpu (cuda skipped: …; webgpu skipped: …)"
+    console.error(String(priorInfo.device ?? `execution provider: ${priorInfo.provider}`));
   }
 
   // Run, with a progress bar on stderr and Ctrl-C → cancel between steps.
