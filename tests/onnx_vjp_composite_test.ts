@@ -14,7 +14,7 @@ import {
   vaeEncoderGraph,
 } from "../core/onnx/vjp/fixtures.ts";
 import { streams } from "../core/rng.ts";
-import { checkBuilt } from "./onnx_vjp_harness.ts";
+import { checkBuilt, SMALL_SD_BLOCK } from "./onnx_vjp_harness.ts";
 
 /**
  * float32 deep graphs: FD by a least-squares polynomial through 25 points (rounding noise of ~20
@@ -23,16 +23,7 @@ import { checkBuilt } from "./onnx_vjp_harness.ts";
 const F32_DEEP = { fd: "polyfit" as const, eps: 1e-2, directions: 4 };
 
 Deno.test("vjp composite: SD UNet blocks — ∂/∂sample and ∂/∂encoder_hidden_states vs FD", async () => {
-  const cfg = {
-    height: 8,
-    width: 8,
-    channels: 8,
-    groups: 4,
-    heads: 2,
-    contextLength: 5,
-    contextDim: 12,
-    timeDim: 8,
-  };
+  const cfg = { ...SMALL_SD_BLOCK };
   const rep = await checkBuilt("sd-block", "float32", {
     bytes: sdBlockGraph(cfg),
     inputs: [

@@ -3,6 +3,7 @@
  * model references the same data file (not copied), ORT loads it from a path, results match the
  * inline-weights model.
  */
+import { SMALL_SD_BLOCK } from "./onnx_vjp_harness.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,16 +16,7 @@ import { run as vjpCli } from "../cli/vjp.ts";
 import { InputError } from "../core/errors.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const CFG = {
-  height: 8,
-  width: 8,
-  channels: 8,
-  groups: 4,
-  heads: 2,
-  contextLength: 5,
-  contextDim: 12,
-  timeDim: 8,
-};
+const CFG = { ...SMALL_SD_BLOCK };
 
 /** Move initializers larger than 256 bytes into `dir/weights.bin`; write `dir/model.onnx`. */
 async function saveWithExternalData(

@@ -11,7 +11,7 @@ import { decodeModel, encodeModel } from "../core/onnx/proto.ts";
 import { vjpTransform, VjpUnsupportedError } from "../core/onnx/vjp.ts";
 import { clipTextGraph, sdBlockGraph } from "../core/onnx/vjp/fixtures.ts";
 import { InputError } from "../core/errors.ts";
-import { checkBuilt } from "./onnx_vjp_harness.ts";
+import { checkBuilt, SMALL_SD_BLOCK } from "./onnx_vjp_harness.ts";
 
 const IDS = [0, 5, 3, 3, 19, 2];
 const idsTensor = () => new ort.Tensor("int64", BigInt64Array.from(IDS, BigInt), [1, 6]);
@@ -73,16 +73,7 @@ Deno.test("cutAtEmbedding: clear errors (no lookup; unknown node name)", () => {
 });
 
 Deno.test("exposeIntermediate: a UNet feature map becomes an output and can be differentiated", async () => {
-  const cfg = {
-    height: 8,
-    width: 8,
-    channels: 8,
-    groups: 4,
-    heads: 2,
-    contextLength: 5,
-    contextDim: 12,
-    timeDim: 8,
-  };
+  const cfg = { ...SMALL_SD_BLOCK };
   const m = decodeModel(sdBlockGraph(cfg));
   // the last Resize output (upsampled transformer features)
   const resize = m.graph!.node!.filter((n) => n.opType === "Resize").at(-1)!;

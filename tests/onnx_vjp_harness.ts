@@ -403,3 +403,15 @@ export function toFloat64(bytes: Uint8Array): Uint8Array {
   }
   return encodeModel(m);
 }
+
+/** The small SD-block configuration (8×8 latent, 8 channels, 2 heads) shared by the VJP tests. */
+export const SMALL_SD_BLOCK = {
+  height: 8,
+  width: 8,
+  channels: 8,
+  groups: 4,
+  heads: 2,
+  contextLength: 5,
+  contextDim: 12,
+  timeDim: 8,
+} as const;

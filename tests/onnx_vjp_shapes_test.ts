@@ -10,7 +10,7 @@ import { vjpTransform } from "../core/onnx/vjp.ts";
 import { inferShapes, tensorInfo } from "../core/onnx/vjp/shapes.ts";
 import { decodeModel } from "../core/onnx/proto.ts";
 import { topoSort } from "../core/onnx/vjp/graph.ts";
-import { checkBuilt, checkGradient } from "./onnx_vjp_harness.ts";
+import { checkBuilt, checkGradient, SMALL_SD_BLOCK } from "./onnx_vjp_harness.ts";
 import { chainedSdBlocks } from "../core/onnx/vjp/fixtures.ts";
 
 /** A torch-style dynamic reshape: target dims computed from Shape(x) inside the graph. */
@@ -107,16 +107,7 @@ Deno.test("probe fallback with an op that has no static shape rule", async () =>
 
 Deno.test("a graph of a few thousand nodes transforms (no probe run) and runs", async () => {
   // 12 SD-block composites chained through the sample input → ~2000 forward nodes
-  const cfg = {
-    height: 8,
-    width: 8,
-    channels: 8,
-    groups: 4,
-    heads: 2,
-    contextLength: 5,
-    contextDim: 12,
-    timeDim: 8,
-  };
+  const cfg = { ...SMALL_SD_BLOCK };
   const big = chainedSdBlocks(12, cfg);
   const vg = await vjpTransform(big, ["out_sample"], ["sample", "encoder_hidden_states"]);
   assert.ok(vg.stats.forwardNodes > 2000, `${vg.stats.forwardNodes} nodes`);
