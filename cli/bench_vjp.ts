@@ -21,12 +21,17 @@ import * as ort from "onnxruntime-node";
 import { InputError } from "../core/errors.ts";
 import { writeFileAtomic } from "../core/io/atomic.ts";
 import { vjpTransform } from "../core/onnx/vjp.ts";
+import { attrsOf } from "../core/onnx/vjp/graph.ts";
+import { decodeModel, tensorDims, tensorValues } from "../core/onnx/proto.ts";
 import { chainedSdBlocks, type SdBlockConfig, sdBlockGraph } from "../core/onnx/vjp/fixtures.ts";
 import { streams } from "../core/rng.ts";
 import { formatTable, timeIt, type Timing } from "./bench_util.ts";
-import { main, parseCli, parseNumber } from "./common.ts";
+import { firstLine, main, parseCli, parseNumber } from "./common.ts";
+import { fileURLToPath } from "node:url";
 
-const USAGE = `Usage: deno task bench:vjp [--sizes 64,128] [--runs 7] [--threads N] [--out PATH]
+const USAGE =
+  `Usage: deno task bench:vjp [--widths sd15,narrow] [--sizes 64,128] [--runs 7] [--threads N]
+                              [--out PATH]
 
 Forward vs forward+VJP wall time and peak memory of the SD-block composite on CPU.
 
@@ -35,8 +40,19 @@ Options:
   --runs N         timed runs per model (default 7; 3 at sizes ≥ 128)
   --warmup N       untimed runs first (default 2)
   --threads N      ORT intra-op threads (default: ORT's choice)
-  --channels N     base channels of the composite (default 64)
+  --widths LIST    named widths, comma-separated (default sd15,narrow):
+                   sd15    transformer 320 channels, 8 heads of 40 (SD1.5's first level)
+                   narrow  transformer 128 channels, 4 heads of 32 (attention-heavy)
+  --channels N     custom widths instead: base channels (multiple of 32; the transformer runs at 2N)
+  --heads N        with --channels: attention heads (default 4; head width 2N/heads)
   --out PATH       JSON output (default bench-results/vjp.json)
+  --no-reference   skip the PyTorch autograd reference
+  --torch-python P python with torch for the reference (default: python3, then /usr/bin/python3;
+                   another path needs --allow-run for it)
+
+The PyTorch reference (cli/torch_reference.py) runs the same nodes, weights and feeds eagerly with
+torch autograd, same thread count, and checks its output and gradient against ours; when python3
+or torch is missing the benchmark reports why and goes on.
 `;
 
 /**
@@ -77,7 +93,27 @@ class PeakSampler {
   }
 }
 
+/** Widths of the composite: base channels (the transformer runs at twice that) and heads. */
+interface Widths {
+  channels: number;
+  heads: number;
+  about: string;
+}
+
+/**
+ * Named widths. `sd15`: the transformer has SD1.5's first-level widths (320 channels, 8 heads of
+ * 40), so at a 128² latent it attends over 4,096 tokens exactly as SD1.5 does at 512×512.
+ * `narrow`: a quarter of those widths with 4 heads of 32: the same 4,096² score matrices with much
+ * less convolution and projection work, an attention-dominated stress case.
+ */
+export const WIDTHS: Record<string, Widths> = {
+  sd15: { channels: 160, heads: 8, about: "transformer 320 ch, 8 heads × 40 (SD1.5 level 1)" },
+  narrow: { channels: 64, heads: 4, about: "transformer 128 ch, 4 heads × 32 (attention-heavy)" },
+};
+
 interface SizeResult {
+  /** Name of the widths (`sd15`, `narrow`, `custom`). */
+  widths: string;
   size: number;
   config: SdBlockConfig;
   transformMs: number;
@@ -90,7 +126,9 @@ interface SizeResult {
   ratio: number;
   /** Ratio of the fastest runs (less sensitive to other load on a shared machine). */
   ratioMin: number;
-  peakMB: { forward: number; vjp: number; ratio: number };
+  peakMB: { forward: number; vjp: number; ratio: number; measuredIn: string };
+  /** PyTorch eager autograd on the same graph, weights and feeds (same run, same threads). */
+  torch?: TorchResult;
 }
 
 function feedsFor(size: number, cfg: SdBlockConfig, withCotangent: boolean) {
@@ -120,6 +158,10 @@ async function peakOf(
   feeds: Record<string, ort.Tensor>,
   options: ort.InferenceSession.SessionOptions,
 ): Promise<number> {
+  // collect the previous size's tensors first (the task passes --expose-gc), else their release
+  // during this measurement lowers the level and the difference can even turn negative
+  (globalThis as { gc?: () => void }).gc?.();
+  await new Promise((r) => setTimeout(r, 20));
   const before = Deno.memoryUsage().rss / 2 ** 20;
   await sampler.reset();
   const s = await ort.InferenceSession.create(bytes, options);
@@ -130,23 +172,186 @@ async function peakOf(
   return peak - before;
 }
 
-async function benchSize(
-  size: number,
-  channels: number,
-  runs: number,
-  warmup: number,
-  options: ort.InferenceSession.SessionOptions,
-): Promise<SizeResult> {
-  const config: SdBlockConfig = {
+/** The composite at a latent size and widths. */
+function configFor(size: number, channels: number, heads: number): SdBlockConfig {
+  return {
     height: size,
     width: size,
     channels,
     groups: 32,
-    heads: 4,
+    heads,
     contextLength: 77,
     contextDim: 768,
     timeDim: 320,
   };
+}
+
+/** The deno binary for child processes (the running one when allowed, else `deno` on PATH). */
+function denoBinary(): string {
+  const exec = Deno.execPath();
+  return Deno.permissions.querySync({ name: "run", command: exec }).state === "granted"
+    ? exec
+    : "deno";
+}
+
+/**
+ * Peak memory of one model measured in a fresh process (`--peak-child`): in this process, memory
+ * an earlier, larger size freed but the allocator kept would absorb new allocations and hide them.
+ * `undefined` when no child can be started (then the caller measures here).
+ */
+async function peakInChild(
+  which: "forward" | "vjp",
+  size: number,
+  channels: number,
+  heads: number,
+  threads?: number,
+): Promise<number | undefined> {
+  const args = [
+    "run",
+    "--v8-flags=--expose-gc",
+    "--allow-read",
+    "--allow-ffi",
+    "--allow-env",
+    "--allow-sys",
+    fileURLToPath(import.meta.url),
+    "--peak-child",
+    which,
+    String(size),
+    String(channels),
+    String(heads),
+    String(threads ?? 0),
+  ];
+  try {
+    const r = await new Deno.Command(denoBinary(), { args, stdin: "null", stderr: "null" })
+      .output();
+    if (r.code !== 0) return undefined;
+    const v = JSON.parse(new TextDecoder().decode(r.stdout)).peakMB;
+    return typeof v === "number" ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Child mode: build one model, print `{"peakMB": …}` for a session created and run twice. */
+async function peakChild(args: string[]): Promise<number> {
+  const which = args[0];
+  const [size, channels, heads, threads] = args.slice(1).map(Number);
+  const config = configFor(size, channels, heads);
+  let bytes = sdBlockGraph(config);
+  if (args[0] === "vjp") bytes = (await vjpTransform(bytes, ["out_sample"], ["sample"])).bytes();
+  else if (args[0] !== "forward") {
+    throw new InputError(`--peak-child ${which}: expected forward|vjp`);
+  }
+  const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: "all" };
+  if (threads > 0) options.intraOpNumThreads = threads;
+  const sampler = new PeakSampler();
+  const peakMB = await peakOf(sampler, bytes, feedsFor(size, config, which === "vjp"), options);
+  sampler.close();
+  console.log(JSON.stringify({ peakMB }));
+  return 0;
+}
+
+/** The PyTorch reference's answer for one size, or why there is none. */
+type TorchResult = Record<string, unknown> & { ratio?: number; error?: string };
+
+/** Interpreters tried for the PyTorch reference, in order (Debian's torch lives in /usr/bin). */
+const TORCH_PYTHONS = ["python3", "/usr/bin/python3"];
+
+/**
+ * Run cli/torch_reference.py on the same graph, weights and feeds: the composite's nodes and
+ * initializers go to `dir/graph.json` + `dir/data.bin` with ONNX Runtime's output and gradient for
+ * the comparison. A missing python3/torch gives `{ error }`, never a failure.
+ */
+async function torchReference(
+  dir: string,
+  fwdBytes: Uint8Array,
+  feeds: Record<string, ort.Tensor>,
+  cotangent: ort.Tensor,
+  expected: { out: Float32Array; grad: Float32Array },
+  runs: number,
+  warmup: number,
+  threads: number,
+  pythons: string[],
+): Promise<TorchResult> {
+  const model = decodeModel(fwdBytes);
+  const graph = model.graph!;
+  const chunks: Float32Array[] = [];
+  let offset = 0;
+  const put = (data: ArrayLike<number>, dims: number[]) => {
+    const a = Float32Array.from(data);
+    chunks.push(a);
+    const spec = { dims, offset, length: a.length, dtype: "float32" };
+    offset += a.length;
+    return spec;
+  };
+  const initializers: Record<string, unknown> = {};
+  for (const t of graph.initializer ?? []) {
+    const dims = tensorDims(t);
+    initializers[t.name!] = t.dataType === 7
+      ? { dims, dtype: "int64", values: Array.from(tensorValues(t)) }
+      : put(tensorValues(t), dims);
+  }
+  const tensors: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(feeds)) tensors[k] = put(v.data as Float32Array, [...v.dims]);
+  tensors.cotangent = put(cotangent.data as Float32Array, [...cotangent.dims]);
+  tensors.expected_out = put(expected.out, [...cotangent.dims]);
+  tensors.expected_grad = put(expected.grad, [...feeds.sample.dims]);
+  const nodes = (graph.node ?? []).map((n) => ({
+    op: n.opType,
+    inputs: n.input ?? [],
+    outputs: n.output ?? [],
+    attrs: attrsOf(n),
+  }));
+  const meta = {
+    inputs: Object.keys(feeds),
+    output: graph.output![0].name,
+    wrt: "sample",
+    nodes,
+    initializers,
+    tensors,
+  };
+  const bin = new Uint8Array(offset * 4);
+  let at = 0;
+  for (const c of chunks) {
+    bin.set(new Uint8Array(c.buffer, c.byteOffset, c.byteLength), at);
+    at += c.byteLength;
+  }
+  await Deno.mkdir(dir, { recursive: true });
+  try {
+    await Deno.writeTextFile(`${dir}/graph.json`, JSON.stringify(meta));
+    await Deno.writeFile(`${dir}/data.bin`, bin);
+    const script = fileURLToPath(new URL("./torch_reference.py", import.meta.url));
+    const errors: string[] = [];
+    for (const py of pythons) {
+      try {
+        const r = await new Deno.Command(py, {
+          args: [script, dir, String(runs), String(warmup), String(threads)],
+          stdin: "null",
+        }).output();
+        const err = new TextDecoder().decode(r.stderr).trim().split("\n").pop() ?? "";
+        if (r.code === 0) return { python: py, ...JSON.parse(new TextDecoder().decode(r.stdout)) };
+        errors.push(`${py}: ${r.code === 3 ? err : `exited with ${r.code}: ${err}`}`);
+      } catch (e) {
+        errors.push(`${py}: ${firstLine(e)}`);
+      }
+    }
+    return { error: errors.join("; ") };
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+async function benchSize(
+  widths: string,
+  size: number,
+  channels: number,
+  heads: number,
+  runs: number,
+  warmup: number,
+  options: ort.InferenceSession.SessionOptions,
+  reference?: { pythons: string[]; threads: number },
+): Promise<SizeResult> {
+  const config = configFor(size, channels, heads);
   const fwdBytes = sdBlockGraph(config);
   const t0 = performance.now();
   const g = await vjpTransform(fwdBytes, ["out_sample"], ["sample"]);
@@ -154,11 +359,17 @@ async function benchSize(
   const vjpBytes = g.bytes();
   const ff = feedsFor(size, config, false);
   const fb = feedsFor(size, config, true);
-  // peak memory, one model at a time
-  const sampler = new PeakSampler();
-  const pf = await peakOf(sampler, fwdBytes, ff, options);
-  const pv = await peakOf(sampler, vjpBytes, fb, options);
-  sampler.close();
+  // peak memory, one model at a time, each in a fresh process when possible
+  const threads = options.intraOpNumThreads;
+  let pf = await peakInChild("forward", size, channels, heads, threads);
+  let pv = await peakInChild("vjp", size, channels, heads, threads);
+  const peakSource = pf !== undefined && pv !== undefined ? "child process" : "this process";
+  if (pf === undefined || pv === undefined) {
+    const sampler = new PeakSampler();
+    pf = await peakOf(sampler, fwdBytes, ff, options);
+    pv = await peakOf(sampler, vjpBytes, fb, options);
+    sampler.close();
+  }
   // timing: both sessions alive, runs interleaved
   const sf = await ort.InferenceSession.create(fwdBytes, options);
   const sv = await ort.InferenceSession.create(vjpBytes, options);
@@ -171,6 +382,21 @@ async function benchSize(
   for (let i = 0; i < runs; i++) {
     tf.push((await timeIt(() => sf.run(ff), { warmup: 0, runs: 1 })).median);
     tv.push((await timeIt(() => sv.run(fb), { warmup: 0, runs: 1 })).median);
+  }
+  let torch: TorchResult | undefined;
+  if (reference) {
+    const r = await sv.run(fb);
+    torch = await torchReference(
+      `bench-results/.torch-reference-${size}`,
+      fwdBytes,
+      ff,
+      fb["out_sample.cotangent"],
+      { out: r.out_sample.data as Float32Array, grad: r["sample.grad"].data as Float32Array },
+      runs,
+      warmup,
+      reference.threads,
+      reference.pythons,
+    );
   }
   await sf.release();
   await sv.release();
@@ -186,6 +412,7 @@ async function benchSize(
   const forward = summary(tf);
   const vjp = summary(tv);
   return {
+    widths,
     size,
     config,
     transformMs,
@@ -196,19 +423,59 @@ async function benchSize(
     vjp,
     ratio: vjp.median / forward.median,
     ratioMin: Math.min(...tv) / Math.min(...tf),
-    peakMB: { forward: pf, vjp: pv, ratio: pv / pf },
+    peakMB: { forward: pf, vjp: pv, ratio: pv / pf, measuredIn: peakSource },
+    torch,
   };
+}
+
+/** The widths to run: named ones (`--widths`) or one custom pair (`--channels`, `--heads`). */
+function chooseWidths(
+  names: string | undefined,
+  channelsArg: string | undefined,
+  headsArg: string | undefined,
+): [string, Widths][] {
+  if (channelsArg !== undefined) {
+    if (names !== undefined) throw new InputError("--widths and --channels: give one or the other");
+    const channels = parseNumber(channelsArg, "--channels", { min: 32, integer: true });
+    const heads = parseNumber(headsArg, "--heads", { fallback: 4, min: 1, integer: true });
+    if ((2 * channels) % heads !== 0 || channels % 32 !== 0) {
+      throw new InputError(
+        `--channels ${channels} --heads ${heads}: expected channels a multiple of 32 (GroupNorm ` +
+          `groups) and 2·channels divisible by heads`,
+      );
+    }
+    return [["custom", {
+      channels,
+      heads,
+      about: `transformer ${2 * channels} ch, ${heads} heads`,
+    }]];
+  }
+  if (headsArg !== undefined) throw new InputError("--heads: only with --channels");
+  return (names ?? "sd15,narrow").split(",").map((n) => {
+    const w = WIDTHS[n.trim()];
+    if (!w) {
+      throw new InputError(
+        `--widths "${n}": expected one of ${Object.keys(WIDTHS).join(", ")} (comma-separated)`,
+      );
+    }
+    return [n.trim(), w];
+  });
 }
 
 /** Run the VJP benchmark with command-line arguments. */
 export async function benchVjp(args: string[]): Promise<number> {
+  if (args[0] === "--peak-child") return await peakChild(args.slice(1));
   const { values } = parseCli(args, {
     sizes: { type: "string" },
     runs: { type: "string" },
     warmup: { type: "string" },
     threads: { type: "string" },
+    widths: { type: "string" },
     channels: { type: "string" },
+    heads: { type: "string" },
     out: { type: "string" },
+    "no-reference": { type: "boolean" },
+    "torch-python": { type: "string" },
   });
   if (values.help) {
     console.log(USAGE);
@@ -223,17 +490,18 @@ export async function benchVjp(args: string[]): Promise<number> {
   });
   const runsArg = values.runs;
   const warmup = parseNumber(values.warmup, "--warmup", { fallback: 2, min: 0, integer: true });
-  const channels = parseNumber(values.channels, "--channels", {
-    fallback: 64,
-    min: 8,
-    integer: true,
-  });
+  const widths = chooseWidths(values.widths, values.channels, values.heads);
   const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: "all" };
   if (values.threads) {
     options.intraOpNumThreads = parseNumber(values.threads, "--threads", { min: 1, integer: true });
   }
+  const reference = values["no-reference"] ? undefined : {
+    pythons: values["torch-python"] ? [values["torch-python"]] : TORCH_PYTHONS,
+    threads: options.intraOpNumThreads ?? navigator.hardwareConcurrency,
+  };
   const results: SizeResult[] = [];
   const rows = [[
+    "widths",
     "latent",
     "fwd ms",
     "fwd+vjp ms",
@@ -243,26 +511,41 @@ export async function benchVjp(args: string[]): Promise<number> {
     "fwd+vjp MB",
     "nodes f/b",
     "transform ms",
+    "torch fwd ms",
+    "torch fwd+vjp ms",
+    "torch ratio",
+    "ours/torch (fwd+vjp)",
   ]];
-  for (const size of sizes) {
-    const runs = parseNumber(runsArg, "--runs", {
-      fallback: size >= 128 ? 3 : 7,
-      min: 1,
-      integer: true,
-    });
-    const r = await benchSize(size, channels, runs, warmup, options);
-    results.push(r);
-    rows.push([
-      `1x4x${size}x${size}`,
-      r.forward.median.toFixed(1),
-      r.vjp.median.toFixed(1),
-      r.ratio.toFixed(2),
-      r.ratioMin.toFixed(2),
-      r.peakMB.forward.toFixed(0),
-      r.peakMB.vjp.toFixed(0),
-      `${r.forwardNodes}/${r.backwardNodes}`,
-      r.transformMs.toFixed(0),
-    ]);
+  for (const [name, w] of widths) {
+    for (const size of sizes) {
+      const runs = parseNumber(runsArg, "--runs", {
+        fallback: size >= 128 ? 3 : 7,
+        min: 1,
+        integer: true,
+      });
+      const r = await benchSize(name, size, w.channels, w.heads, runs, warmup, options, reference);
+      const tr = r.torch && r.torch.ratio !== undefined
+        ? r.torch as { forward: Timing; vjp: Timing; ratio: number }
+        : undefined;
+      results.push(r);
+      rows.push([
+        name,
+        `1x4x${size}x${size}`,
+        r.forward.median.toFixed(1),
+        r.vjp.median.toFixed(1),
+        r.ratio.toFixed(2),
+        r.ratioMin.toFixed(2),
+        r.peakMB.forward.toFixed(0),
+        r.peakMB.vjp.toFixed(0),
+        `${r.forwardNodes}/${r.backwardNodes}`,
+        r.transformMs.toFixed(0),
+        tr ? tr.forward.median.toFixed(1) : "–",
+        tr ? tr.vjp.median.toFixed(1) : "–",
+        tr ? tr.ratio.toFixed(2) : "–",
+        tr ? (r.vjp.median / tr.vjp.median).toFixed(2) : "–",
+      ]);
+      if (r.torch?.error) console.error(`torch reference (${name}, ${size}): ${r.torch.error}`);
+    }
   }
   // transform time of a large graph (24 chained composites, ~4000 nodes; no ORT run needed)
   const big = chainedSdBlocks(24, {
@@ -292,6 +575,7 @@ export async function benchVjp(args: string[]): Promise<number> {
       loadavg: Deno.loadavg(),
       threads: options.intraOpNumThreads ?? "ort default",
     },
+    widths: Object.fromEntries(widths),
     results,
     largeGraph,
   };

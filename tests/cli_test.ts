@@ -429,6 +429,52 @@ Deno.test("bench: runs end to end at a tiny size and writes its JSON", async () 
   }
 });
 
+Deno.test("bench:vjp: both widths at a tiny size; a missing torch reference is reported, not fatal", async () => {
+  const out = join("bench-results", `test-vjp-${crypto.randomUUID()}.json`);
+  try {
+    const r = await task(
+      "bench:vjp",
+      "--sizes",
+      "8",
+      "--runs",
+      "1",
+      "--warmup",
+      "0",
+      "--torch-python",
+      "/nonexistent/python3",
+      "--out",
+      out,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const report = JSON.parse(await Deno.readTextFile(join(ROOT, out)));
+    const results = report.results as {
+      widths: string;
+      size: number;
+      config: { channels: number; heads: number };
+      ratio: number;
+      torch: { error?: string };
+    }[];
+    assert.deepEqual(results.map((x) => `${x.widths}@${x.size}`), ["sd15@8", "narrow@8"]);
+    assert.deepEqual(results.map((x) => [x.config.channels, x.config.heads]), [[160, 8], [64, 4]]);
+    for (const x of results) {
+      assert.ok(x.ratio > 1, `forward+VJP slower than forward (${x.ratio})`);
+      assert.match(x.torch.error ?? "", /\/nonexistent\/python3: /);
+    }
+    assert.match(r.stderr, /torch reference \(sd15, 8\): /);
+    expectInputError(
+      await task("bench:vjp", "--widths", "sd21"),
+      /--widths "sd21": expected one of sd15, narrow/,
+    );
+    expectInputError(
+      await task("bench:vjp", "--channels", "40"),
+      /--channels 40 --heads 4: expected/,
+    );
+  } finally {
+    await Deno.remove(join(ROOT, out)).catch(() => {});
+    await Deno.remove(join(ROOT, "bench-results")).catch(() => {}); // only when left empty
+  }
+});
+
 Deno.test("classifyError: input, schema and argument errors → 2; anything else → 1", async () => {
   const { z } = await import("zod");
   let zodError: unknown;
