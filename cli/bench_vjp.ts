@@ -37,7 +37,7 @@ Forward vs forward+VJP wall time and peak memory of the SD-block composite on CP
 
 Options:
   --sizes LIST     latent sizes (square), comma-separated (default 64,128)
-  --runs N         timed runs per model (default 7; 3 at sizes ≥ 128)
+  --runs N         timed runs per model (default 7; 5 at sizes ≥ 128)
   --warmup N       untimed runs first (default 2)
   --threads N      ORT intra-op threads (default: ORT's choice)
   --widths LIST    named widths, comma-separated (default sd15,narrow):
@@ -519,7 +519,7 @@ export async function benchVjp(args: string[]): Promise<number> {
   for (const [name, w] of widths) {
     for (const size of sizes) {
       const runs = parseNumber(runsArg, "--runs", {
-        fallback: size >= 128 ? 3 : 7,
+        fallback: size >= 128 ? 5 : 7,
         min: 1,
         integer: true,
       });
