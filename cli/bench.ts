@@ -26,7 +26,13 @@ import { writeFileAtomic } from "../core/io/atomic.ts";
 import { InputError } from "../core/errors.ts";
 import { operatorPlugins } from "../operators/mod.ts";
 import { firstLine, main, parseCli, parseNumber, registryFromFlags } from "./common.ts";
-import { formatTable, megapixelsPerSecond, timeIt, type Timing } from "./bench_util.ts";
+import {
+  formatTable,
+  megapixelsPerSecond,
+  runPythonJson,
+  timeIt,
+  type Timing,
+} from "./bench_util.ts";
 
 const USAGE =
   `Usage: deno task bench [--sizes 512,1024] [--runs 7] [--out bench-results/operators.json]
@@ -260,20 +266,14 @@ print(json.dumps(out))
 `;
 
 /** Run the SciPy reference; an unavailable python3/scipy gives `{ error }` instead of failing. */
-async function scipyReference(ctx: BenchContext): Promise<Record<string, unknown>> {
-  try {
-    const r = await new Deno.Command("python3", {
-      args: ["-c", REFERENCE_SCRIPT, ctx.sizes.join(","), String(ctx.runs), String(ctx.warmup)],
-      stdin: "null",
-    }).output();
-    if (r.code !== 0) {
-      const err = new TextDecoder().decode(r.stderr).trim().split("\n").pop();
-      return { error: `python3 exited with ${r.code}: ${err}` };
-    }
-    return JSON.parse(new TextDecoder().decode(r.stdout));
-  } catch (e) {
-    return { error: `cannot run python3: ${firstLine(e)}` };
-  }
+function scipyReference(ctx: BenchContext): Promise<Record<string, unknown>> {
+  return runPythonJson(["python3"], [
+    "-c",
+    REFERENCE_SCRIPT,
+    ctx.sizes.join(","),
+    String(ctx.runs),
+    String(ctx.warmup),
+  ]);
 }
 
 /**

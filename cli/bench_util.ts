@@ -1,8 +1,10 @@
 /**
- * Timing helpers shared by the benchmark sections (operators here; VJPs and others add theirs).
+ * Timing helpers shared by the benchmark sections (operators here; VJPs and others add theirs), and
+ * the runner of their optional Python references.
  *
  * @module
  */
+import { firstLine } from "./common.ts";
 
 /** Timing summary in milliseconds. */
 export interface Timing {
@@ -68,4 +70,38 @@ export function formatTable(rows: readonly (readonly string[])[]): string {
     r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join("  ");
   return [line(rows[0]), widths.map((w) => "-".repeat(w)).join("  "), ...rows.slice(1).map(line)]
     .join("\n");
+}
+
+/**
+ * Run a Python reference that prints one JSON object: each interpreter in turn until one exits 0.
+ * Never throws: a missing interpreter, a failing script or bad output becomes `{ error }` naming
+ * every interpreter tried and its last stderr line (exit code 3 means "dependency missing" by our
+ * scripts' convention and is reported with the script's own message).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { runPythonJson } from "./bench_util.ts";
+ * const r = await runPythonJson(["/nonexistent/python3"], ["-c", "print(1)"]);
+ * assert.match(String(r.error), /^\/nonexistent\/python3: /);
+ * ```
+ */
+export async function runPythonJson(
+  pythons: readonly string[],
+  args: readonly string[],
+): Promise<Record<string, unknown> & { error?: string; python?: string }> {
+  const errors: string[] = [];
+  for (const py of pythons) {
+    try {
+      const r = await new Deno.Command(py, { args: [...args], stdin: "null" }).output();
+      const err = new TextDecoder().decode(r.stderr).trim().split("\n").pop() ?? "";
+      if (r.code === 0) {
+        return { python: py, ...JSON.parse(new TextDecoder().decode(r.stdout)) };
+      }
+      errors.push(`${py}: ${r.code === 3 ? err : `exited with ${r.code}: ${err}`}`);
+    } catch (e) {
+      errors.push(`${py}: ${firstLine(e)}`);
+    }
+  }
+  return { error: errors.join("; ") };
 }

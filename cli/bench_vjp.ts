@@ -25,8 +25,8 @@ import { attrsOf } from "../core/onnx/vjp/graph.ts";
 import { decodeModel, tensorDims, tensorValues } from "../core/onnx/proto.ts";
 import { chainedSdBlocks, type SdBlockConfig, sdBlockGraph } from "../core/onnx/vjp/fixtures.ts";
 import { streams } from "../core/rng.ts";
-import { formatTable, timeIt, type Timing } from "./bench_util.ts";
-import { firstLine, main, parseCli, parseNumber } from "./common.ts";
+import { formatTable, runPythonJson, timeIt, type Timing } from "./bench_util.ts";
+import { main, parseCli, parseNumber } from "./common.ts";
 import { fileURLToPath } from "node:url";
 
 const USAGE =
@@ -321,21 +321,13 @@ async function torchReference(
     await Deno.writeTextFile(`${dir}/graph.json`, JSON.stringify(meta));
     await Deno.writeFile(`${dir}/data.bin`, bin);
     const script = fileURLToPath(new URL("./torch_reference.py", import.meta.url));
-    const errors: string[] = [];
-    for (const py of pythons) {
-      try {
-        const r = await new Deno.Command(py, {
-          args: [script, dir, String(runs), String(warmup), String(threads)],
-          stdin: "null",
-        }).output();
-        const err = new TextDecoder().decode(r.stderr).trim().split("\n").pop() ?? "";
-        if (r.code === 0) return { python: py, ...JSON.parse(new TextDecoder().decode(r.stdout)) };
-        errors.push(`${py}: ${r.code === 3 ? err : `exited with ${r.code}: ${err}`}`);
-      } catch (e) {
-        errors.push(`${py}: ${firstLine(e)}`);
-      }
-    }
-    return { error: errors.join("; ") };
+    return await runPythonJson(pythons, [
+      script,
+      dir,
+      String(runs),
+      String(warmup),
+      String(threads),
+    ]);
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
