@@ -130,6 +130,22 @@ export function jpegQuantTable(base: readonly number[], quality: number): Int32A
 /** √3/π: logistic scale per unit standard deviation. */
 const LOGISTIC_SCALE_PER_STD = Math.sqrt(3) / Math.PI;
 
+/**
+ * Σ_k coef[k]·f((k+1)θ) for f = sin or cos, from f(0) = `f0` and f(θ) = `f1` by the recurrence
+ * f((k+1)θ) = 2cosθ·f(kθ) − f((k−1)θ) (one cosine instead of one trigonometric call per term).
+ */
+function trigSeries(coef: Float64Array, theta: number, f0: number, f1: number): number {
+  const c1 = 2 * Math.cos(theta);
+  let prev = f0, cur = f1, s = 0;
+  for (let k = 0; k < coef.length; k++) {
+    s += coef[k] * cur;
+    const next = c1 * cur - prev;
+    prev = cur;
+    cur = next;
+  }
+  return s;
+}
+
 /** F(−a) = 1/(1 + e^{a}) for a ≥ 0, the logistic tail. */
 function tail(a: number): number {
   return 1 / (1 + Math.exp(a));
@@ -195,17 +211,9 @@ export class JpegSoftRound {
     const n = Math.round(u);
     const coef = this.#sinCoef;
     if (coef) {
-      // sin(2πku) = sin(kθ), θ = 2π(u − n); sin((k+1)θ) = 2cosθ·sin(kθ) − sin((k−1)θ).
+      // sin(2πku) = sin(kθ), θ = 2π(u − n)
       const theta = 2 * Math.PI * (u - n);
-      const c1 = 2 * Math.cos(theta);
-      let prev = 0, cur = Math.sin(theta), s = 0;
-      for (let k = 0; k < coef.length; k++) {
-        s += coef[k] * cur;
-        const next = c1 * cur - prev;
-        prev = cur;
-        cur = next;
-      }
-      return u - s;
+      return u - trigSeries(coef, theta, 0, Math.sin(theta));
     }
     // n + Σ_{boundaries above} F(−dist/t) − Σ_{boundaries below} F(−dist/t).
     const t = this.t, reach = this.#reach;
@@ -221,15 +229,7 @@ export class JpegSoftRound {
     const coef = this.#cosCoef;
     if (coef) {
       const theta = 2 * Math.PI * (u - n);
-      const c1 = 2 * Math.cos(theta);
-      let prev = 1, cur = Math.cos(theta), s = 0;
-      for (let k = 0; k < coef.length; k++) {
-        s += coef[k] * cur;
-        const next = c1 * cur - prev;
-        prev = cur;
-        cur = next;
-      }
-      return 1 - s;
+      return 1 - trigSeries(coef, theta, 1, Math.cos(theta));
     }
     const t = this.t, reach = this.#reach;
     let g = 0;
