@@ -115,19 +115,35 @@ function weightGrad(
   return e.transpose(cropped, [1, 0, ...range(2, 2 + nd)]);
 }
 
-const conv: Rule = (c) => {
-  const g = c.gy(0);
-  if (!g) return;
-  const e = c.e;
+/** Operands and attributes common to Conv and ConvTranspose (x, w, dims, kernel, group). */
+function convOperands(c: RuleCtx) {
   const x = c.x(0);
   const w = c.x(1);
   const xd = c.dims(x);
   const wd = c.dims(w);
-  const yd = c.dims(c.y(0));
-  const nd = xd.length - 2;
-  const kernel = intsAttr(c.a, "kernel_shape") ?? wd.slice(2);
+  return {
+    x,
+    w,
+    xd,
+    wd,
+    yd: c.dims(c.y(0)),
+    nd: xd.length - 2,
+    kernel: intsAttr(c.a, "kernel_shape") ?? wd.slice(2),
+    group: intAttr(c.a, "group", 1),
+  };
+}
+
+/** ∂b = Σ ḡ over the batch and spatial axes (when the bias exists and is needed). */
+function biasGrad(c: RuleCtx, g: string, nd: number): void {
+  if (c.x(2) && c.needs(2)) c.add(2, c.e.reduceSum(g, [0, ...range(2, 2 + nd)], false));
+}
+
+const conv: Rule = (c) => {
+  const g = c.gy(0);
+  if (!g) return;
+  const e = c.e;
+  const { x, w, xd, wd, yd, nd, kernel, group } = convOperands(c);
   const geo = windowGeometry(c.a, xd.slice(2), kernel);
-  const group = intAttr(c.a, "group", 1);
   if (c.needs(0)) {
     const inSp = xd.slice(2);
     const outSp = yd.slice(2);
@@ -167,24 +183,15 @@ const conv: Rule = (c) => {
   if (c.needs(1)) {
     c.add(1, weightGrad(c, x, xd, g, yd, geo, kernel, group));
   }
-  if (c.x(2) && c.needs(2)) {
-    c.add(2, e.reduceSum(g, [0, ...range(2, 2 + nd)], false));
-  }
+  biasGrad(c, g, nd);
 };
 
 const convTranspose: Rule = (c) => {
   const g = c.gy(0);
   if (!g) return;
   const e = c.e;
-  const x = c.x(0);
-  const w = c.x(1);
-  const xd = c.dims(x);
-  const wd = c.dims(w);
-  const yd = c.dims(c.y(0));
-  const nd = xd.length - 2;
-  const kernel = intsAttr(c.a, "kernel_shape") ?? wd.slice(2);
+  const { x, w, xd, yd, nd, kernel, group } = convOperands(c);
   const geo = transposeGeometry(c.a, xd.slice(2), kernel);
-  const group = intAttr(c.a, "group", 1);
   if (geo.outputPadding.some((p, i) => p >= geo.strides[i] && p >= geo.dilations[i])) {
     c.fail("output_padding not smaller than the stride");
   }
@@ -206,9 +213,7 @@ const convTranspose: Rule = (c) => {
     const gw = weightGrad(c, g, yd, x, xd, geo, kernel, 1); // [Cin, Cout, k…]
     c.add(1, gw);
   }
-  if (c.x(2) && c.needs(2)) {
-    c.add(2, e.reduceSum(g, [0, ...range(2, 2 + nd)], false));
-  }
+  biasGrad(c, g, nd);
 };
 
 /**
