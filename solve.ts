@@ -14,16 +14,13 @@
  */
 import { join, resolve } from "node:path";
 import * as ort from "onnxruntime-node";
-import type { ForwardOperator, Prior, Problem, SolveResult } from "./core/contracts.ts";
+import type { ForwardOperator, Prior, Problem } from "./core/contracts.ts";
 import { unmetRequirements } from "./core/contracts.ts";
 import { InputError } from "./core/errors.ts";
-import { measure } from "./core/noise.ts";
 import { createOperator, type PluginRegistry, validateOptions } from "./core/registry.ts";
-import { STREAMS, streams } from "./core/rng.ts";
 import { testScene } from "./core/scene.ts";
 import { parseSpec } from "./core/spec.ts";
 import { allFinite, numel, sameShape, type Tensor, tensor } from "./core/tensor.ts";
-import { measurementPsnr, psnr, ssim } from "./core/metrics.ts";
 import { writeFileAtomic } from "./core/io/atomic.ts";
 import { writeTensor } from "./core/io/image.ts";
 import {
@@ -35,6 +32,7 @@ import {
   registryFromFlags,
 } from "./cli/common.ts";
 import { ProgressReporter } from "./cli/progress.ts";
+import { runSolver, scoreReconstruction, simulate, type SolverRun } from "./cli/run_problem.ts";
 
 const USAGE = `Usage: deno task solve --solver SPEC --operator SPEC --out DIR [options]
 
@@ -208,8 +206,7 @@ export async function solve(args: string[]): Promise<number> {
     clean = values.input
       ? await readInput(values.input)
       : testScene(...parseSize(values.size ?? "256x256"));
-    op = await createOperator(registry, opSpec, clean.shape, seed);
-    y = await measure(op, clean, sigma, streams(seed).get(STREAMS.measurementNoise));
+    ({ op, y } = await simulate(registry, opSpec, clean, sigma, seed));
   }
   const imageShape = [...op.inputShape];
 
@@ -235,49 +232,38 @@ export async function solve(args: string[]): Promise<number> {
     Deno.addSignalListener("SIGINT", onSigint);
   } catch { /* signals unavailable (e.g. Windows without console) */ }
   const progress = new ProgressReporter(!values.quiet);
-  const started = performance.now();
-  const steps: Record<string, unknown>[] = [];
-  let result: SolveResult;
+  let run: SolverRun;
   try {
-    const it = solver.run(problem, prior, {
-      rng: streams(seed).get(STREAMS.solver),
+    run = await runSolver(solver, problem, prior, {
+      seed,
       signal: controller.signal,
       previews: values.previews ?? false,
+      onStep: async (ev) => {
+        progress.update(ev);
+        if (ev.preview) {
+          await writeTensor(
+            join(outDir, "steps", `step_${String(ev.step).padStart(3, "0")}.png`),
+            ev.preview,
+          );
+        }
+      },
     });
-    while (true) {
-      const r = await it.next();
-      if (r.done) {
-        result = r.value;
-        break;
-      }
-      const ev = r.value;
-      progress.update(ev);
-      steps.push({ step: ev.step, t: ev.t, residual: ev.residual, ms: ev.ms, nfe: ev.nfe });
-      if (ev.preview) {
-        await writeTensor(
-          join(outDir, "steps", `step_${String(ev.step).padStart(3, "0")}.png`),
-          ev.preview,
-        );
-      }
-    }
   } finally {
     progress.stop();
     try {
       Deno.removeSignalListener("SIGINT", onSigint);
     } catch { /* ignore */ }
   }
-  const totalMs = performance.now() - started;
+  const { result, totalMs } = run;
+  const steps = run.steps;
   const x = result.x;
   if (!allFinite(x)) throw new Error(`solver ${solver.name} produced non-finite values`);
 
   // Metrics and outputs.
-  const metrics: Record<string, number> = {
-    measurementPsnr: await measurementPsnr(op, x, y),
-  };
-  if (clean) {
-    metrics.psnr = psnr(x, clean);
-    metrics.ssim = ssim(x, clean);
-  }
+  const scores = await scoreReconstruction(op, x, y, clean);
+  const metrics: Record<string, number> = { measurementPsnr: scores.measurementPsnr };
+  if (scores.psnr !== undefined) metrics.psnr = scores.psnr;
+  if (scores.ssim !== undefined) metrics.ssim = scores.ssim;
   const [, , h, w] = imageShape;
   const yShow = y.shape.length === 4 && y.shape[1] >= 1 ? nearest(y, h, w) : y;
   await writeTensor(join(outDir, "measurement.png"), y);
@@ -287,7 +273,6 @@ export async function solve(args: string[]): Promise<number> {
     join(outDir, "side_by_side.png"),
     sideBySide(clean ? [clean, yShow, x] : [yShow, x]),
   );
-  const stats = prior.stats();
   const report = {
     toolkit: { version: await toolkitVersion() },
     versions: { deno: Deno.version.deno, v8: Deno.version.v8, onnxruntime: ort.env.versions?.node },
@@ -299,8 +284,8 @@ export async function solve(args: string[]): Promise<number> {
     operator: { spec: values.operator, name: op.name, options: op.options },
     solver: { name: solver.name, options: solverOptions, info: result.info },
     prior: { name: prior.name, ...priorInfo },
-    nfe: stats.calls,
-    modelMs: stats.ms,
+    nfe: run.nfe,
+    modelMs: run.modelMs,
     timings: { totalMs, steps },
     metrics,
     pixels: numel(imageShape),
@@ -309,7 +294,7 @@ export async function solve(args: string[]): Promise<number> {
     join(outDir, "run.json"),
     new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"),
   );
-  console.log(JSON.stringify({ out: outDir, ...metrics, nfe: stats.calls, totalMs }));
+  console.log(JSON.stringify({ out: outDir, ...metrics, nfe: run.nfe, totalMs }));
   return 0;
 }
 
