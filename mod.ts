@@ -20,6 +20,7 @@ export * from "./core/errors.ts";
 export * from "./core/spec.ts";
 export * from "./core/registry.ts";
 export * from "./core/noise.ts";
+export * from "./core/sampling/mod.ts";
 export * from "./core/linalg/cg.ts";
 export * from "./core/linalg/nonlinear_prox.ts";
 export * from "./core/linalg/fft.ts";

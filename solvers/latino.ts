@@ -50,7 +50,8 @@ import type {
 import { defineSolver } from "../core/registry.ts";
 import { InputError } from "../core/errors.ts";
 import type { RandomStream } from "../core/rng.ts";
-import { type Tensor, tensor } from "../core/tensor.ts";
+import { clamp, type Tensor, toImageScale, toModelScale } from "../core/tensor.ts";
+import { addNoise } from "../core/sampling/mod.ts";
 import { constantDelta, DELTA_PRESETS, deltaAt, type DeltaRule } from "./delta.ts";
 
 /**
@@ -193,38 +194,9 @@ function parseTimesteps(o: LatinoOptions, numTrain: number): number[] {
   return ts;
 }
 
-// ---------- small elementwise helpers on the [-1,1] / [0,1] scales ----------
-
+/** Clip to [-1,1] when `on` (the official code clips decoded and prox images). */
 function clipModel(x: Tensor, on: boolean): Tensor {
-  if (!on) return x;
-  const out = tensor(x.shape);
-  for (let i = 0; i < out.data.length; i++) {
-    const v = x.data[i];
-    out.data[i] = v < -1 ? -1 : v > 1 ? 1 : v;
-  }
-  return out;
-}
-
-/** [-1,1] → [0,1]. */
-function toUnit(x: Tensor): Tensor {
-  const out = tensor(x.shape);
-  for (let i = 0; i < out.data.length; i++) out.data[i] = 0.5 * x.data[i] + 0.5;
-  return out;
-}
-
-/** [0,1] → [-1,1]. */
-function toModel(x: Tensor): Tensor {
-  const out = tensor(x.shape);
-  for (let i = 0; i < out.data.length; i++) out.data[i] = 2 * x.data[i] - 1;
-  return out;
-}
-
-/** √ᾱ z + √(1−ᾱ) ξ with ξ from the stream. */
-function addNoise(z: Tensor, abar: number, rng: RandomStream): Tensor {
-  const a = Math.sqrt(abar), b = Math.sqrt(1 - abar);
-  const out = tensor(z.shape);
-  for (let i = 0; i < out.data.length; i++) out.data[i] = a * z.data[i] + b * rng.normal();
-  return out;
+  return on ? clamp(x, -1, 1) : x;
 }
 
 /** ‖2(A(x) + σ n − y)‖ = ‖A(x') + σ'n − y'‖ on the [-1,1] scale (x on [0,1]). */
@@ -244,22 +216,13 @@ async function residualNorm(
   return Math.sqrt(s);
 }
 
-function clampUnit(x: Tensor): Tensor {
-  const out = tensor(x.shape);
-  for (let i = 0; i < out.data.length; i++) {
-    const v = x.data[i];
-    out.data[i] = v < 0 ? 0 : v > 1 ? 1 : v;
-  }
-  return out;
-}
-
 async function initialImage(o: LatinoOptions, problem: Problem): Promise<Tensor> {
   const op = problem.operator;
   if (o.init === "pseudo-inverse" && op.pseudoInverse) return await op.pseudoInverse(problem.y);
   if (op.adjoint) {
     // Official: Aᵀy' with y' = 2y − 1, mapped back to [0,1] as (Aᵀy' + 1)/2.
-    const yModel = toModel(problem.y);
-    return toUnit(await op.adjoint(yModel));
+    const yModel = toModelScale(problem.y);
+    return toImageScale(await op.adjoint(yModel));
   }
   if (op.pseudoInverse) return await op.pseudoInverse(problem.y);
   throw new InputError(`latino: operator "${op.name}" has neither pseudoInverse nor adjoint`);
@@ -292,7 +255,7 @@ export async function* runLatino(
   const c: Conditioning = await prior.condition(o.prompt);
 
   // Initialisation ("y_noise"): z = √ᾱ_{t0} E(clip(x_init)) + √(1−ᾱ_{t0}) ξ.
-  const xInit = clipModel(toModel(await initialImage(o, problem)), o.clip);
+  const xInit = clipModel(toModelScale(await initialImage(o, problem)), o.clip);
   let z = addNoise(await prior.encode(xInit), abar[ts[0]], renoise);
   const deltas: number[] = [];
 
@@ -303,7 +266,7 @@ export async function* runLatino(
     // Prior half: consistency map, decode.
     const z0hat = await prior.consistency(z, t, c);
     const x = clipModel(await prior.decode(z0hat), o.clip);
-    const x01 = toUnit(x);
+    const x01 = toImageScale(x);
     // Step size: δ from the rule, γ = δ(1−ᾱ_t)/σ'².
     const df = await residualNorm(op, x01, problem.y, sigma, dfNoise);
     const delta = deltaAt(rule, t, df, sigmaPrime);
@@ -311,7 +274,7 @@ export async function* runLatino(
     const gamma = delta * (1 - abar[t]) / (sigmaPrime * sigmaPrime);
     // Likelihood half: x_p = prox_{γ/2‖A·−y‖²}(x), on [0,1] (same γ, see module doc).
     const u = await op.proxL2(x01, problem.y, gamma, proxOpts);
-    const xp = clipModel(toModel(u), o.clip);
+    const xp = clipModel(toModelScale(u), o.clip);
     // Encode and re-noise to the next timestep.
     const z0 = await prior.encode(xp);
     z = k + 1 < ts.length ? addNoise(z0, abar[ts[k + 1]], renoise) : z0;
@@ -326,12 +289,12 @@ export async function* runLatino(
       nfe: { ...prior.stats().calls },
       residual: Math.sqrt(r),
       ms: performance.now() - started,
-      preview: ctx.previews ? clampUnit(toUnit(xp)) : undefined,
+      preview: ctx.previews ? clamp(toImageScale(xp), 0, 1) : undefined,
     };
   }
-  const xHat = toUnit(await prior.decode(z));
+  const xHat = toImageScale(await prior.decode(z));
   return {
-    x: o.clip ? clampUnit(xHat) : xHat,
+    x: o.clip ? clamp(xHat, 0, 1) : xHat,
     info: { timesteps: ts, deltaRule: label, rule, deltas },
   };
 }

@@ -19,9 +19,9 @@
  * @module
  */
 import type { NoiseSchedule } from "../../core/contracts.ts";
+import type { PredictionType } from "../../core/sampling/diffusion.ts";
 
-/** What the network predicts. */
-export type PredictionType = "epsilon" | "sample" | "v_prediction";
+export type { PredictionType } from "../../core/sampling/diffusion.ts";
 
 /** The parts of a scheduler config this toolkit uses. */
 export interface SchedulerInfo extends NoiseSchedule {
