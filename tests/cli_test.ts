@@ -457,7 +457,8 @@ Deno.test("bench:vjp: both widths at a tiny size; a missing torch reference is r
     assert.deepEqual(results.map((x) => `${x.widths}@${x.size}`), ["sd15@8", "narrow@8"]);
     assert.deepEqual(results.map((x) => [x.config.channels, x.config.heads]), [[160, 8], [64, 4]]);
     for (const x of results) {
-      assert.ok(x.ratio > 1, `forward+VJP slower than forward (${x.ratio})`);
+      // a ratio is reported (never asserted on: one timed run on a shared machine is noise)
+      assert.ok(Number.isFinite(x.ratio) && x.ratio > 0, `ratio ${x.ratio}`);
       assert.match(x.torch.error ?? "", /\/nonexistent\/python3: /);
     }
     assert.match(r.stderr, /torch reference \(sd15, 8\): /);
