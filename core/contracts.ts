@@ -74,6 +74,31 @@ export interface ForwardOperator {
   projectMeasurement?(y: Tensor): Promise<Tensor>;
   /** Extra data to save with a run (mask, kernel), keyed by file stem. */
   artifacts?(): Record<string, Tensor>;
+  /**
+   * The noiseless forward map as a self-contained ONNX model for this operator's shapes: input
+   * `x` (`inputShape`), output `y` (`outputShape`), standard ai.onnx ops only, so that it can be
+   * composed into whole-loss graphs and differentiated by the VJP transform (`core/onnx/`), or
+   * used in any ONNX pipeline. Operators without it are differentiated through `vjp`.
+   */
+  exportOnnx?(options?: OnnxExportOptions): OnnxModel;
+}
+
+/** Options of {@link ForwardOperator.exportOnnx}. */
+export interface OnnxExportOptions {
+  /** Element type of the graph's input, output and arithmetic (default float32). */
+  dtype?: "float32" | "float64";
+}
+
+/** A serialized ONNX model with its input and output names. */
+export interface OnnxModel {
+  /** Model bytes (ai.onnx opset 17, no external data). */
+  bytes: Uint8Array;
+  /** Input name. */
+  input: string;
+  /** Output name. */
+  output: string;
+  /** Element type of input and output. */
+  dtype: "float32" | "float64";
 }
 
 /** The prox of a data term g(u) = ‖A u − y‖² / (2σ²), bound to one measurement. */

@@ -18,6 +18,7 @@ import { streams } from "./rng.ts";
 import { allFinite, dot, norm, numel, sameShape, type Tensor, tensor } from "./tensor.ts";
 import { cgProxL2 } from "./linalg/cg.ts";
 import { formatSpec } from "./spec.ts";
+import { onnxBackedOperator } from "./onnx/exported_operator.ts";
 
 /** Tolerances of the suite (defaults are the project's acceptance thresholds). */
 export interface SuiteTolerances {
@@ -45,6 +46,13 @@ export interface SuiteOptions {
   tolerances?: Partial<SuiteTolerances>;
   /** Options for iterative prox solves inside the suite (tight by default). */
   proxOptions?: { maxIter?: number; tol?: number };
+  /**
+   * "onnx": check the operator's exported ONNX graph instead of its TypeScript forward — forward
+   * from `exportOnnx` and VJP/adjoint from the VJP transform of that graph, run by ONNX Runtime
+   * (see `core/onnx/exported_operator.ts`); the prox stays the operator's own, so the prox checks
+   * also prove that it solves the exported map's problem.
+   */
+  through?: "typescript" | "onnx";
 }
 
 /** What the suite measured. */
@@ -117,10 +125,14 @@ export async function testOperator(
   const proxOptions = { maxIter: 2000, tol: 1e-9, ...suite.proxOptions };
   const registry = new PluginRegistry().register(plugin);
   const spec = formatSpec({ name: plugin.name, options });
-  const label = `operator ${spec}`;
+  const label = `operator ${spec}${suite.through === "onnx" ? " (exported ONNX graph)" : ""}`;
 
-  const op = await createOperator(registry, { name: plugin.name, options }, shape, seed);
-  const op2 = await createOperator(registry, { name: plugin.name, options }, shape, seed);
+  let op = await createOperator(registry, { name: plugin.name, options }, shape, seed);
+  let op2 = await createOperator(registry, { name: plugin.name, options }, shape, seed);
+  if (suite.through === "onnx") {
+    op = await onnxBackedOperator(op);
+    op2 = await onnxBackedOperator(op2);
+  }
   assert.ok(
     sameShape(op.inputShape, shape),
     `${label}: inputShape [${op.inputShape}] ≠ [${shape}]`,

@@ -39,6 +39,7 @@ import {
   motionKernel,
   readKernel,
 } from "./kernels.ts";
+import { blurOnnx } from "./blur_onnx.ts";
 
 /** Boundary rules of the blur operator. */
 export type BlurBoundary = "circular" | "symmetric" | "reflect";
@@ -180,7 +181,7 @@ class CircularEngine implements Engine {
 }
 
 /** Source index of padded position q for an extension rule, or −1 when it needs several folds. */
-function extendIndex(i: number, n: number, boundary: "symmetric" | "reflect"): number {
+export function extendIndex(i: number, n: number, boundary: "symmetric" | "reflect"): number {
   if (boundary === "symmetric") {
     if (i < 0) i = -i - 1;
     else if (i >= n) i = 2 * n - 1 - i;
@@ -539,6 +540,7 @@ export function makeBlurOperator(
     /** Aᵀy, LATINO's initialisation. */
     pseudoInverse: adjoint,
     artifacts: () => ({ kernel: kernelTensor(kernel) }),
+    exportOnnx: (o) => blurOnnx(kernel, boundary, imageShape, o),
   };
   return op;
 }

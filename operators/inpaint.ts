@@ -31,6 +31,7 @@ import {
   randomMask,
   readMaskFile,
 } from "./masks.ts";
+import { inpaintOnnx } from "./inpaint_onnx.ts";
 
 /**
  * LATINO's hole filling: 200 iterations of a 19×19 box filter (S-LAT `utils._get_x_init`).
@@ -308,6 +309,7 @@ export const inpaintPlugin: OperatorPlugin<InpaintOptions> = defineOperator({
         return Promise.resolve(fillHole(y, mask));
       },
       artifacts: () => ({ mask: tensor([1, 1, h, w], m.slice()) }),
+      exportOnnx: (eo) => inpaintOnnx(m, s, eo),
     };
   },
 });

@@ -38,6 +38,7 @@ import { cgProxL2 } from "../core/linalg/cg.ts";
 import { fft2 } from "../core/linalg/fft.ts";
 import { defineOperator, type OperatorPlugin } from "../core/registry.ts";
 import { assertShape, type Tensor, tensor } from "../core/tensor.ts";
+import { srOnnx } from "./sr_onnx.ts";
 
 /**
  * Keys' cubic convolution kernel W(x) with parameter a (a = −½ is bicubic).
@@ -115,7 +116,7 @@ export function srOuterKernel(taps: Float64Array): Tensor {
 export type SrBoundary = "circular" | "reflect";
 
 /** Index map of a padded position p ∈ [−N+1, 2N−2] onto [0, N). */
-function boundaryIndex(p: number, n: number, boundary: SrBoundary): number {
+export function boundaryIndex(p: number, n: number, boundary: SrBoundary): number {
   if (boundary === "circular") return ((p % n) + n) % n;
   if (p < 0) return -p; // whole-sample reflection: … 2 1 | 0 1 2 … N−1 | N−2 …
   if (p >= n) return 2 * (n - 1) - p;
@@ -445,6 +446,7 @@ export const srPlugin: OperatorPlugin<SrOptions> = defineOperator({
       proxL2,
       pseudoInverse,
       artifacts: () => ({ kernel: { data: kernelTensor.data.slice(), shape: [1, 1, ks, ks] } }),
+      exportOnnx: (eo) => srOnnx(kernel, f, offset, o.boundary, inShape, eo),
     };
   },
 });

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import * as ort from "onnxruntime-node";
 import { GraphBuilder, valueInfo } from "../core/onnx/builder.ts";
+import { DEVICE_OPS } from "../core/onnx/device_ops.ts";
 import { decodeModel, encodeModel, tensorDims, tensorValues } from "../core/onnx/proto.ts";
 import { type VjpOptions, vjpTransform } from "../core/onnx/vjp.ts";
 import { type RandomStream, streams } from "../core/rng.ts";
@@ -212,6 +213,9 @@ export async function checkBuilt(
     ...(built.wrtInitializers ?? []),
   ];
   const vg = await vjpTransform(built.bytes, built.outputs, wrt, opts.vjp);
+  // every op a rule emits must have a kernel on ORT's WebGPU and CUDA providers
+  const offDevice = vg.stats.backwardOps.filter((op) => !DEVICE_OPS.has(op));
+  assert.deepEqual(offDevice, [], `${label}: backward graph uses ops without GPU kernels`);
   const fwd = await ort.InferenceSession.create(built.bytes);
   const bwd = await ort.InferenceSession.create(vg.bytes(), { graphOptimizationLevel: "all" });
   try {

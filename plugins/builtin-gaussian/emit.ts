@@ -182,8 +182,10 @@ export function unetGraph(m: ExactModel, kind: UnetKind): Uint8Array {
       [NUM_TRAIN_TIMESTEPS],
       Float32Array.from({ length: NUM_TRAIN_TIMESTEPS }, (_, t) => f(t)),
     );
+  // round to the nearest integer as Floor(t + ½) (ONNX `Round` has no WebGPU kernel; the two
+  // differ only at exact halves, which integer timesteps never hit)
   const tClip = g.op("Clip", [
-    g.op("Round", [ts]),
+    g.op("Floor", [g.op("Add", [ts, g.constF("half", [], [0.5])])]),
     g.constF("t_min", [], [0]),
     g.constF("t_max", [], [NUM_TRAIN_TIMESTEPS - 1]),
   ]);

@@ -121,21 +121,40 @@ export class Emitter {
     return out;
   }
 
-  /** A value-attribute tensor for ConstantOfShape. */
-  #fill(v: number, dtype: number): TensorProto {
-    const d = dtype === DataType.FLOAT16 || dtype === 16 ? DataType.FLOAT : dtype;
-    return { name: "value", dims: [1], dataType: d, rawData: rawBytes([v], d) };
-  }
-
-  /** A tensor of zeros of the given dims and element type. */
+  /**
+   * A tensor of zeros of the given dims and element type: a scalar zero expanded (not
+   * `ConstantOfShape`, which ONNX Runtime's WebGPU provider has no kernel for; see
+   * `core/onnx/device_ops.ts`).
+   */
   zeros(dims: number[], dtype: number): string {
-    const z = this.op("ConstantOfShape", [this.ints(dims)], { value: this.#fill(0, dtype) });
-    return dtype === DataType.FLOAT16 || dtype === 16 ? this.op("Cast", [z], { to: dtype }) : z;
+    return this.expand(this.scalar(0, dtype), dims);
   }
 
-  /** Sum of several tensors (one node; identity for one). */
+  /**
+   * Sum of several tensors as a balanced tree of `Add` nodes (identity for one). Not one `Sum`
+   * node: ONNX Runtime's WebGPU provider has no `Sum` kernel, so a `Sum` would run on the CPU with
+   * two device↔host copies per input (measured: `../shared/reference/gpu.md`).
+   */
   sum(xs: string[]): string {
-    return xs.length === 1 ? xs[0] : this.op("Sum", xs);
+    if (xs.length === 0) throw new Error("sum of no tensors");
+    let level = xs;
+    while (level.length > 1) {
+      const next: string[] = [];
+      for (let i = 0; i + 1 < level.length; i += 2) next.push(this.add(level[i], level[i + 1]));
+      if (level.length % 2) next.push(level[level.length - 1]);
+      level = next;
+    }
+    return level[0];
+  }
+
+  /**
+   * sign(x) ∈ {−1, 0, 1} of element type `dtype`, from comparisons and `Where` (ONNX Runtime's
+   * WebGPU provider has no `Sign` kernel).
+   */
+  sign(x: string, dtype: number): string {
+    const zero = this.scalar(0, dtype);
+    const neg = this.op("Where", [this.op("Less", [x, zero]), this.scalar(-1, dtype), zero]);
+    return this.op("Where", [this.op("Greater", [x, zero]), this.scalar(1, dtype), neg]);
   }
 
   /** a + b. */

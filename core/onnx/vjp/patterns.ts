@@ -205,12 +205,6 @@ function swapLast2(r: number): number[] {
   return p;
 }
 
-function oneBytes(dtype: number): Uint8Array {
-  return dtype === 11
-    ? new Uint8Array(Float64Array.from([1]).buffer)
-    : new Uint8Array(Float32Array.from([1]).buffer);
-}
-
 function k(c: RuleCtx, v: number, like: string): string {
   return c.e.scalar(v, c.dtype(like));
 }
@@ -245,9 +239,7 @@ export const unitRules: Record<string, Rule> = {
     // scores is a slow strided pass in ONNX Runtime; one extra inner column is nearly free)
     const r = e.reduceSum(e.mul(g, o), [od.length - 1], true);
     const vd = c.dims(v);
-    const ones = e.op("ConstantOfShape", [e.ints([...vd.slice(0, -1), 1])], {
-      value: { name: "one", dims: [1], dataType: c.dtype(o), rawData: oneBytes(c.dtype(o)) },
-    });
+    const ones = e.expand(e.scalar(1, c.dtype(o)), [...vd.slice(0, -1), 1]);
     const gAug = e.op("Concat", [g, e.neg(r)], { axis: -1 });
     const vAug = e.op("Concat", [v, ones], { axis: -1 });
     const dS = e.mul(p, e.op("MatMul", [gAug, tr(vAug, vd.length)]));

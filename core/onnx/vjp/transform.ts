@@ -4,7 +4,7 @@
  *
  * Steps: resolve concrete input dims → static shape inference (probe run as fallback) → activity
  * analysis → check that every active op has a rule (all problems reported at once) → reverse sweep
- * in reverse topological order, accumulating contributions per tensor with one `Sum` → emit the
+ * in reverse topological order, accumulating contributions per tensor with a tree of `Add` → emit the
  * gradient outputs. The forward nodes stay untouched (except that a rule may switch on an optional
  * output such as LayerNormalization's saved statistics), so the forward activations are computed
  * once and reused by the backward nodes.

@@ -32,7 +32,7 @@ export const elementwiseRules: Record<string, Rule> = {
   Dropout: unary((_c, g) => g),
   Neg: unary((c, g) => c.e.neg(g)),
   // d|x| = sign(x)
-  Abs: unary((c, g, x) => c.e.mul(g, c.e.op("Sign", [x]))),
+  Abs: unary((c, g, x) => c.e.mul(g, c.e.sign(x, c.dtype(x)))),
   // dReLU = [x > 0]
   Relu: unary((c, g, x) => c.e.op("Where", [c.e.op("Greater", [x, k(c, 0, x)]), g, k(c, 0, x)])),
   // LeakyReLU: ḡ·(x > 0 ? 1 : α)

@@ -43,7 +43,7 @@ export const reduceRules: Record<string, Rule> = {
   }),
   ReduceSumSquare: reduceRule((c, gh, x) => c.e.mul(gh, c.e.mul(x, c.e.scalar(2, c.dtype(x))))),
   ReduceL2: reduceRule((c, gh, x, yk) => c.e.mul(gh, c.e.div(x, yk))),
-  ReduceL1: reduceRule((c, gh, x) => c.e.mul(gh, c.e.op("Sign", [x]))),
+  ReduceL1: reduceRule((c, gh, x) => c.e.mul(gh, c.e.sign(x, c.dtype(x)))),
   ReduceLogSumExp: reduceRule((c, gh, x, yk) => c.e.mul(gh, c.e.op("Exp", [c.e.sub(x, yk)]))),
   // DEVIATION: ties share the gradient equally (PyTorch's amax/amin convention).
   ReduceMax: reduceRule(extremum),
