@@ -66,10 +66,10 @@ export function exportedGraph(op: ForwardOperator, options?: OnnxExportOptions):
  * import { blurPlugin } from "../../operators/blur.ts";
  * import { onnxBackedOperator } from "./exported_operator.ts";
  * import { SessionPool } from "../backend/pool.ts";
- * const op = await createOperator(new PluginRegistry().register(blurPlugin), "blur:sigma=1", [1, 1, 8, 8], 0);
+ * const op = await createOperator(new PluginRegistry().register(blurPlugin), "blur:sigma=1", [1, 1, 16, 16], 0);
  * const pool = new SessionPool({ threads: 1 });
  * const viaOnnx = await onnxBackedOperator(op, { pool });
- * const x = { data: new Float32Array(64).map((_, i) => (i % 5) / 5), shape: [1, 1, 8, 8] };
+ * const x = { data: new Float32Array(256).map((_, i) => (i % 5) / 5), shape: [1, 1, 16, 16] };
  * const [a, b] = [await op.forward(x), await viaOnnx.forward(x)];
  * assert.ok(a.data.every((v, i) => Math.abs(v - b.data[i]) < 1e-6));
  * await pool.release();
