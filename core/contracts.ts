@@ -5,7 +5,9 @@
  * - images handed to operators, noise, metrics and files are NCHW float32 on the [0,1] scale;
  * - the model boundary ([-1,1], latents) is inside the Prior;
  * - the measurement noise is Gaussian with standard deviation σ_y on the [0,1] scale;
- * - `proxL2(z, y, γ) = argmin_u (γ/2)‖A u − y‖² + ½‖u − z‖²` (deepinv's convention).
+ * - `proxL2(z, y, γ) = argmin_u (γ/2)‖A u − y‖² + ½‖u − z‖²` (deepinv's convention), unless the
+ *   operator declares another data term D_y in `proxDataTerm` (a named deviation, e.g. JPEG's
+ *   quantisation bins): then `argmin_u (γ/2) D_y(u) + ½‖u − z‖²`.
  *
  * @module
  */
@@ -59,8 +61,16 @@ export interface ForwardOperator {
   adjoint?(y: Tensor): Promise<Tensor>;
   /** J_A(x)ᵀ g, the vector-Jacobian product. */
   vjp(x: Tensor, g: Tensor): Promise<Tensor>;
-  /** argmin_u (γ/2)‖A u − y‖² + ½‖u − z‖². */
+  /**
+   * argmin_u (γ/2)‖A u − y‖² + ½‖u − z‖², or argmin_u (γ/2) D_y(u) + ½‖u − z‖² when the operator
+   * declares `proxDataTerm`.
+   */
   proxL2(z: Tensor, y: Tensor, gamma: number, options?: ProxOptions): Promise<Tensor>;
+  /**
+   * The data term `proxL2` minimises when it is not ‖A u − y‖² (a named deviation from the
+   * contract; see {@link ProxDataTerm}). Absent for operators that follow the contract.
+   */
+  readonly proxDataTerm?: ProxDataTerm;
   /**
    * A cheap, reasonable image-shaped estimate from a measurement (e.g. Aᵀy, a zero-filled or
    * nearest-upsampled image, a JPEG decode). Solvers use it for initialisation.
@@ -99,6 +109,24 @@ export interface OnnxModel {
   output: string;
   /** Element type of input and output. */
   dtype: "float32" | "float64";
+}
+
+/**
+ * A data term D_y(u) that an operator's `proxL2` minimises instead of ‖A(u) − y‖²: a named
+ * deviation, for operators whose least-squares data term cannot be used in a prox (JPEG's is flat
+ * on every rounding plateau). Then proxL2(z, y, γ) = argmin_u (γ/2) D_y(u) + ½‖u − z‖², and its
+ * optimality condition, which the contract suite checks, is γ·½∇D_y(u) + u − z = 0 (for
+ * D_y = ‖A(u) − y‖², ½∇D_y = J_Aᵀ(A(u) − y)). `forward` and `vjp` still define the operator.
+ */
+export interface ProxDataTerm {
+  /** Short name for reports, e.g. "jpeg-bins". */
+  readonly name: string;
+  /** One line: what D_y is and why it replaces ‖A(u) − y‖². */
+  readonly description: string;
+  /** D_y(u), on the scale of ‖A(u) − y‖². */
+  value(u: Tensor, y: Tensor): Promise<number>;
+  /** ½∇_u D_y(u). */
+  halfGradient(u: Tensor, y: Tensor): Promise<Tensor>;
 }
 
 /** The prox of a data term g(u) = ‖A u − y‖² / (2σ²), bound to one measurement. */

@@ -4,7 +4,9 @@
  *
  * - adjointness (linear): |<Ax, y> − <x, Aᵀy>| / (‖Ax‖‖y‖) < 1e-5;
  * - VJP against central finite differences of x ↦ <g, A(x)> (< 1e-3 relative);
- * - prox optimality: ‖γ Jᵀ(A u − y) + u − z‖ / ‖z‖ < 1e-4 for several γ;
+ * - prox optimality: ‖γ Jᵀ(A u − y) + u − z‖ / ‖z‖ < 1e-4 for several γ — or, for an operator
+ *   that declares another prox data term D_y (`proxDataTerm`), ‖γ·½∇D_y(u) + u − z‖ / ‖z‖, after
+ *   checking ½∇D_y against central finite differences of D_y (< 1e-3 relative);
  * - closed-form prox equals the CG prox (< 1e-4 relative) when the operator claims a closed form;
  * - determinism: the same seed gives bit-identical operators;
  * - shapes, finiteness, and rejection of wrongly shaped inputs.
@@ -65,6 +67,10 @@ export interface SuiteReport {
   vjpError: number;
   /** Worst relative prox optimality residual over γ. */
   proxOptimality: number;
+  /** Name of the declared prox data term, when it is not ‖A u − y‖². */
+  proxDataTerm?: string;
+  /** Relative error of its ½∇D_y against finite differences of D_y. */
+  proxDataTermGradientError?: number;
   /** Relative closed-form vs CG difference (closed-form linear operators). */
   proxVsCg?: number;
 }
@@ -202,13 +208,32 @@ export async function testOperator(
     async () => await op.proxL2(z, tensor([m + 1]), 1),
     `${label}: proxL2 accepted a wrongly shaped y`,
   );
+  const dt = op.proxDataTerm;
+  if (dt) {
+    // ½∇D_y against central differences of D_y at z (with the suite's step, scaled as for the VJP).
+    report.proxDataTerm = dt.name;
+    const hg = await dt.halfGradient(z, y);
+    assert.ok(sameShape(hg.shape, shape) && allFinite(hg), `${label}: ${dt.name} gradient`);
+    const dir = gaussian(shape, seed, "data-term-v"), dn = norm(dir);
+    const unit = { data: dir.data.map((v) => v / dn), shape };
+    const h = 1e-3 * Math.sqrt(numel(shape));
+    const fd = (await dt.value(axpy(h, unit, z), y) - await dt.value(axpy(-h, unit, z), y)) /
+      (2 * h);
+    const err = Math.abs(fd - 2 * dot(hg, unit)) / Math.max(2 * norm(hg), 1e-30);
+    report.proxDataTermGradientError = err;
+    assert.ok(
+      err < tol.vjp,
+      `${label}: ${dt.name} gradient vs finite differences error ${err.toExponential(2)}`,
+    );
+  }
   for (const gamma of gammas) {
     const u = await op.proxL2(z, y, gamma, proxOptions);
     assert.ok(sameShape(u.shape, shape), `${label}: prox shape [${u.shape}]`);
     assert.ok(allFinite(u), `${label}: prox produced a non-finite value`);
-    const au = await op.forward(u);
-    const r = axpy(-1, y, au);
-    const jtr = await transposeApply(op, u, r);
+    // The optimality residual of what the prox claims to solve: J_Aᵀ(A u − y) or ½∇D_y(u).
+    const jtr = dt
+      ? await dt.halfGradient(u, y)
+      : await transposeApply(op, u, axpy(-1, y, await op.forward(u)));
     let s = 0;
     for (let i = 0; i < u.data.length; i++) {
       const e = gamma * jtr.data[i] + u.data[i] - z.data[i];

@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import sharp from "sharp";
 import { testOperator } from "../core/operator_suite.ts";
-import { createOperator, PluginRegistry, validateOptions } from "../core/registry.ts";
+import {
+  createOperator,
+  defineOperator,
+  PluginRegistry,
+  validateOptions,
+} from "../core/registry.ts";
 import { InputError } from "../core/errors.ts";
 import { streams } from "../core/rng.ts";
 import { dot, norm, type Tensor, tensor } from "../core/tensor.ts";
@@ -86,12 +91,8 @@ Deno.test("jpeg: soft rounding is continuous, periodic, odd, tends to rounding; 
 // exact (see also the Taylor test below). Thresholds are the suite's own.
 const FD_STEP = 4e-6;
 
-// At q = 50 the suite's white-noise prox problem puts many DCT coefficients inside rounding
-// transitions, where ∇²Φ reaches ~1e5 at γ = 10; one float32 ulp of u then moves the residual by
-// 3e-4–5e-4 of ‖z‖, above the suite's 1e-4 (see operators/jpeg.ts, "Prox"). Those configurations
-// run the suite at γ ∈ {0.1, 1}, and the test after the loop checks γ = 10 against that floor.
-const FLOOR_QUALITY = 50;
-
+// The default prox (data_term=bins) solves a convex problem on the quantisation bins; the suite
+// checks its own optimality condition γ·½∇D_y(u) + u − z = 0 (and ½∇D_y by finite differences).
 for (const shape of [[1, 3, 24, 40], [1, 3, 32, 48]]) {
   for (const quality of [10, 50, 90]) {
     for (const subsampling of [420, 444]) {
@@ -99,23 +100,45 @@ for (const shape of [[1, 3, 24, 40], [1, 3, 32, 48]]) {
         const r = await testOperator(jpegPlugin, { quality, subsampling }, {
           shape,
           fdStep: FD_STEP,
-          ...(quality === FLOOR_QUALITY ? { gammas: [0.1, 1] } : {}),
         });
+        assert.equal(r.proxDataTerm, "jpeg-bins");
         console.log(JSON.stringify(r));
       });
     }
   }
 }
 
+// The surrogate's least-squares prox (data_term=surrogate): at q = 50 the suite's white-noise prox
+// problem puts many DCT coefficients inside rounding transitions, where ∇²Φ reaches ~1e5 at γ = 10;
+// one float32 ulp of u then moves the residual by 3e-4–5e-4 of ‖z‖, above the suite's 1e-4 (see
+// operators/jpeg/surrogate_prox.ts). Those configurations run the suite at γ ∈ {0.1, 1}, and the
+// test after the loop checks γ = 10 against that floor.
+const FLOOR_QUALITY = 50;
+
+for (const shape of [[1, 3, 24, 40], [1, 3, 32, 48]]) {
+  for (const quality of [10, 50, 90]) {
+    const subsampling = shape[2] === 24 ? 420 : 444;
+    Deno.test(`jpeg: contract suite, surrogate prox, q=${quality} ${subsampling} [${shape}]`, async () => {
+      const r = await testOperator(jpegPlugin, { quality, subsampling, data_term: "surrogate" }, {
+        shape,
+        fdStep: FD_STEP,
+        ...(quality === FLOOR_QUALITY ? { gammas: [0.1, 1] } : {}),
+      });
+      assert.equal(r.proxDataTerm, undefined);
+      console.log(JSON.stringify(r));
+    });
+  }
+}
+
 for (const shape of [[1, 3, 24, 40], [1, 3, 32, 48]]) {
   for (const subsampling of [420, 444]) {
-    Deno.test(`jpeg: prox q=50 ${subsampling} [${shape}] at γ = 10 reaches the float32 floor`, async () => {
+    Deno.test(`jpeg: surrogate prox q=50 ${subsampling} [${shape}] at γ = 10 reaches the float32 floor`, async () => {
       // The suite's data (seed 0, its stream names).
       const op = await createOperator(
         registry,
         {
           name: "jpeg",
-          options: { quality: FLOOR_QUALITY, subsampling },
+          options: { quality: FLOOR_QUALITY, subsampling, data_term: "surrogate" },
         },
         shape,
         0,
@@ -347,6 +370,8 @@ Deno.test("jpeg: bad options and shapes are InputErrors", async () => {
       },
       { softness: 0 },
       { blocks: 8 },
+      { data_term: "l1" },
+      { bin_margin: -1 },
     ]
   ) {
     assert.throws(() => validateOptions(jpegPlugin, options), InputError, JSON.stringify(options));
@@ -359,6 +384,8 @@ Deno.test("jpeg: bad options and shapes are InputErrors", async () => {
     quality: 10,
     subsampling: 420,
     softness: 1,
+    data_term: "bins",
+    bin_margin: 2,
   });
 });
 
@@ -445,4 +472,20 @@ Deno.test("nonlinear prox: rejects bad γ and shapes", async () => {
   const z = tensor(shape), y = tensor(shape);
   await assert.rejects(() => nonlinearProxL2Solve(op, z, y, 0), RangeError);
   await assert.rejects(() => nonlinearProxL2Solve(op, tensor([1, 1, 2, 3]), y, 1), RangeError);
+});
+
+Deno.test("contract suite: an operator whose prox does not solve its declared data term fails", async () => {
+  // The jpeg operator with a bug in its prox (it solves for γ/2): the declared bin data term's
+  // optimality residual at γ is far from 0, and the suite must say so.
+  const broken = defineOperator({
+    ...jpegPlugin,
+    create: async (options, ctx) => {
+      const op = await jpegPlugin.create(options, ctx);
+      return { ...op, proxL2: (z: Tensor, y: Tensor, g: number) => op.proxL2(z, y, g / 2) };
+    },
+  });
+  await assert.rejects(
+    () => testOperator(broken, { quality: 30 }, { shape: [1, 3, 16, 16], fdStep: FD_STEP }),
+    /prox optimality residual/,
+  );
 });
