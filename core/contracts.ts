@@ -30,6 +30,14 @@ export interface ProxOptions {
   maxIter?: number;
   /** Relative tolerance on the normal-equation residual. */
   tol?: number;
+  /** Write the result into this tensor (the shape of z) and return it, instead of allocating. */
+  out?: Tensor;
+  /**
+   * Ask for ‖A u − y‖ of the result. A prox that has it at no extra cost (Parseval inside an FFT
+   * prox, the elementwise residual of inpainting, A u from the low-resolution solve of SR) stores
+   * it in `residual`; others leave it unset and the caller computes it if it needs it.
+   */
+  report?: { residual?: number };
 }
 
 /** Gaussian measurement noise on the [0,1] image scale. */

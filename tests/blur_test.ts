@@ -8,6 +8,7 @@ import { type Tensor, tensor } from "../core/tensor.ts";
 import { encodeNpy } from "../core/io/npy.ts";
 import { encodePng } from "../core/io/image.ts";
 import { dct2 } from "../core/linalg/dct.ts";
+import { pffftSupports } from "../core/linalg/fft32.ts";
 import {
   type BlurBoundary,
   type BlurOperator,
@@ -91,26 +92,33 @@ async function asymmetricKernelFile(): Promise<{ path: string; kernel: Kernel2 }
   return { path, kernel };
 }
 
-Deno.test("blur passes the operator contract suite: every kernel × boundary", async () => {
+Deno.test("blur passes the operator contract suite: every kernel × boundary, both FFT engines", async () => {
   const { path } = await asymmetricKernelFile();
   const kernels: Record<string, number | string>[] = [
     { kernel: "gaussian", sigma: 1.5 },
     { kernel: "motion", size: 9 },
     { kernel: "file", path },
   ];
-  for (const k of kernels) {
-    for (const boundary of BOUNDARIES) {
-      const r = await testOperator(blurPlugin, { ...k, boundary }, { shape: [1, 3, 32, 40] });
-      console.log(JSON.stringify(r));
+  // 32×64 runs circular blur on PFFFT (float32); 32×40 on the float64 fallback of fft32 (PFFFT
+  // needs widths that are multiples of 32). Padded boundaries always pick a PFFFT plane size.
+  assert.ok(pffftSupports(32, 64) && !pffftSupports(32, 40));
+  for (const [h, w] of [[32, 64], [32, 40]]) {
+    for (const k of kernels) {
+      for (const boundary of BOUNDARIES) {
+        const r = await testOperator(blurPlugin, { ...k, boundary }, { shape: [1, 3, h, w] });
+        console.log(JSON.stringify({ h, w, ...r }));
+      }
     }
   }
 });
 
-Deno.test("blur passes the suite with larger kernels (σ=3, motion 31) on 64×80", async () => {
+Deno.test("blur passes the suite with larger kernels (σ=3, motion 31) on 64×80 and 64×96", async () => {
   for (const boundary of BOUNDARIES) {
-    await testOperator(blurPlugin, { kernel: "gaussian", sigma: 3, boundary }, {
-      shape: [1, 3, 64, 80],
-    });
+    for (const w of [80, 96]) {
+      await testOperator(blurPlugin, { kernel: "gaussian", sigma: 3, boundary }, {
+        shape: [1, 3, 64, w],
+      });
+    }
   }
   await testOperator(blurPlugin, { kernel: "motion", size: 31, boundary: "reflect" }, {
     shape: [1, 1, 64, 80],
@@ -444,4 +452,28 @@ Deno.test("kernel=file reads PNG kernels: asymmetric values, symmetric ones get 
   await testOperator(blurPlugin, { kernel: "file", path: symPath, boundary: "symmetric" }, {
     shape: [1, 2, 12, 14],
   });
+});
+
+Deno.test("blur prox: out= is written and returned; report gets ‖A u − y‖ (Parseval / DCT)", async () => {
+  const registry = new PluginRegistry().register(blurPlugin);
+  for (const spec of ["blur:sigma=2,boundary=circular", "blur:sigma=2,boundary=symmetric"]) {
+    for (const [h, w] of [[32, 64], [20, 30]]) {
+      const shape = [1, 3, h, w];
+      const op = await createOperator(registry, spec, shape, 0);
+      const r = streams(3).get("blur-report");
+      const z = tensor(shape, r.fillNormal(new Float32Array(3 * h * w)));
+      const y = tensor(shape, r.fillNormal(new Float32Array(3 * h * w)));
+      const out = tensor(shape), report: { residual?: number } = {};
+      const u = await op.proxL2(z, y, 0.7, { out, report });
+      assert.equal(u, out);
+      const au = await op.forward(u);
+      let want = 0;
+      for (let i = 0; i < au.data.length; i++) want += (au.data[i] - y.data[i]) ** 2;
+      want = Math.sqrt(want);
+      const got = report.residual!;
+      assert.ok(Math.abs(got - want) / want < 1e-5, `${spec} ${h}×${w}: ${got} vs ${want}`);
+      const plain = await op.proxL2(z, y, 0.7);
+      assert.deepEqual(plain.data, u.data);
+    }
+  }
 });

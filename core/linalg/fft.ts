@@ -30,8 +30,10 @@
  *
  * Both WASM libraries are single precision: relative error 1.1e-7 against a naive DFT, versus
  * 2e-14 here. The exact-model tests need the blur's DCT diagonal to 1e-12 (exact-model-study.md
- * §5), so single precision is unfit as the one engine, and pffft's speed edge (1.0–1.6×) does not
- * pay for a second engine. kissfft-wasm is also unmaintained (2021): its loader fails under
+ * §5), so single precision is unfit as the one engine. It is the second one since issue 14:
+ * `fft32.ts` drives PFFFT with its own transposed-spectrum layout for the operators' hot paths
+ * (2–3× this module at 1024², ≈ SciPy's float32 speed; `deno task bench:fft`), and this module
+ * stays for float64 work: the DCT, the exact diagonals, SR's low-resolution solve, any size. kissfft-wasm is also unmaintained (2021): its loader fails under
  * Node ≥ 18 (it `fetch`es a file path) after installing process-wide `uncaughtException` /
  * `unhandledRejection` handlers. pffft needs n = 2^a·3^b·5^c with a ≥ 5, so odd sizes would need
  * Bluestein anyway. fft.js with Bluestein alone is 2.3× slower at Kodak's 768, hence the

@@ -1,0 +1,339 @@
+/**
+ * Real-input 2-D FFTs in float32 at native-library speed, for the operators' hot paths.
+ *
+ *   forward:  X[u,v] = Σ_{i,j} x[i,j] · exp(−2πi (u·i/h + v·j/w)),   v ≤ ⌊w/2⌋ (half spectrum)
+ *   inverse:  x[i,j] = s · Σ_{u,v} X[u,v] · exp(+2πi (u·i/h + v·j/w))   (s = 1/(h·w) by default)
+ *
+ * The butterflies are PFFFT (Pommier; the npm package `@echogarden/pffft-wasm`, WebAssembly SIMD):
+ * real transforms along the rows, a transpose in JavaScript, complex transforms along the columns.
+ * The spectrum is left TRANSPOSED — for each column v < wh = ⌊w/2⌋ + 1 the h complex values
+ * X[0..h−1, v], interleaved (re, im) — because everything the operators do in the frequency domain
+ * is pointwise (filters, Parseval), and the inverse transposes back: two transposes per
+ * forward + inverse pair instead of four. The spectrum lives in the plan's WebAssembly buffer
+ * (`forward` returns a view of it), so the hot path copies only the image in and out.
+ *
+ * Why PFFFT. Measured 2026-12-04 on the shared 2-core dev machine in one run, forward + inverse of
+ * a 1024² real plane (`deno task bench:operators`, section "fft"; every candidate with the best
+ * 2-D driver its API allows, medians): see README "Benchmarks" and the issue-14 note for every
+ * candidate's figures. PFFFT needs lengths 2^a·3^b·5^c, multiples of 32 along rows (real) and of
+ * 16 along columns (complex); other sizes fall back to the float64 plan of `fft.ts` (any size, 2–3×
+ * slower), with the same layout, so callers never see the difference.
+ *
+ * Accuracy: float32, relative error ≈ 1e-7·log₂(n) (tests/fft32_test.ts states the bound against
+ * the float64 path). Closed-form tests that need 1e-12 (the exact model's DCT diagonal) keep using
+ * the float64 `fft.ts`/`dct.ts`.
+ *
+ * @module
+ */
+import PFFFT from "@echogarden/pffft-wasm/simd";
+import { type RealFft2, rfft2 } from "./fft.ts";
+
+/** The WebAssembly module's functions we use (Emscripten exports). */
+interface PffftModule {
+  HEAPF32: Float32Array;
+  _pffft_new_setup(n: number, transform: number): number;
+  _pffft_transform_ordered(
+    setup: number,
+    input: number,
+    output: number,
+    work: number,
+    dir: number,
+  ): void;
+  _pffft_aligned_malloc(bytes: number): number;
+}
+
+const PFFFT_REAL = 0, PFFFT_COMPLEX = 1, FORWARD = 0, BACKWARD = 1;
+
+/**
+ * The module, or null when it cannot be loaded (reading its .wasm file needs `--allow-read`): then
+ * every plan is the float64 fallback — slower, same results to float32 precision.
+ */
+const wasm: PffftModule | null = await (PFFFT as unknown as (
+  o: { print(s: string): void; printErr(s: string): void },
+) => Promise<PffftModule>)({ print() {}, printErr() {} }).catch(() => null);
+
+/** A float32 view of the module's heap (re-made if the memory grew since). */
+function heap(byteOffset: number, length: number): Float32Array {
+  return new Float32Array(wasm!.HEAPF32.buffer, byteOffset, length);
+}
+
+function alloc(floats: number): number {
+  const p = wasm!._pffft_aligned_malloc(4 * floats);
+  if (!p) throw new RangeError(`fft32: cannot allocate ${floats} floats`);
+  return p;
+}
+
+/** 2^a·3^b·5^c? */
+function smooth235(n: number): boolean {
+  for (const p of [2, 3, 5]) while (n % p === 0) n /= p;
+  return n === 1;
+}
+
+/**
+ * A float32 real-input 2-D FFT plan for h×w planes, spectrum transposed (see the module doc).
+ * Plans hold their buffers; calls are synchronous, so a plan is never used re-entrantly.
+ */
+export interface RealFft2F32 {
+  /** Rows. */
+  readonly h: number;
+  /** Columns of the real plane. */
+  readonly w: number;
+  /** Columns of the half spectrum, ⌊w/2⌋ + 1. */
+  readonly wh: number;
+  /** Floats in a spectrum: 2·h·wh (wh columns of h interleaved complex values). */
+  readonly spectrumLength: number;
+  /** "pffft" or "float64 fallback" (sizes PFFFT cannot do). */
+  readonly engine: "pffft" | "float64 fallback";
+  /**
+   * The transposed half spectrum of the real h×w plane x (row-major; h·w values, any array
+   * type). Returns the plan's spectrum buffer: valid, and editable in place, until the next call.
+   */
+  forward(x: ArrayLike<number>): Float32Array;
+  /**
+   * The real plane whose transposed half spectrum is in the plan's spectrum buffer (as returned
+   * by `forward`, possibly edited; it is overwritten), times `scale` (default 1/(h·w): the exact
+   * inverse), written to `out` (h·w values). Like numpy's `irfft2`, the imaginary parts of the DC
+   * column and (even w) the Nyquist column are ignored.
+   */
+  inverse(out: Float32Array | Float64Array, scale?: number): void;
+  /** The plan's spectrum buffer (same as `forward` returns). */
+  spectrum(): Float32Array;
+}
+
+/** Transpose block size (floats per side); 16 keeps both sides in L1. */
+const BLOCK = 16;
+
+class PffftPlan implements RealFft2F32 {
+  readonly wh: number;
+  readonly spectrumLength: number;
+  readonly engine = "pffft" as const;
+  readonly #m: PffftModule;
+  readonly #rows: number;
+  readonly #cols: number;
+  readonly #x: number;
+  readonly #c: number;
+  readonly #work: number;
+  #X: Float32Array;
+  #C: Float32Array;
+
+  constructor(readonly h: number, readonly w: number) {
+    this.wh = (w >> 1) + 1;
+    this.spectrumLength = 2 * h * this.wh;
+    if (!wasm) throw new RangeError("fft32: PFFFT is not loaded");
+    this.#m = wasm;
+    this.#rows = wasm._pffft_new_setup(w, PFFFT_REAL);
+    this.#cols = wasm._pffft_new_setup(h, PFFFT_COMPLEX);
+    if (!this.#rows || !this.#cols) throw new RangeError(`fft32: PFFFT cannot do ${h}×${w}`);
+    this.#x = alloc(h * w);
+    this.#c = alloc(this.spectrumLength);
+    this.#work = alloc(2 * Math.max(h, w));
+    this.#X = heap(this.#x, h * w);
+    this.#C = heap(this.#c, this.spectrumLength);
+  }
+
+  /** Re-make the heap views if another plan grew the memory since. */
+  #views(): void {
+    if (this.#X.buffer !== this.#m.HEAPF32.buffer) {
+      this.#X = heap(this.#x, this.h * this.w);
+      this.#C = heap(this.#c, this.spectrumLength);
+    }
+  }
+
+  spectrum(): Float32Array {
+    this.#views();
+    return this.#C;
+  }
+
+  forward(x: ArrayLike<number>): Float32Array {
+    const { h, w } = this;
+    if (x.length !== h * w) throw new RangeError(`fft32 ${h}×${w}: got ${x.length} values`);
+    this.#views();
+    const X = this.#X, C = this.#C;
+    X.set(x);
+    // Rows: ordered real transforms in place: [X0, X_{w/2}, re 1, im 1, …, re w/2−1, im w/2−1].
+    for (let i = 0, p = this.#x; i < h; i++, p += 4 * w) {
+      this.#m._pffft_transform_ordered(this.#rows, p, p, this.#work, FORWARD);
+    }
+    // Transpose into wh columns of h complex values (DC and Nyquist are real).
+    const half = w >> 1, nyq = 2 * half * h;
+    for (let i0 = 0; i0 < h; i0 += BLOCK) {
+      const i1 = Math.min(h, i0 + BLOCK);
+      for (let i = i0; i < i1; i++) {
+        const o = i * w;
+        C[2 * i] = X[o];
+        C[2 * i + 1] = 0;
+        C[nyq + 2 * i] = X[o + 1];
+        C[nyq + 2 * i + 1] = 0;
+      }
+      for (let v0 = 1; v0 < half; v0 += BLOCK) {
+        const v1 = Math.min(half, v0 + BLOCK);
+        for (let i = i0; i < i1; i++) {
+          const o = i * w;
+          for (let v = v0, d = 2 * (v0 * h + i); v < v1; v++, d += 2 * h) {
+            C[d] = X[o + 2 * v];
+            C[d + 1] = X[o + 2 * v + 1];
+          }
+        }
+      }
+    }
+    // Columns: complex transforms in place.
+    for (let v = 0, p = this.#c; v < this.wh; v++, p += 8 * h) {
+      this.#m._pffft_transform_ordered(this.#cols, p, p, this.#work, FORWARD);
+    }
+    return C;
+  }
+
+  inverse(out: Float32Array | Float64Array, scale = 1 / (this.h * this.w)): void {
+    const { h, w } = this;
+    if (out.length !== h * w) throw new RangeError(`fft32 ${h}×${w}: got ${out.length} values`);
+    this.#views();
+    const X = this.#X, C = this.#C;
+    for (let v = 0, p = this.#c; v < this.wh; v++, p += 8 * h) {
+      this.#m._pffft_transform_ordered(this.#cols, p, p, this.#work, BACKWARD);
+    }
+    const half = w >> 1, nyq = 2 * half * h;
+    for (let i0 = 0; i0 < h; i0 += BLOCK) {
+      const i1 = Math.min(h, i0 + BLOCK);
+      for (let i = i0; i < i1; i++) {
+        const o = i * w;
+        X[o] = C[2 * i];
+        X[o + 1] = C[nyq + 2 * i];
+      }
+      for (let v0 = 1; v0 < half; v0 += BLOCK) {
+        const v1 = Math.min(half, v0 + BLOCK);
+        for (let i = i0; i < i1; i++) {
+          const o = i * w;
+          for (let v = v0, d = 2 * (v0 * h + i); v < v1; v++, d += 2 * h) {
+            X[o + 2 * v] = C[d];
+            X[o + 2 * v + 1] = C[d + 1];
+          }
+        }
+      }
+    }
+    for (let i = 0, p = this.#x; i < h; i++, p += 4 * w) {
+      this.#m._pffft_transform_ordered(this.#rows, p, p, this.#work, BACKWARD);
+    }
+    for (let k = 0; k < out.length; k++) out[k] = scale * X[k];
+  }
+}
+
+/** Any size: the float64 plan of fft.ts, converted to and from the same transposed layout. */
+class FallbackPlan implements RealFft2F32 {
+  readonly wh: number;
+  readonly spectrumLength: number;
+  readonly engine = "float64 fallback" as const;
+  readonly #plan: RealFft2;
+  readonly #x: Float64Array;
+  readonly #re: Float64Array;
+  readonly #im: Float64Array;
+  readonly #C: Float32Array;
+  constructor(readonly h: number, readonly w: number) {
+    this.#plan = rfft2(h, w);
+    this.wh = this.#plan.wh;
+    this.spectrumLength = 2 * h * this.wh;
+    this.#x = new Float64Array(h * w);
+    this.#re = new Float64Array(h * this.wh);
+    this.#im = new Float64Array(h * this.wh);
+    this.#C = new Float32Array(this.spectrumLength);
+  }
+  spectrum(): Float32Array {
+    return this.#C;
+  }
+  forward(x: ArrayLike<number>): Float32Array {
+    const { h, wh } = this;
+    if (x.length !== h * this.w) {
+      throw new RangeError(`fft32 ${h}×${this.w}: got ${x.length} values`);
+    }
+    this.#x.set(x);
+    this.#plan.forward(this.#x, this.#re, this.#im);
+    const C = this.#C, re = this.#re, im = this.#im;
+    for (let u = 0; u < h; u++) {
+      for (let v = 0; v < wh; v++) {
+        C[2 * (v * h + u)] = re[u * wh + v];
+        C[2 * (v * h + u) + 1] = im[u * wh + v];
+      }
+    }
+    return C;
+  }
+  inverse(out: Float32Array | Float64Array, scale = 1 / (this.h * this.w)): void {
+    const { h, wh } = this;
+    if (out.length !== h * this.w) {
+      throw new RangeError(`fft32 ${h}×${this.w}: got ${out.length} values`);
+    }
+    const C = this.#C, re = this.#re, im = this.#im;
+    for (let u = 0; u < h; u++) {
+      for (let v = 0; v < wh; v++) {
+        re[u * wh + v] = C[2 * (v * h + u)];
+        im[u * wh + v] = C[2 * (v * h + u) + 1];
+      }
+    }
+    this.#plan.inverse(re, im, this.#x);
+    const s = scale * this.h * this.w;
+    for (let k = 0; k < out.length; k++) out[k] = s * this.#x[k];
+  }
+}
+
+/**
+ * The smallest length ≥ n that PFFFT transforms along an axis: a multiple of `multiple` (32 for
+ * rows, which are real; 16 for columns, complex) without prime factors above 5. For zero-padded
+ * (linear) convolutions, whose plane size is free.
+ *
+ * @example
+ * ```ts
+ * import { fastFft32Size } from "./fft32.ts";
+ * console.assert(fastFft32Size(1042, 32) === 1152); // 2⁷·3²
+ * console.assert(fastFft32Size(572, 16) === 576); // 2⁶·3²
+ * ```
+ */
+export function fastFft32Size(n: number, multiple: 16 | 32): number {
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`fastFft32Size: need n ≥ 1, got ${n}`);
+  let m = Math.ceil(n / multiple) * multiple;
+  while (!smooth235(m)) m += multiple;
+  return m;
+}
+
+const plans = new Map<string, RealFft2F32>();
+
+/**
+ * Whether PFFFT handles an h×w real plane (else `rfft2f32` falls back to float64 internally).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { pffftSupports } from "./fft32.ts";
+ * assert.ok(pffftSupports(512, 768)); // Kodak
+ * assert.ok(!pffftSupports(100, 100)); // 100 is not a multiple of 32 (rows) / 16 (columns)
+ * ```
+ */
+export function pffftSupports(h: number, w: number): boolean {
+  return wasm !== null && w % 32 === 0 && h % 16 === 0 && smooth235(w) && smooth235(h);
+}
+
+/**
+ * The (cached) float32 real-input 2-D FFT plan for h×w planes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { rfft2f32 } from "./fft32.ts";
+ * const p = rfft2f32(32, 64);
+ * const x = Float32Array.from({ length: 32 * 64 }, (_, i) => Math.sin(i));
+ * const spec = p.forward(x);
+ * assert.equal(spec.length, 2 * 32 * 33); // 33 columns of 32 complex values
+ * const back = new Float32Array(x.length);
+ * p.inverse(back);
+ * assert.ok(back.every((v, i) => Math.abs(v - x[i]) < 1e-5));
+ * ```
+ */
+export function rfft2f32(h: number, w: number): RealFft2F32 {
+  if (!Number.isInteger(h) || !Number.isInteger(w) || h < 1 || w < 1) {
+    throw new RangeError(`rfft2f32: size must be positive integers, got ${h}×${w}`);
+  }
+  const key = `${h}x${w}`;
+  let p = plans.get(key);
+  if (!p) {
+    p = pffftSupports(h, w) ? new PffftPlan(h, w) : new FallbackPlan(h, w);
+    plans.set(key, p);
+  }
+  return p;
+}
