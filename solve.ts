@@ -12,6 +12,7 @@
  *
  * @module
  */
+import "./cli/gate.ts"; // first: permissions before any native library loads
 import { join, resolve } from "node:path";
 import * as ort from "onnxruntime-node";
 import type { ForwardOperator, Prior, Problem } from "./core/contracts.ts";

@@ -17,6 +17,7 @@
  *
  * @module
  */
+import "./gate.ts"; // first: permissions before any native library loads
 import { createOperator } from "../core/registry.ts";
 import type { ForwardOperator } from "../core/contracts.ts";
 import { measure } from "../core/noise.ts";

@@ -73,6 +73,29 @@ export function formatTable(rows: readonly (readonly string[])[]): string {
 }
 
 /**
+ * The environment for a child process: this one's, without the dynamic loader's variables
+ * (`LD_*`, `DYLD_*`). Deno refuses to start a child under a scoped `--allow-run` while
+ * `LD_LIBRARY_PATH` or `LD_PRELOAD` would reach it ("Requires --allow-run permissions to spawn
+ * subprocess with LD_LIBRARY_PATH"), and CUDA images set `LD_LIBRARY_PATH`; the references run on
+ * the CPU and need neither. Without env permission the child gets an empty environment.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { childEnv } from "./bench_util.ts";
+ * assert.ok(!Object.keys(childEnv()).some((k) => k.startsWith("LD_")));
+ * ```
+ */
+export function childEnv(): Record<string, string> {
+  let env: Record<string, string> = {};
+  try {
+    env = Deno.env.toObject();
+  } catch { /* no env permission */ }
+  for (const k of Object.keys(env)) if (/^(LD_|DYLD_)/.test(k)) delete env[k];
+  return env;
+}
+
+/**
  * Run a Python reference that prints one JSON object: each interpreter in turn until one exits 0.
  * Never throws: a missing interpreter, a failing script or bad output becomes `{ error }` naming
  * every interpreter tried and its last stderr line (exit code 3 means "dependency missing" by our
@@ -93,7 +116,12 @@ export async function runPythonJson(
   const errors: string[] = [];
   for (const py of pythons) {
     try {
-      const r = await new Deno.Command(py, { args: [...args], stdin: "null" }).output();
+      const r = await new Deno.Command(py, {
+        args: [...args],
+        stdin: "null",
+        env: childEnv(),
+        clearEnv: true,
+      }).output();
       const err = new TextDecoder().decode(r.stderr).trim().split("\n").pop() ?? "";
       if (r.code === 0) {
         return { python: py, ...JSON.parse(new TextDecoder().decode(r.stdout)) };

@@ -17,6 +17,7 @@
  *
  * @module
  */
+import "./gate.ts"; // first: permissions before any native library loads
 import * as ort from "onnxruntime-node";
 import { InputError } from "../core/errors.ts";
 import { writeFileAtomic } from "../core/io/atomic.ts";
@@ -25,8 +26,9 @@ import { attrsOf } from "../core/onnx/vjp/graph.ts";
 import { decodeModel, tensorDims, tensorValues } from "../core/onnx/proto.ts";
 import { chainedSdBlocks, type SdBlockConfig, sdBlockGraph } from "../core/onnx/vjp/fixtures.ts";
 import { streams } from "../core/rng.ts";
-import { formatTable, runPythonJson, timeIt, type Timing } from "./bench_util.ts";
+import { childEnv, formatTable, runPythonJson, timeIt, type Timing } from "./bench_util.ts";
 import { main, parseCli, parseNumber } from "./common.ts";
+import { taskForScript } from "./gate.ts";
 import { fileURLToPath } from "node:url";
 
 const USAGE =
@@ -206,13 +208,12 @@ async function peakInChild(
   heads: number,
   threads?: number,
 ): Promise<number | undefined> {
+  // the task's own flags (cli/gate.ts checks them in the child too)
+  const flags = taskForScript("cli/bench_vjp.ts")?.flags ??
+    ["--v8-flags=--expose-gc", "--allow-read", "--allow-ffi", "--allow-env", "--allow-sys"];
   const args = [
     "run",
-    "--v8-flags=--expose-gc",
-    "--allow-read",
-    "--allow-ffi",
-    "--allow-env",
-    "--allow-sys",
+    ...flags,
     fileURLToPath(import.meta.url),
     "--peak-child",
     which,
@@ -222,8 +223,13 @@ async function peakInChild(
     String(threads ?? 0),
   ];
   try {
-    const r = await new Deno.Command(denoBinary(), { args, stdin: "null", stderr: "null" })
-      .output();
+    const r = await new Deno.Command(denoBinary(), {
+      args,
+      stdin: "null",
+      stderr: "null",
+      env: childEnv(),
+      clearEnv: true,
+    }).output();
     if (r.code !== 0) return undefined;
     const v = JSON.parse(new TextDecoder().decode(r.stdout)).peakMB;
     return typeof v === "number" ? v : undefined;

@@ -16,6 +16,7 @@
  *
  * @module
  */
+import "./gate.ts"; // first: permissions before any native library loads
 import { extname } from "node:path";
 import { createOperator } from "../core/registry.ts";
 import { measure } from "../core/noise.ts";

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import "./gate.ts"; // first: permissions before any native library loads
 import { psnr, ssim } from "../core/metrics.ts";
 import { InputError } from "../core/errors.ts";
 import { sameShape } from "../core/tensor.ts";

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import "./gate.ts"; // first: permissions before any native library loads
 import { InputError } from "../core/errors.ts";
 import { assertNotInput } from "../core/io/atomic.ts";
 import { vjpTransform } from "../core/onnx/vjp.ts";

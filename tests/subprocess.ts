@@ -8,10 +8,11 @@ import { fileURLToPath } from "node:url";
 /** The repository root. */
 export const ROOT: string = fileURLToPath(new URL("..", import.meta.url));
 
-const DENO = Deno.permissions.querySync({ name: "run", command: Deno.execPath() }).state ===
-    "granted"
-  ? Deno.execPath()
-  : "deno";
+export const DENO: string =
+  Deno.permissions.querySync({ name: "run", command: Deno.execPath() }).state ===
+      "granted"
+    ? Deno.execPath()
+    : "deno";
 
 /** What a finished subprocess left. */
 export interface TaskResult {

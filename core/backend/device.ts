@@ -11,11 +11,17 @@
  * postinstall script (Deno never runs it), and WebGPU on Linux needs the Vulkan loader
  * (`libvulkan.so.1`) and a GPU driver's Vulkan ICD.
  *
+ * Probing is quiet: what ONNX Runtime, Dawn and the Vulkan layers print to stderr while a provider
+ * is tried is captured (stderr_capture.ts) and summarised once, in our words, in the probe's
+ * `reason` (e.g. "no usable WebGPU adapter (Vulkan shaderUniform*ArrayDynamicIndexing
+ * required.)"), so a run that falls back to the CPU prints nothing that looks like an error.
+ *
  * @module
  */
 import * as ort from "onnxruntime-node";
 import { GraphBuilder } from "../onnx/builder.ts";
 import { InputError } from "../errors.ts";
+import { captureStderr, firstNoiseLine } from "./stderr_capture.ts";
 
 /** What a user may ask for. */
 export type DeviceRequest = "auto" | "cpu" | "cuda" | "webgpu";
@@ -110,8 +116,8 @@ function precheck(provider: ExecutionProvider): string | undefined {
   if (provider === "cuda") {
     const dir = bindingDir();
     if (dir && !fileExists(dir + "libonnxruntime_providers_cuda.so")) {
-      return `CUDA provider libraries are not installed (no libonnxruntime_providers_cuda.so in ${dir}; ` +
-        "onnxruntime-node fetches them from NuGet at npm install time, and they need CUDA 12 + cuDNN 9)";
+      return "the CUDA provider library libonnxruntime_providers_cuda.so is not installed beside " +
+        "ONNX Runtime (see README: GPU)";
     }
   }
   if (provider === "webgpu" && Deno.build.os === "linux") {
@@ -129,8 +135,8 @@ function precheck(provider: ExecutionProvider): string | undefined {
       "/usr/local/lib",
     ];
     if (!dirs.some((d) => fileExists(`${d}/libvulkan.so.1`))) {
-      return "the Vulkan loader libvulkan.so.1 was not found (WebGPU on Linux runs on Vulkan: " +
-        "install libvulkan1 and the GPU driver's Vulkan ICD)";
+      return "the Vulkan loader libvulkan.so.1 is not installed (WebGPU on Linux runs on Vulkan: " +
+        "Debian's libvulkan1 and the GPU driver's Vulkan ICD)";
     }
   }
   return undefined;
@@ -176,23 +182,88 @@ function probeModel(): Uint8Array {
   return g.toBytes();
 }
 
+/**
+ * Create and run the one-node model on `provider`, with everything the native libraries print to
+ * stderr meanwhile captured (stderr_capture.ts): the outcome is reported once, in our words.
+ */
 async function tryProvider(provider: ExecutionProvider): Promise<ProviderProbe> {
-  let session: ort.InferenceSession | undefined;
-  try {
-    session = await ort.InferenceSession.create(probeModel(), {
-      ...providerOptions(provider),
-      logSeverityLevel: 3,
-    });
-    const x = new ort.Tensor("float32", new Float32Array([1, 2, 3, 4]), [1, 4]);
-    const out = await session.run({ x });
-    const y = out.y.data as Float32Array;
-    if (y[3] !== 8) throw new Error(`probe computed ${Array.from(y)} instead of 2,4,6,8`);
-    return { provider, available: true, reason: "" };
-  } catch (e) {
-    return { provider, available: false, reason: shortError(e) };
-  } finally {
-    await session?.release();
+  const { value: error, captured } = await captureStderr(async () => {
+    let session: ort.InferenceSession | undefined;
+    try {
+      session = await ort.InferenceSession.create(probeModel(), {
+        ...providerOptions(provider),
+        logSeverityLevel: 3,
+      });
+      const x = new ort.Tensor("float32", new Float32Array([1, 2, 3, 4]), [1, 4]);
+      const out = await session.run({ x });
+      const y = out.y.data as Float32Array;
+      if (y[3] !== 8) throw new Error(`probe computed ${Array.from(y)} instead of 2,4,6,8`);
+      return undefined;
+    } catch (e) {
+      return e;
+    } finally {
+      await session?.release().catch(() => {});
+    }
+  });
+  if (error === undefined) return { provider, available: true, reason: "" };
+  return { provider, available: false, reason: explainFailure(provider, error, captured) };
+}
+
+/** The name of a shared library the dynamic loader could not find, from an error message. */
+function missingLibrary(text: string): string | undefined {
+  return /(lib[\w.+-]+\.so[\w.]*): cannot open shared object file/.exec(text)?.[1];
+}
+
+/**
+ * Why a provider failed, in our words: the missing library and what provides it, or the native
+ * libraries' own first line when nothing better is known.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { explainFailure } from "./device.ts";
+ * const e = new Error("Failed to load library /x/libonnxruntime_providers_cuda.so with error: " +
+ *   "libcublasLt.so.13: cannot open shared object file: No such file or directory");
+ * assert.match(explainFailure("cuda", e, ""), /CUDA 13 runtime .*libcublasLt\.so\.13/);
+ * const d = "Warning: Vulkan shaderUniform*ArrayDynamicIndexing required.\n";
+ * assert.match(
+ *   explainFailure("webgpu", new Error("Failed to get a WebGPU adapter: No supported adapters"), d),
+ *   /no usable WebGPU adapter \(Vulkan shaderUniform/,
+ * );
+ * ```
+ */
+export function explainFailure(provider: ExecutionProvider, e: unknown, captured: string): string {
+  const message = e instanceof Error ? e.message : String(e);
+  // Mesa's layers complain about XDG_RUNTIME_DIR (a display setting, irrelevant to compute).
+  const noise = firstNoiseLine(captured, /XDG_RUNTIME_DIR/);
+  const lib = missingLibrary(message) ?? missingLibrary(captured);
+  if (provider === "cuda" && lib) {
+    if (/libonnxruntime_providers/.test(lib)) {
+      return `the CUDA provider library ${lib} is not installed beside ONNX Runtime`;
+    }
+    const cuda = /^lib(cudart|cublas|cublasLt|curand|cufft|nvrtc)\.so\.(\d+)/.exec(lib);
+    const what = cuda
+      ? `the CUDA ${cuda[2] === "10" ? "" : cuda[2] + " "}runtime`
+      : /^libcudnn/.test(lib)
+      ? "cuDNN 9"
+      : /^libcuda\.so/.test(lib)
+      ? "the NVIDIA driver"
+      : "a library it needs";
+    return `the CUDA provider is installed but ${what} is not found (${lib}: put its folder on ` +
+      `LD_LIBRARY_PATH)`;
   }
+  if (provider === "cuda" && /CUDA failure 100|no CUDA-capable device/.test(message)) {
+    return "the CUDA provider loaded, but no CUDA-capable device is visible";
+  }
+  if (provider === "webgpu" && /No supported adapters|adapter/i.test(message)) {
+    const found = /Found no drivers/i.test(captured)
+      ? "the Vulkan loader found no GPU driver; set VK_DRIVER_FILES to the driver's ICD file, " +
+        "e.g. nvidia_icd.json"
+      : noise;
+    return `no usable WebGPU adapter${found ? ` (${found})` : ""}`;
+  }
+  const short = shortError(e);
+  return noise && !short.includes(noise) ? `${short} (${noise})` : short;
 }
 
 /**
@@ -221,9 +292,9 @@ export function probeProvider(
     p = why !== undefined
       ? Promise.resolve({ provider, available: false, reason: why })
       : tryProvider(provider).then((r) => {
-        // ORT's own message is terse ("Failed to load shared library"): add the likely cause.
+        // A visibly missing library explains a failure better than the loader's message.
         const hint = r.available ? undefined : precheck(provider);
-        return hint ? { ...r, reason: `${r.reason}: ${hint}` } : r;
+        return hint ? { ...r, reason: hint } : r;
       });
     probes.set(key, p);
   }

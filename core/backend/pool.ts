@@ -33,6 +33,7 @@ import {
   shortError,
 } from "./device.ts";
 import { type LoadedModel, ModelSession } from "./session.ts";
+import { captureStderr } from "./stderr_capture.ts";
 
 /** Where a model comes from. Give a `path`, or `bytes` with a `key` that identifies them. */
 export interface ModelSource {
@@ -160,10 +161,14 @@ export class SessionPool {
     }
     let session: ort.InferenceSession;
     const ortOptions = options as ort.InferenceSession.SessionOptions;
+    const create = () =>
+      source.bytes
+        ? ort.InferenceSession.create(source.bytes, ortOptions)
+        : ort.InferenceSession.create(source.path!, ortOptions);
     try {
-      session = source.bytes
-        ? await ort.InferenceSession.create(source.bytes, ortOptions)
-        : await ort.InferenceSession.create(source.path!, ortOptions);
+      // GPU providers' native libraries print warnings of their own while a session is set up
+      // (Dawn, Vulkan layers): keep them off a successful run's stderr.
+      session = choice.provider === "cpu" ? await create() : (await captureStderr(create)).value;
     } catch (e) {
       throw new InputError(
         `${source.label ?? key}: ONNX Runtime cannot load the model (${shortError(e)})`,

@@ -1,0 +1,112 @@
+/**
+ * The command line as users meet it (issue 16): permissions asked up front, quiet success,
+ * refusals before any model call, Ctrl-C, bench arguments, and the VJP tool's zero-gradient guard.
+ * Every command runs as a subprocess, as a user would start it.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { entryTasks } from "../cli/gate.ts";
+import { childEnv, runPythonJson } from "../cli/bench_util.ts";
+import { DENO, ROOT, task } from "./subprocess.ts";
+import { hasScript, runInTty } from "./tty.ts";
+
+/** `deno run ARGS…` in the repository root, no terminal, no colours. */
+async function denoRun(args: string[], env: Record<string, string> = {}) {
+  const r = await new Deno.Command(DENO, {
+    args: ["run", ...args],
+    cwd: ROOT,
+    stdin: "null",
+    env: { NO_COLOR: "1", ...env },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: r.code, stdout: dec.decode(r.stdout), stderr: dec.decode(r.stderr) };
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("permissions: every entry point run without flags and without a terminal says what to run, exit 2", async () => {
+  const scripts = [...new Set(entryTasks().map((t) => t.script))];
+  assert.ok(scripts.includes("solve.ts") && scripts.length >= 6, `entries: ${scripts}`);
+  for (const script of scripts) {
+    const r = await denoRun([script, "--help"]);
+    assert.equal(r.code, 2, `${script}: exit ${r.code}, stderr ${r.stderr}`);
+    const lines = r.stderr.trimEnd().split("\n");
+    assert.equal(lines.length, 1, `${script}: one line, got ${r.stderr}`);
+    assert.match(lines[0], /^error: \S+ needs \w+.* permission .*: run `deno task [\w:-]+ …`/);
+    assert.doesNotMatch(r.stderr, /NotCapable|at file:/);
+  }
+});
+
+Deno.test({
+  name:
+    "permissions: in a terminal each one is asked for with its reason; a refusal exits 2, writes nothing",
+  ignore: !(await hasScript()),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "gate_tty_" });
+    try {
+      const out = join(dir, "run");
+      const cmd = [DENO, "run", "solve.ts", "--operator", "blur:sigma=1", "--size", "32x32"];
+      const yes = await runInTty([...cmd, "--out", out, "--quiet"], ["y", "y", "y", "y", "y"]);
+      assert.equal(yes.code, 0, yes.output);
+      assert.equal(yes.prompts, 5, yes.output);
+      assert.match(yes.output, /solve\.ts needs ffi access to load ONNX Runtime and sharp/);
+      assert.match(yes.output, new RegExp(`needs write \\(${dir}\\) access to write its output`));
+      assert.ok(exists(join(out, "restored.png")));
+      const out2 = join(dir, "refused");
+      const no = await runInTty([...cmd, "--out", out2, "--quiet"], ["y", "n"]);
+      assert.equal(no.code, 2, no.output);
+      assert.match(no.output, /error: solve\.ts needs write .* run `deno task solve …`/);
+      assert.equal(exists(out2), false);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("device probing is quiet: a CPU fallback prints only our one device line; an unavailable device is one error line", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "probe_" });
+  try {
+    const args = ["--operator", "blur:sigma=1", "--size", "32x32", "--out"];
+    const ok = await task("solve", ...args, join(dir, "a"));
+    assert.equal(ok.code, 0, ok.stderr);
+    const noise = ok.stderr.split("\n").filter((l) => l && !l.startsWith('{"event":"step"'));
+    assert.equal(noise.length, 1, `only the device line: ${ok.stderr}`);
+    assert.match(noise[0], /^device auto → \w+/);
+    assert.doesNotMatch(ok.stderr, /error|warning|XDG_RUNTIME_DIR|\[E:onnxruntime|\.cpp:\d+/i);
+    const cuda = await task("solve", ...args, join(dir, "b"), "--device", "cuda", "--quiet");
+    if (cuda.code !== 0) {
+      assert.equal(cuda.code, 2);
+      const lines = cuda.stderr.trimEnd().split("\n");
+      assert.equal(lines.length, 1, cuda.stderr);
+      assert.match(lines[0], /^error: device "cuda" is not available: the CUDA provider/);
+      assert.equal(exists(join(dir, "b")), false);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("bench references start where LD_LIBRARY_PATH is set (CUDA images): the child gets none", async () => {
+  const before = Deno.env.get("LD_LIBRARY_PATH");
+  Deno.env.set("LD_LIBRARY_PATH", "/nonexistent/cuda/lib64");
+  try {
+    assert.equal(childEnv().LD_LIBRARY_PATH, undefined);
+    const r = await runPythonJson(["python3"], [
+      "-c",
+      "import json, os; print(json.dumps({'ld': os.environ.get('LD_LIBRARY_PATH')}))",
+    ]);
+    if (r.error && /No such file|not found|NotFound/i.test(r.error)) return; // no python3 here
+    assert.equal(r.error, undefined, String(r.error));
+    assert.equal(r.ld, null);
+  } finally {
+    if (before === undefined) Deno.env.delete("LD_LIBRARY_PATH");
+    else Deno.env.set("LD_LIBRARY_PATH", before);
+  }
+});
