@@ -27,6 +27,7 @@ import { writeFileAtomic } from "../core/io/atomic.ts";
 import { InputError } from "../core/errors.ts";
 import { operatorPlugins } from "../operators/mod.ts";
 import { firstLine, main, parseCli, parseNumber, registryFromFlags } from "./common.ts";
+import { Progress, type ProgressTask } from "./progress.ts";
 import {
   formatTable,
   megapixelsPerSecond,
@@ -36,7 +37,7 @@ import {
 } from "./bench_util.ts";
 
 const USAGE =
-  `Usage: deno task bench [--sizes 512,1024] [--runs 7] [--out bench-results/operators.json]
+  `Usage: deno task bench:operators [--sizes 512,1024] [--runs 7] [--out bench-results/operators.json]
 
 Operator forward/prox throughput at each size (RGB, procedural scene) and the SciPy circular
 Gaussian-blur prox reference measured in the same run (python3 + scipy), with the ratio ours/ref.
@@ -48,6 +49,7 @@ Options:
   --only LIST         benchmark only these operator plugins (comma-separated names)
   --no-reference      skip the python3/SciPy reference
   --out PATH          JSON output (default bench-results/operators.json)
+  --quiet             no progress bar (it goes to stderr, with an ETA)
 `;
 
 /**
@@ -102,6 +104,8 @@ export interface BenchContext {
   runs: number;
   /** Untimed runs before. */
   warmup: number;
+  /** Progress over the benchmark's cases (one task; sections tick it). */
+  progress?: ProgressTask;
 }
 
 /** A section of the benchmark: JSON for the results file and a table for the terminal. */
@@ -171,10 +175,12 @@ const operatorSection: BenchSection & { only?: string[] } = {
     for (const plugin of operatorPlugins) {
       if (this.only && !this.only.includes(plugin.name)) continue;
       for (const size of ctx.sizes) {
+        ctx.progress?.update(ctx.progress.value, { case: `${plugin.name} ${size}²` });
         const shape = [1, 3, size, size];
         const { ops, skipped: why } = await representativeOperators(plugin.name, shape);
         if (why !== undefined) {
           if (size === ctx.sizes[0]) skipped.push({ plugin: plugin.name, reason: why });
+          ctx.progress?.tick({ case: `${plugin.name} ${size}² skipped` });
           continue;
         }
         const x = testScene(size, size);
@@ -207,6 +213,7 @@ const operatorSection: BenchSection & { only?: string[] } = {
             r.proxMethod,
           ]);
         }
+        ctx.progress?.tick({ case: `${plugin.name} ${size}²` });
       }
     }
     let table = formatTable(rows);
@@ -329,8 +336,30 @@ function compare(
 /** Every section, in order. Other benchmarks add themselves here. */
 const SECTIONS: BenchSection[] = [operatorSection];
 
-/** Run `bench` with command-line arguments. */
-export async function bench(args: string[]): Promise<number> {
+/** A checked `bench:operators` invocation, ready to run. */
+export interface OperatorBenchPlan {
+  /** Sizes, runs, warm-up. */
+  ctx: BenchContext;
+  /** Operator plugins to measure (all when undefined). */
+  only?: string[];
+  /** Run the SciPy reference. */
+  reference: boolean;
+  /** JSON output path. */
+  out: string;
+  /** No progress output. */
+  quiet: boolean;
+}
+
+/** Names `--only` accepts here: the operator plugins. */
+export function operatorNames(): string[] {
+  return operatorPlugins.map((p) => p.name);
+}
+
+/**
+ * Check `bench:operators` arguments and return what to run (undefined after printing `--help`).
+ * Every argument problem is an InputError here, before anything is measured.
+ */
+export function planOperatorBench(args: string[]): OperatorBenchPlan | undefined {
   const { values } = parseCli(args, {
     sizes: { type: "string" },
     runs: { type: "string" },
@@ -338,10 +367,11 @@ export async function bench(args: string[]): Promise<number> {
     only: { type: "string" },
     "no-reference": { type: "boolean" },
     out: { type: "string" },
+    quiet: { type: "boolean" },
   });
   if (values.help) {
     console.log(USAGE);
-    return 0;
+    return undefined;
   }
   const sizes = (values.sizes ?? "512,1024").split(",").map((s) =>
     parseNumber(s, "--sizes", { min: 16, max: 8192, integer: true })
@@ -355,14 +385,25 @@ export async function bench(args: string[]): Promise<number> {
   if (!out.endsWith(".json")) throw new InputError(`--out ${out}: expected a .json path`);
   const only = values.only?.split(",").map((s) => s.trim()).filter(Boolean);
   if (only) {
-    const known = operatorPlugins.map((p) => p.name);
+    const known = operatorNames();
     const bad = only.find((n) => !known.includes(n));
     if (bad) {
       throw new InputError(`--only ${bad}: no such operator plugin (known: ${known.join(", ")})`);
     }
   }
-  operatorSection.only = only;
+  return { ctx, only, reference: !values["no-reference"], out, quiet: values.quiet ?? false };
+}
 
+/** Run a checked operator benchmark: measurements, the SciPy reference, the JSON file. */
+export async function runOperatorBench(plan: OperatorBenchPlan): Promise<void> {
+  const { ctx, out } = plan;
+  operatorSection.only = plan.only;
+  const plugins = operatorPlugins.filter((p) => !plan.only || plan.only.includes(p.name));
+  const progress = new Progress({ enabled: !plan.quiet });
+  const cases = progress.task(
+    "operators",
+    plugins.length * ctx.sizes.length + (plan.reference ? 1 : 0),
+  );
   const report: Record<string, unknown> = {
     date: new Date().toISOString(),
     deno: Deno.version.deno,
@@ -370,23 +411,38 @@ export async function bench(args: string[]): Promise<number> {
     os: Deno.build.os,
     arch: Deno.build.arch,
     hardwareConcurrency: navigator.hardwareConcurrency,
-    config: ctx,
+    config: { sizes: ctx.sizes, runs: ctx.runs, warmup: ctx.warmup },
   };
-  for (const section of SECTIONS) {
-    const { json, table } = await section.run(ctx);
-    report[section.name] = json;
-    console.log(`\n${section.name}\n${table}`);
+  const tables: string[] = [];
+  try {
+    for (const section of SECTIONS) {
+      const { json, table } = await section.run({ ...ctx, progress: cases });
+      report[section.name] = json;
+      tables.push(`\n${section.name}\n${table}`);
+    }
+    if (plan.reference) {
+      cases.update(cases.value, { case: "SciPy reference" });
+      const ref = await scipyReference(ctx);
+      cases.tick({ case: "SciPy reference" });
+      const results = (report.operators as { results: OperatorResult[] }).results;
+      const { rows, ratios } = compare(results, ref);
+      report.reference = { kind: "scipy circular Gaussian-blur prox, float32", ...ref, ratios };
+      if (ref.error) tables.push(`\nreference skipped: ${ref.error}`);
+      else tables.push(`\nreference (ratio = ours / scipy)\n${formatTable(rows)}`);
+    }
+  } finally {
+    cases.done();
+    progress.stop();
   }
-  if (!values["no-reference"]) {
-    const ref = await scipyReference(ctx);
-    const results = (report.operators as { results: OperatorResult[] }).results;
-    const { rows, ratios } = compare(results, ref);
-    report.reference = { kind: "scipy circular Gaussian-blur prox, float32", ...ref, ratios };
-    if (ref.error) console.log(`\nreference skipped: ${ref.error}`);
-    else console.log(`\nreference (ratio = ours / scipy)\n${formatTable(rows)}`);
-  }
+  for (const t of tables) console.log(t);
   await writeFileAtomic(out, new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"));
   console.log(`\nwrote ${out}`);
+}
+
+/** Run `bench:operators` with command-line arguments. */
+export async function bench(args: string[]): Promise<number> {
+  const plan = planOperatorBench(args);
+  if (plan) await runOperatorBench(plan);
   return 0;
 }
 

@@ -29,10 +29,11 @@ import { streams } from "../core/rng.ts";
 import { childEnv, formatTable, runPythonJson, timeIt, type Timing } from "./bench_util.ts";
 import { main, parseCli, parseNumber } from "./common.ts";
 import { taskForScript } from "./gate.ts";
+import { Progress, type ProgressTask } from "./progress.ts";
 import { fileURLToPath } from "node:url";
 
 const USAGE =
-  `Usage: deno task bench:vjp [--widths sd15,narrow] [--sizes 64,128] [--runs 7] [--threads N]
+  `Usage: deno task bench:vjp [--only sd15,narrow] [--sizes 64,128] [--runs 7] [--threads N]
                               [--out PATH]
 
 Forward vs forward+VJP wall time and peak memory of the SD-block composite on CPU.
@@ -42,7 +43,7 @@ Options:
   --runs N         timed runs per model (default 7; 5 at sizes ≥ 128)
   --warmup N       untimed runs first (default 2)
   --threads N      ORT intra-op threads (default: ORT's choice)
-  --widths LIST    named widths, comma-separated (default sd15,narrow):
+  --only LIST      named widths, comma-separated (default sd15,narrow; --widths is the same):
                    sd15    transformer 320 channels, 8 heads of 40 (SD1.5's first level)
                    narrow  transformer 128 channels, 4 heads of 32 (attention-heavy)
   --channels N     custom widths instead: base channels (multiple of 32; the transformer runs at 2N)
@@ -51,6 +52,7 @@ Options:
   --no-reference   skip the PyTorch autograd reference
   --torch-python P python with torch for the reference (default: python3, then /usr/bin/python3;
                    another path needs --allow-run for it)
+  --quiet          no progress bar (it goes to stderr, with an ETA)
 
 The PyTorch reference (cli/torch_reference.py) runs the same nodes, weights and feeds eagerly with
 torch autograd, same thread count, and checks its output and gradient against ours; when python3
@@ -431,9 +433,10 @@ function chooseWidths(
   names: string | undefined,
   channelsArg: string | undefined,
   headsArg: string | undefined,
+  flag = "--widths",
 ): [string, Widths][] {
   if (channelsArg !== undefined) {
-    if (names !== undefined) throw new InputError("--widths and --channels: give one or the other");
+    if (names !== undefined) throw new InputError(`${flag} and --channels: give one or the other`);
     const channels = parseNumber(channelsArg, "--channels", { min: 32, integer: true });
     const heads = parseNumber(headsArg, "--heads", { fallback: 4, min: 1, integer: true });
     if ((2 * channels) % heads !== 0 || channels % 32 !== 0) {
@@ -453,31 +456,58 @@ function chooseWidths(
     const w = WIDTHS[n.trim()];
     if (!w) {
       throw new InputError(
-        `--widths "${n}": expected one of ${Object.keys(WIDTHS).join(", ")} (comma-separated)`,
+        `${flag} "${n}": expected one of ${Object.keys(WIDTHS).join(", ")} (comma-separated)`,
       );
     }
     return [n.trim(), w];
   });
 }
 
-/** Run the VJP benchmark with command-line arguments. */
-export async function benchVjp(args: string[]): Promise<number> {
-  if (args[0] === "--peak-child") return await peakChild(args.slice(1));
+/** A checked `bench:vjp` invocation, ready to run. */
+export interface VjpBenchPlan {
+  /** Latent sizes. */
+  sizes: number[];
+  /** `--runs` as given (undefined: 7 below 128², 5 from 128²). */
+  runs?: number;
+  /** Untimed runs first. */
+  warmup: number;
+  /** Named (or custom) widths to run. */
+  widths: [string, Widths][];
+  /** ORT session options (threads). */
+  options: ort.InferenceSession.SessionOptions;
+  /** The PyTorch reference, unless skipped. */
+  reference?: { pythons: string[]; threads: number };
+  /** JSON output path. */
+  out: string;
+  /** No progress output. */
+  quiet: boolean;
+}
+
+/**
+ * Check `bench:vjp` arguments and return what to run (undefined after printing `--help`). Every
+ * argument problem is an InputError here, before anything is measured.
+ */
+export function planVjpBench(args: string[]): VjpBenchPlan | undefined {
   const { values } = parseCli(args, {
     sizes: { type: "string" },
     runs: { type: "string" },
     warmup: { type: "string" },
     threads: { type: "string" },
     widths: { type: "string" },
+    only: { type: "string" },
     channels: { type: "string" },
     heads: { type: "string" },
     out: { type: "string" },
     "no-reference": { type: "boolean" },
     "torch-python": { type: "string" },
+    quiet: { type: "boolean" },
   });
   if (values.help) {
     console.log(USAGE);
-    return 0;
+    return undefined;
+  }
+  if (values.only !== undefined && values.widths !== undefined) {
+    throw new InputError("--only and --widths: give one (they name the same thing here)");
   }
   const sizes = (values.sizes ?? "64,128").split(",").map((s) => {
     const v = Number(s.trim());
@@ -486,9 +516,16 @@ export async function benchVjp(args: string[]): Promise<number> {
     }
     return v;
   });
-  const runsArg = values.runs;
+  const runs = values.runs === undefined
+    ? undefined
+    : parseNumber(values.runs, "--runs", { min: 1, integer: true });
   const warmup = parseNumber(values.warmup, "--warmup", { fallback: 2, min: 0, integer: true });
-  const widths = chooseWidths(values.widths, values.channels, values.heads);
+  const widths = chooseWidths(
+    values.only ?? values.widths,
+    values.channels,
+    values.heads,
+    values.only !== undefined ? "--only" : "--widths",
+  );
   const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: "all" };
   if (values.threads) {
     options.intraOpNumThreads = parseNumber(values.threads, "--threads", { min: 1, integer: true });
@@ -497,6 +534,33 @@ export async function benchVjp(args: string[]): Promise<number> {
     pythons: values["torch-python"] ? [values["torch-python"]] : TORCH_PYTHONS,
     threads: options.intraOpNumThreads ?? navigator.hardwareConcurrency,
   };
+  const out = values.out ?? "bench-results/vjp.json";
+  if (!out.endsWith(".json")) throw new InputError(`--out ${out}: expected a .json path`);
+  return { sizes, runs, warmup, widths, options, reference, out, quiet: values.quiet ?? false };
+}
+
+/** Run a checked VJP benchmark: every widths × size, the large-graph transform, the JSON file. */
+export async function runVjpBench(plan: VjpBenchPlan): Promise<void> {
+  const { sizes, warmup, widths, options, reference } = plan;
+  const progress = new Progress({ enabled: !plan.quiet });
+  const cases = progress.task("vjp", widths.length * sizes.length + 1);
+  try {
+    await measureVjp(plan, cases, sizes, warmup, widths, options, reference);
+  } finally {
+    cases.done();
+    progress.stop();
+  }
+}
+
+async function measureVjp(
+  plan: VjpBenchPlan,
+  cases: ProgressTask,
+  sizes: number[],
+  warmup: number,
+  widths: [string, Widths][],
+  options: ort.InferenceSession.SessionOptions,
+  reference: VjpBenchPlan["reference"],
+): Promise<void> {
   const results: SizeResult[] = [];
   const rows = [[
     "widths",
@@ -514,14 +578,13 @@ export async function benchVjp(args: string[]): Promise<number> {
     "torch ratio",
     "ours/torch (fwd+vjp)",
   ]];
+  const notes: string[] = [];
   for (const [name, w] of widths) {
     for (const size of sizes) {
-      const runs = parseNumber(runsArg, "--runs", {
-        fallback: size >= 128 ? 5 : 7,
-        min: 1,
-        integer: true,
-      });
+      const runs = plan.runs ?? (size >= 128 ? 5 : 7);
+      cases.update(cases.value, { case: `${name} ${size}²` });
       const r = await benchSize(name, size, w.channels, w.heads, runs, warmup, options, reference);
+      cases.tick({ case: `${name} ${size}²` });
       const tr = r.torch && r.torch.ratio !== undefined
         ? r.torch as { forward: Timing; vjp: Timing; ratio: number }
         : undefined;
@@ -542,10 +605,11 @@ export async function benchVjp(args: string[]): Promise<number> {
         tr ? tr.ratio.toFixed(2) : "–",
         tr ? (r.vjp.median / tr.vjp.median).toFixed(2) : "–",
       ]);
-      if (r.torch?.error) console.error(`torch reference (${name}, ${size}): ${r.torch.error}`);
+      if (r.torch?.error) notes.push(`torch reference (${name}, ${size}): ${r.torch.error}`);
     }
   }
   // transform time of a large graph (24 chained composites, ~4000 nodes; no ORT run needed)
+  cases.update(cases.value, { case: "large-graph transform" });
   const big = chainedSdBlocks(24, {
     height: 64,
     width: 64,
@@ -564,6 +628,7 @@ export async function benchVjp(args: string[]): Promise<number> {
     transformMs: performance.now() - tb,
     shapeSource: gb.stats.shapeSource,
   };
+  cases.tick({ case: "large-graph transform" });
   const report = {
     kind: "vjp",
     date: new Date().toISOString(),
@@ -577,8 +642,9 @@ export async function benchVjp(args: string[]): Promise<number> {
     results,
     largeGraph,
   };
-  const out = values.out ?? "bench-results/vjp.json";
+  const out = plan.out;
   await writeFileAtomic(out, new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"));
+  for (const n of notes) console.error(n);
   console.log(`vjp (SD-block composite, CPU, load ${Deno.loadavg()[0].toFixed(2)})`);
   console.log(formatTable(rows));
   console.log(
@@ -588,6 +654,13 @@ export async function benchVjp(args: string[]): Promise<number> {
       `(${largeGraph.backwardNodes} backward nodes, shapes ${largeGraph.shapeSource})`,
   );
   console.log(`wrote ${out}`);
+}
+
+/** Run the VJP benchmark with command-line arguments. */
+export async function benchVjp(args: string[]): Promise<number> {
+  if (args[0] === "--peak-child") return await peakChild(args.slice(1));
+  const plan = planVjpBench(args);
+  if (plan) await runVjpBench(plan);
   return 0;
 }
 

@@ -110,3 +110,43 @@ Deno.test("bench references start where LD_LIBRARY_PATH is set (CUDA images): th
     else Deno.env.set("LD_LIBRARY_PATH", before);
   }
 });
+
+Deno.test("bench: --only, --sizes and --runs reach both halves, are checked before anything runs, and progress has an ETA", async () => {
+  const dir = `bench-results/test-${crypto.randomUUID()}`;
+  try {
+    const bad = await task("bench", "--only", "blur,nope", "--out-dir", dir);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /^error: --only nope: not an operator plugin/);
+    assert.equal(exists(join(ROOT, dir)), false);
+    const badSize = await task("bench", "--sizes", "48", "--out-dir", dir);
+    assert.equal(badSize.code, 2);
+    assert.match(badSize.stderr, /--sizes 48: the VJP half runs at size\/8/);
+    const r = await task(
+      "bench",
+      ...["--only", "blur,narrow", "--sizes", "64", "--runs", "1", "--warmup", "0"],
+      ...["--no-reference", "--out-dir", dir],
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const ops = JSON.parse(await Deno.readTextFile(join(ROOT, dir, "operators.json")));
+    assert.deepEqual(ops.config, { sizes: [64], runs: 1, warmup: 0 });
+    assert.deepEqual(
+      [...new Set(ops.operators.results.map((x: { spec: string }) => x.spec.split(":")[0]))],
+      ["blur"],
+    );
+    const vjp = JSON.parse(await Deno.readTextFile(join(ROOT, dir, "vjp.json")));
+    assert.deepEqual(vjp.results.map((x: { widths: string; size: number }) => [x.widths, x.size]), [
+      ["narrow", 8],
+    ]);
+    assert.equal(vjp.results[0].forward.runs.length, 1);
+    const progress = r.stderr.trim().split("\n").map((l) => JSON.parse(l));
+    for (const label of ["operators", "vjp"]) {
+      const lines = progress.filter((p) => p.event === "progress" && p.label === label);
+      assert.ok(lines.length >= 2, `${label} progress: ${r.stderr}`);
+      assert.equal(lines.at(-1).done, lines.at(-1).total);
+      assert.ok(lines.some((p) => typeof p.eta_s === "number"), `an ETA: ${r.stderr}`);
+    }
+  } finally {
+    await Deno.remove(join(ROOT, dir), { recursive: true }).catch(() => {});
+    await Deno.remove(join(ROOT, "bench-results")).catch(() => {}); // only when left empty
+  }
+});
