@@ -29,6 +29,9 @@ Options:
   --dim NAME=VALUE    value of a symbolic dim, e.g. --dim height=64 (repeatable; a symbolic
                       leading (batch) axis defaults to 1)
   --shapes MODE       auto (default: static inference, one probing run if needed), static, probe
+  --allow-zero-grad   accept --wrt inputs whose gradient is identically zero (integer inputs, or
+                      inputs that reach the outputs only through values without a derivative) and
+                      write zeros for them; by default they are refused, naming why
   --debug             print stack traces
 `;
 
@@ -65,6 +68,7 @@ export async function run(args: string[]): Promise<number> {
     shape: { type: "string", multiple: true },
     dim: { type: "string", multiple: true },
     shapes: { type: "string" },
+    "allow-zero-grad": { type: "boolean" },
   });
   if (values.help) {
     console.log(USAGE);
@@ -92,6 +96,7 @@ export async function run(args: string[]): Promise<number> {
     inputShapes,
     dims,
     shapes: mode as "auto" | "static" | "probe",
+    allowZeroGrad: values["allow-zero-grad"] ?? false,
   });
   await g.write(out);
   const s = g.stats;
@@ -100,6 +105,11 @@ export async function run(args: string[]): Promise<number> {
       `(${s.activeNodes} differentiated, shapes by ${s.shapeSource}, ${s.ms.toFixed(0)} ms)` +
       (g.externalData ? "; external data referenced, not copied" : ""),
   );
+  if (s.zeroGrad.length) {
+    console.log(
+      `zero gradients (--allow-zero-grad): ${s.zeroGrad.map((x) => g.gradName(x)).join(", ")}`,
+    );
+  }
   console.log(
     `inputs: ${of.map((o) => g.cotangentName(o)).join(", ")} added; outputs: ` +
       `${wrt.map((x) => g.gradName(x)).join(", ")} added`,

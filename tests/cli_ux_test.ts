@@ -9,6 +9,8 @@ import { entryTasks } from "../cli/gate.ts";
 import { childEnv, runPythonJson } from "../cli/bench_util.ts";
 import { DENO, ROOT, task } from "./subprocess.ts";
 import { hasScript, runInTty } from "./tty.ts";
+import { GraphBuilder } from "../core/onnx/builder.ts";
+import { SessionPool } from "../core/backend/pool.ts";
 
 /** `deno run ARGS…` in the repository root, no terminal, no colours. */
 async function denoRun(args: string[], env: Record<string, string> = {}) {
@@ -148,5 +150,87 @@ Deno.test("bench: --only, --sizes and --runs reach both halves, are checked befo
   } finally {
     await Deno.remove(join(ROOT, dir), { recursive: true }).catch(() => {});
     await Deno.remove(join(ROOT, "bench-results")).catch(() => {}); // only when left empty
+  }
+});
+
+/**
+ * sample [1,4] + table[Cast_int(timestep)] → out, plus `steps` (int64) and `unused` (float) that
+ * never reach `out` through a derivative.
+ */
+function timestepModel(): Uint8Array {
+  const g = new GraphBuilder("ts");
+  const sample = g.input("sample", "float32", [1, 4]);
+  const timestep = g.input("timestep", "float32", [1]);
+  const steps = g.input("steps", "int64", [1]);
+  g.input("unused", "float32", [1]);
+  const table = g.constF("table", [10, 4], Array.from({ length: 40 }, (_, i) => i / 40));
+  const idx = g.op("Cast", [timestep], { to: 7 }); // → int64: no derivative past this point
+  const emb = g.op("Gather", [table, g.op("Add", [idx, steps])], { axis: 0 });
+  g.output(g.op("Add", [sample, emb]), "out", "float32", [1, 4]);
+  return g.toBytes();
+}
+
+Deno.test("vjp: --wrt refuses integer and disconnected inputs, naming why, unless --allow-zero-grad", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vjp_zero_" });
+  try {
+    const model = join(dir, "ts.onnx");
+    await Deno.writeFile(model, timestepModel());
+    const base = ["--model", model, "--of", "out", "--out"];
+    const cases: [string, RegExp][] = [
+      [
+        "timestep",
+        /--wrt 'timestep' reaches out only through values without a gradient \(node .*Cast.* turns it into int64/,
+      ],
+      [
+        "steps",
+        /--wrt 'steps' is int64, not floating point: it has no gradient \(--allow-zero-grad/,
+      ],
+      ["unused", /--wrt 'unused' does not reach out: its gradient would be all zeros/],
+    ];
+    for (const [wrt, pattern] of cases) {
+      const out = join(dir, `${wrt}.onnx`);
+      const r = await task("vjp", ...base, out, "--wrt", `sample,${wrt}`);
+      assert.equal(r.code, 2, r.stderr);
+      const lines = r.stderr.trimEnd().split("\n");
+      assert.equal(lines.length, 1, r.stderr);
+      assert.match(lines[0], pattern);
+      assert.equal(exists(out), false);
+    }
+    const out = join(dir, "all.onnx");
+    const ok = await task(
+      "vjp",
+      ...base,
+      out,
+      "--wrt",
+      "sample,timestep,steps,unused",
+      "--allow-zero-grad",
+    );
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(
+      ok.stdout,
+      /zero gradients \(--allow-zero-grad\): timestep\.grad, steps\.grad, unused\.grad/,
+    );
+    const pool = new SessionPool({ threads: 1 });
+    try {
+      const m = await pool.session("vjp", { path: out }, { device: "cpu" });
+      const r = await m.run({
+        sample: { data: [1, 2, 3, 4], shape: [1, 4] },
+        timestep: { data: [3.7], shape: [1] },
+        steps: { data: [1], shape: [1] },
+        unused: { data: [0], shape: [1] },
+        "out.cotangent": { data: [1, -1, 2, 5], shape: [1, 4] },
+      });
+      assert.deepEqual(Array.from(r["sample.grad"].data), [1, -1, 2, 5]);
+      for (const z of ["timestep.grad", "steps.grad", "unused.grad"]) {
+        assert.ok(
+          Array.from(r[z].data as ArrayLike<number | bigint>).every((v) => Number(v) === 0),
+          z,
+        );
+      }
+    } finally {
+      await pool.release();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -51,6 +51,12 @@ export interface VjpOptions {
    * be fed: ONNX Runtime ignores feeds for initializers that are also listed as inputs).
    */
   exposeInitializers?: boolean;
+  /**
+   * Accept `wrt` entries whose gradient is identically zero (integer inputs, inputs that reach the
+   * outputs only through values without a derivative) and write zeros for them; by default they
+   * are refused with an InputError naming why. `stats.zeroGrad` lists them.
+   */
+  allowZeroGrad?: boolean;
 }
 
 /** A transformed model. */

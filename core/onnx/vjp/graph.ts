@@ -334,3 +334,43 @@ export function normAxis(axis: number, r: number): number {
 
 /** ONNX element types of a few names used by the emitter. */
 export const DT = DataType;
+
+/**
+ * Why `w` gets no gradient from `of` (it is not active): it does not reach them at all, or every
+ * path passes a node that carries no derivative (named, with why). For error messages.
+ *
+ * @param nodes nodes in topological order
+ * @param w the input without a gradient
+ * @param of outputs differentiated
+ * @param dtypeOf element type of a tensor (undefined when unknown)
+ */
+export function zeroGradReason(
+  nodes: NodeProto[],
+  w: string,
+  of: string[],
+  dtypeOf: (name: string) => number | undefined,
+): string {
+  const reach = new Set<string>([w]);
+  let blocker: string | undefined;
+  for (const n of nodes) {
+    const ins = n.input ?? [];
+    const hit = ins.map((x, i) => (x && reach.has(x) ? i : -1)).filter((i) => i >= 0);
+    if (!hit.length) continue;
+    for (const o of n.output ?? []) if (o) reach.add(o);
+    if (blocker) continue;
+    const op = n.opType ?? "";
+    const name = n.name ? `'${n.name}' (${op})` : op;
+    const skip = NON_DIFF_INPUTS[op] ?? [];
+    const floatOut = (n.output ?? []).filter((o) => o).some((o) => isFloatType(dtypeOf(o)));
+    if (NON_DIFFERENTIABLE.has(op)) blocker = `node ${name} has no derivative`;
+    else if (hit.every((i) => skip.includes(i))) {
+      blocker = `it enters node ${name} only as input ${hit[0]}, which carries no gradient`;
+    } else if (!floatOut) {
+      const t = dtypeOf((n.output ?? [])[0] ?? "");
+      blocker = `node ${name} turns it into ${t === undefined ? "non-float" : typeName(t)} values`;
+    }
+  }
+  const target = of.join(", ");
+  if (!of.some((o) => reach.has(o))) return `does not reach ${target}`;
+  return `reaches ${target} only through values without a gradient (${blocker ?? "no path"})`;
+}

@@ -23,6 +23,7 @@ import {
   num,
   topoSort,
   typeName,
+  zeroGradReason,
 } from "./graph.ts";
 import { probeShapes } from "./probe.ts";
 import { RULES } from "./rules/mod.ts";
@@ -74,6 +75,12 @@ export interface TransformOptions {
   exposeInitializers?: boolean;
   /** Embedded copies of small external initializers (read for their values only). */
   constants?: Map<string, TensorProto>;
+  /**
+   * Accept `wrt` entries whose gradient is identically zero (integer inputs, inputs that do not
+   * influence `of` through differentiable values) and emit zeros for them. Default false: such an
+   * entry is an InputError naming why.
+   */
+  allowZeroGrad?: boolean;
 }
 
 /** Facts about one transform. */
@@ -88,6 +95,8 @@ export interface TransformStats {
   shapeSource: "static" | "probe";
   /** Active forward nodes (those differentiated). */
   activeNodes: number;
+  /** `wrt` entries whose gradient is identically zero (written as zeros; see `allowZeroGrad`). */
+  zeroGrad: string[];
   /** Multi-node patterns differentiated as units, by kind (e.g. `{ "vjp.Silu": 7 }`). */
   units: Record<string, number>;
   /** Wall time of the transform in ms. */
@@ -274,15 +283,30 @@ export async function transform(
       );
     }
     const dt = info.get(w)?.dtype;
-    if (!isFloatType(dt)) {
-      throw new InputError(`--wrt '${w}' is ${typeName(dt ?? 0)}, not floating point`);
+    if (!isFloatType(dt) && !opts.allowZeroGrad) {
+      throw new InputError(
+        `--wrt '${w}' is ${typeName(dt ?? 0)}, not floating point: it has no gradient ` +
+          `(--allow-zero-grad writes zeros for it)`,
+      );
     }
   }
   if (new Set(opts.wrt).size !== opts.wrt.length) throw new InputError("--wrt lists a name twice");
   if (new Set(opts.of).size !== opts.of.length) throw new InputError("--of lists a name twice");
 
   // ---- activity, fused units and rule coverage
-  const act = activity(nodes, opts.wrt, opts.of, (n) => info.get(n)?.dtype);
+  // integer entries (accepted only with allowZeroGrad) get zeros, never a path through a Cast
+  const floatWrt = opts.wrt.filter((w) => isFloatType(info.get(w)?.dtype));
+  const act = activity(nodes, floatWrt, opts.of, (n) => info.get(n)?.dtype);
+  const zeroGrad = opts.wrt.filter((w) => !act.active.has(w));
+  if (zeroGrad.length && !opts.allowZeroGrad) {
+    const w = zeroGrad[0];
+    const why = isFloatType(info.get(w)?.dtype)
+      ? zeroGradReason(nodes, w, opts.of, (n) => info.get(n)?.dtype)
+      : `is ${typeName(info.get(w)?.dtype ?? 0)}`;
+    throw new InputError(
+      `--wrt '${w}' ${why}: its gradient would be all zeros (--allow-zero-grad writes it anyway)`,
+    );
+  }
   const keep = new Set<string>([...opts.of, ...opts.wrt, ...outNames]);
   const units = findUnits(
     nodes,
@@ -407,6 +431,7 @@ export async function transform(
       backwardOps: [...new Set(e.nodes.map((n) => n.opType ?? ""))].sort(),
       shapeSource,
       activeNodes: act.activeNodes.length,
+      zeroGrad,
       units: [...units.values()].reduce((acc, u) => {
         acc[u.node.opType ?? ""] = (acc[u.node.opType ?? ""] ?? 0) + 1;
         return acc;
