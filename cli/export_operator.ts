@@ -12,6 +12,7 @@
  *
  * @module
  */
+import "./gate.ts"; // first: permissions before any native library loads
 import { extname } from "node:path";
 import { createOperator } from "../core/registry.ts";
 import { InputError } from "../core/errors.ts";
