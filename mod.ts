@@ -21,6 +21,8 @@ export * from "./core/spec.ts";
 export * from "./core/registry.ts";
 export * from "./core/noise.ts";
 export * from "./core/sampling/mod.ts";
+export * from "./core/networks.ts";
+export * from "./core/context.ts";
 export * from "./core/linalg/cg.ts";
 export * from "./core/linalg/nonlinear_prox.ts";
 export * from "./core/linalg/fft.ts";

@@ -237,6 +237,7 @@ export async function solve(args: string[]): Promise<number> {
   try {
     run = await runSolver(solver, problem, prior, {
       seed,
+      device,
       signal: controller.signal,
       previews: values.previews ?? false,
       onStep: async (ev) => {
@@ -286,7 +287,9 @@ export async function solve(args: string[]): Promise<number> {
     solver: { name: solver.name, options: solverOptions, info: result.info },
     prior: { name: prior.name, ...priorInfo },
     nfe: run.nfe,
+    vjp: run.vjp,
     modelMs: run.modelMs,
+    vjpMs: run.vjpMs,
     timings: { totalMs, steps },
     metrics,
     pixels: numel(imageShape),
@@ -295,7 +298,7 @@ export async function solve(args: string[]): Promise<number> {
     join(outDir, "run.json"),
     new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"),
   );
-  console.log(JSON.stringify({ out: outDir, ...metrics, nfe: run.nfe, totalMs }));
+  console.log(JSON.stringify({ out: outDir, ...metrics, nfe: run.nfe, vjp: run.vjp, totalMs }));
   return 0;
 }
 

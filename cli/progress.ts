@@ -209,8 +209,8 @@ export class Progress {
   /**
    * Report a solver's step events (call it just before the solver starts): a task of `ev.total`
    * steps, created at the first event, showing
-   * t, the residual and the model calls. JSON lines keep the solver's fields
-   * (`{"event":"step","step":…,"total":…,"t":…,"nfe":…,"residual":…,"ms":…,"eta_s":…}`).
+   * t, the residual, the model calls and the VJP calls. JSON lines keep the solver's fields
+   * (`{"event":"step","step":…,"total":…,"t":…,"nfe":…,"vjp":…,"residual":…,"ms":…,"eta_s":…}`).
    */
   solverSteps(options: { parent?: ProgressTask; label?: string } = {}): StepProgress {
     let task: ProgressTask | undefined;
@@ -229,6 +229,8 @@ export class Progress {
           "‖Ax−y‖": ev.residual !== undefined ? ev.residual.toExponential(3) : "-",
           nfe: Object.entries(ev.nfe).filter(([, v]) => v > 0).map(([k, v]) => `${k}=${v}`)
             .join(" "),
+          vjp: Object.entries(ev.vjp ?? {}).filter(([, v]) => v > 0)
+            .map(([k, v]) => `${k}=${v}`).join(" ") || undefined,
         });
         if (this.#enabled && this.#json) {
           const { preview: _, ...fields } = last;

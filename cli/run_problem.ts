@@ -19,6 +19,7 @@ import type {
   StepEvent,
 } from "../core/contracts.ts";
 import { measure } from "../core/noise.ts";
+import { solveContext } from "../core/context.ts";
 import { createOperator, type PluginRegistry } from "../core/registry.ts";
 import { STREAMS, streams } from "../core/rng.ts";
 import type { Spec } from "../core/spec.ts";
@@ -69,8 +70,10 @@ export interface StepRecord {
   residual?: number;
   /** Milliseconds spent in the step. */
   ms: number;
-  /** Model calls so far, per model. */
+  /** Forward model calls so far, per model. */
   nfe: Record<string, number>;
+  /** VJP calls so far, per model. */
+  vjp: Record<string, number>;
 }
 
 /** What one solver run gave. */
@@ -81,16 +84,22 @@ export interface SolverRun {
   steps: StepRecord[];
   /** Wall time of the run in milliseconds. */
   totalMs: number;
-  /** Model calls made by this run, per model (the prior's counters before and after). */
+  /** Forward model calls made by this run, per model (the prior's counters before and after). */
   nfe: Record<string, number>;
-  /** Milliseconds spent in the models by this run, per model. */
+  /** VJP calls made by this run, per model. */
+  vjp: Record<string, number>;
+  /** Milliseconds spent in forward model calls by this run, per model. */
   modelMs: Record<string, number>;
+  /** Milliseconds spent in VJP calls by this run, per model. */
+  vjpMs: Record<string, number>;
 }
 
 /** Options of {@link runSolver}. */
 export interface RunSolverOptions {
   /** Run seed: the solver draws from its `solver` stream. */
   seed: number;
+  /** The device request the prior was loaded with (default "auto"); solvers load graphs there. */
+  device?: string;
   /** Abort to stop between steps (the generator then throws an AbortError). */
   signal?: AbortSignal;
   /** Attach previews to step events. */
@@ -128,11 +137,16 @@ export async function runSolver(
   const before = prior.stats();
   const started = performance.now();
   const steps: StepRecord[] = [];
-  const it = solver.run(problem, prior, {
-    rng: streams(options.seed).get(STREAMS.solver),
-    signal: options.signal,
-    previews: options.previews ?? false,
-  });
+  const it = solver.run(
+    problem,
+    prior,
+    solveContext(problem, prior, {
+      rng: streams(options.seed).get(STREAMS.solver),
+      device: options.device,
+      signal: options.signal,
+      previews: options.previews ?? false,
+    }),
+  );
   let result: SolveResult;
   while (true) {
     const r = await it.next();
@@ -141,7 +155,14 @@ export async function runSolver(
       break;
     }
     const ev = r.value;
-    steps.push({ step: ev.step, t: ev.t, residual: ev.residual, ms: ev.ms, nfe: { ...ev.nfe } });
+    steps.push({
+      step: ev.step,
+      t: ev.t,
+      residual: ev.residual,
+      ms: ev.ms,
+      nfe: { ...ev.nfe },
+      vjp: { ...ev.vjp },
+    });
     await options.onStep?.(ev);
   }
   const totalMs = performance.now() - started;
@@ -151,7 +172,9 @@ export async function runSolver(
     steps,
     totalMs,
     nfe: counterDelta(before.calls, after.calls),
+    vjp: counterDelta(before.vjp, after.vjp),
     modelMs: counterDelta(before.ms, after.ms),
+    vjpMs: counterDelta(before.vjpMs, after.vjpMs),
   };
 }
 

@@ -13,6 +13,12 @@
  */
 import type { Tensor } from "./tensor.ts";
 import type { RandomStream } from "./rng.ts";
+import type { Prediction } from "./sampling/diffusion.ts";
+import type { PriorNetworks } from "./networks.ts";
+import type { SessionPool } from "./backend/pool.ts";
+
+export type { Prediction } from "./sampling/diffusion.ts";
+export type { PriorNetworks } from "./networks.ts";
 
 /** What an operator can do; solvers declare which of these they need. */
 export interface OperatorCapabilities {
@@ -161,48 +167,167 @@ export interface NoiseSchedule {
   readonly alphasCumprod: Float64Array;
 }
 
-/** What a prior offers. */
+/**
+ * What a prior offers; solvers declare which of these they need ({@link Requirements}) and are
+ * refused up front when one is missing ({@link unmetRequirements}).
+ */
 export interface PriorCapabilities {
   /** `consistency` is available (one-step map to the clean latent). */
   consistency: boolean;
-  /** `denoise` (Tweedie / ε-prediction) is available. */
+  /** `denoise` and `predict` (Tweedie x̂0 and ε̂ from an ε/v/x0 network) are available. */
   denoise: boolean;
-  /** VJPs through the networks are available. */
-  gradients: boolean;
+  /** `encode` is available (the model has an encoder). */
+  encode: boolean;
+  /** `denoiseVjp` (and `consistencyVjp` when `consistency`) give gradients w.r.t. the latent z_t. */
+  latentGradients: boolean;
+  /**
+   * The same VJPs give gradients w.r.t. the differentiable conditioning tensors (those marked
+   * `differentiable` in `conditioningTensors()`, e.g. `encoder_hidden_states`, SDXL `text_embeds`).
+   */
+  conditioningGradients: boolean;
+  /** `decodeVjp`: gradients through the decoder. */
+  decoderGradients: boolean;
+  /** `encodeVjp`: gradients through the encoder (its mean). */
+  encoderGradients: boolean;
 }
+
+/** One line per prior capability, for messages ("prior X lacks …"). */
+export const PRIOR_CAPABILITY_TEXT: Readonly<Record<keyof PriorCapabilities, string>> = {
+  consistency: "a consistency map",
+  denoise: "a denoiser (ε/v/x0 network)",
+  encode: "an encoder",
+  latentGradients: "gradients of its denoiser w.r.t. the latent",
+  conditioningGradients: "gradients of its denoiser w.r.t. the conditioning tensors",
+  decoderGradients: "gradients through the decoder",
+  encoderGradients: "gradients through the encoder",
+};
 
 /** Per-model call counters and times, for run reports. */
 export interface ModelStats {
-  /** Number of calls (NFE) per model name. */
+  /** Forward calls (NFE) per model name. */
   calls: Record<string, number>;
-  /** Total milliseconds per model name. */
+  /** Milliseconds of forward calls per model name. */
   ms: Record<string, number>;
+  /**
+   * VJP calls per model name (each runs the network's forward and backward once, so a VJP is not
+   * also counted as a forward call).
+   */
+  vjp: Record<string, number>;
+  /** Milliseconds of VJP calls per model name. */
+  vjpMs: Record<string, number>;
+}
+
+/** The result of a VJP through one network: the forward value and ∂⟨g, f⟩/∂input. */
+export interface VjpResult {
+  /** f(input), computed in the same run (equal to the forward method's value to float rounding). */
+  value: Tensor;
+  /** ∂⟨g, f⟩/∂input, shaped like the input. */
+  grad: Tensor;
+}
+
+/** The name of the latent z_t among the gradients of a denoiser VJP. */
+export const LATENT = "latent";
+
+/** Options of `Prior.denoiseVjp` and `Prior.consistencyVjp`. */
+export interface DenoiserVjpOptions {
+  /**
+   * What to differentiate with respect to: {@link LATENT} and/or conditioning tensor names
+   * (default `["latent"]`).
+   */
+  wrt?: readonly string[];
+  /** `denoiseVjp` only: differentiate x̂0 (default) or ε̂. */
+  output?: "x0" | "eps";
+}
+
+/** The result of a denoiser VJP. */
+export interface DenoiserVjpResult {
+  /** The differentiated output (x̂0, ε̂ or G) at (z_t, t, c), computed in the same run. */
+  value: Tensor;
+  /** ∂⟨g, f⟩/∂(name) for every requested name: `latent` and/or conditioning tensor names. */
+  grads: Record<string, Tensor>;
+}
+
+/** A conditioning tensor the prior's networks take. */
+export interface ConditioningTensorInfo {
+  /** The network input it feeds, e.g. `encoder_hidden_states`, `text_embeds`, `time_ids`. */
+  name: string;
+  /** Its shape for batch 1, e.g. [1, 77, 768]; −1 where the model leaves a size open. */
+  shape: number[];
+  /** "prompt": computed from a prompt by the text encoder(s); "fixed": computed by the prior. */
+  source: "prompt" | "fixed";
+  /** VJPs w.r.t. it are offered (with `conditioningGradients`). */
+  differentiable: boolean;
+  /** One line about it. */
+  description: string;
 }
 
 /**
  * A latent generative prior over an ONNX model family. Images are on the model scale [-1,1] here;
  * latents are scaled latents (the VAE scaling factor is applied inside encode/decode).
+ *
+ * Gradients: every `…Vjp` method returns ∂⟨g, f⟩/∂input for a cotangent g shaped like the output f.
+ * The chain rule through the network's parameterisation (ε/v/x0 → x̂0 or ε̂), the LCM boundary
+ * coefficients c_skip/c_out and the VAE scaling live inside the prior. A VJP costs one forward and
+ * one backward pass and is counted in `stats().vjp`, not in `stats().calls`.
  */
 export interface Prior {
   /** Model family / folder name. */
   readonly name: string;
   /** What it supports. */
   readonly capabilities: PriorCapabilities;
+  /** Why a capability is missing (e.g. "the folder has no vae_encoder/"), for refusals. */
+  readonly capabilityNotes?: Partial<Record<keyof PriorCapabilities, string>>;
   /** The diffusion noise schedule. */
   readonly schedule: NoiseSchedule;
   /** Latent shape for an image shape [1,3,H,W]. */
   latentShape(imageShape: readonly number[]): number[];
-  /** Scaled latent mean of E(x), x on [-1,1]. */
-  encode(x: Tensor): Promise<Tensor>;
+  /** Scaled latent mean of E(x), x on [-1,1] (present with `capabilities.encode`). */
+  encode?(x: Tensor): Promise<Tensor>;
   /** D(z / scale) on [-1,1] (not clipped). */
   decode(z: Tensor): Promise<Tensor>;
   /** Encode a prompt. */
   condition(prompt: string): Promise<Conditioning>;
+  /** The conditioning tensors the networks take (names, shapes, which are differentiable). */
+  conditioningTensors(): readonly ConditioningTensorInfo[];
+  /**
+   * Conditioning from tensors instead of a prompt (an embedding read from `.npy`, or one an
+   * optimiser produced). Every "prompt" tensor of `conditioningTensors()` must be given; "fixed"
+   * ones are filled in unless given. Throws an InputError naming a missing, unknown or misshapen
+   * tensor.
+   */
+  conditionFromTensors(tensors: Record<string, Tensor>): Conditioning;
   /** Tweedie estimate ẑ0 = E[z0 | z_t] from the ε/v/sample network at integer timestep t. */
   denoise?(zt: Tensor, t: number, c: Conditioning): Promise<Tensor>;
+  /** x̂0 and ε̂ from one call of the ε/v/sample network at integer timestep t. */
+  predict?(zt: Tensor, t: number, c: Conditioning): Promise<Prediction>;
   /** Consistency map G(z_t, t, c): the probability-flow ODE solution at ᾱ = 1. */
   consistency?(zt: Tensor, t: number, c: Conditioning): Promise<Tensor>;
-  /** Model calls so far. */
+  /** ∂⟨g, D(z)⟩/∂z (with `decoderGradients`); g shaped like the image. */
+  decodeVjp?(z: Tensor, g: Tensor): Promise<VjpResult>;
+  /** ∂⟨g, E(x)⟩/∂x (with `encoderGradients`); g shaped like the latent. */
+  encodeVjp?(x: Tensor, g: Tensor): Promise<VjpResult>;
+  /** VJP of `denoise`'s x̂0 (or ε̂) w.r.t. the latent and/or conditioning tensors. */
+  denoiseVjp?(
+    zt: Tensor,
+    t: number,
+    c: Conditioning,
+    g: Tensor,
+    options?: DenoiserVjpOptions,
+  ): Promise<DenoiserVjpResult>;
+  /** VJP of `consistency` w.r.t. the latent and/or conditioning tensors. */
+  consistencyVjp?(
+    zt: Tensor,
+    t: number,
+    c: Conditioning,
+    g: Tensor,
+    options?: Omit<DenoiserVjpOptions, "output">,
+  ): Promise<DenoiserVjpResult>;
+  /**
+   * The networks as ONNX model sources with what a graph composer needs to chain them
+   * (prediction type, input/output names, VAE scaling): see {@link PriorNetworks}.
+   */
+  networks?(): PriorNetworks;
+  /** Model calls so far (forward and VJP). */
   stats(): ModelStats;
   /** Facts for run reports: execution provider, model folder, versions… */
   info?(): Record<string, unknown>;
@@ -230,8 +355,10 @@ export interface StepEvent {
   total: number;
   /** Diffusion timestep, when the solver has one. */
   t?: number;
-  /** Model calls so far, per model. */
+  /** Forward model calls (NFE) so far, per model. */
   nfe: Record<string, number>;
+  /** VJP calls so far, per model. */
+  vjp: Record<string, number>;
   /** ‖A x − y‖ on the [0,1] scale for the current estimate. */
   residual?: number;
   /** Milliseconds spent in this step. */
@@ -256,14 +383,28 @@ export interface Requirements {
   prior?: Partial<PriorCapabilities>;
 }
 
-/** Context handed to a solver run. */
+/**
+ * Context handed to a solver run: everything a solver needs besides the problem and the prior, so
+ * that no solver imports a backend or a plugin.
+ */
 export interface SolveContext {
-  /** The solver's own random stream. */
+  /** The solver's own random stream; take named children for each use (`rng.child("renoise")`). */
   rng: RandomStream;
   /** Abort to stop between steps. */
   signal?: AbortSignal;
   /** Attach a [0,1] preview image to step events. */
   previews?: boolean;
+  /** Shape of the unknown image, [1,3,H,W]. */
+  imageShape: readonly number[];
+  /** The prior's latent shape for that image. */
+  latentShape: readonly number[];
+  /** The execution-provider request the prior was loaded with ("auto", "cpu", "cuda", "webgpu"). */
+  device: string;
+  /**
+   * The process's session pool: graphs a solver builds (a whole-loss graph, a latent operator
+   * network) are loaded here once, on `device`, next to the prior's networks.
+   */
+  sessions: SessionPool;
 }
 
 /** A solver: an async generator of step events that returns the result. */
@@ -292,7 +433,7 @@ export interface Solver {
 export function unmetRequirements(
   req: Requirements,
   operator?: Pick<ForwardOperator, "name" | "capabilities">,
-  prior?: Pick<Prior, "name" | "capabilities">,
+  prior?: Pick<Prior, "name" | "capabilities" | "capabilityNotes">,
 ): string | null {
   const problems: string[] = [];
   if (operator && req.operator) {
@@ -304,8 +445,14 @@ export function unmetRequirements(
   }
   if (prior && req.prior) {
     for (const [k, need] of Object.entries(req.prior)) {
-      if (need && !prior.capabilities[k as keyof PriorCapabilities]) {
-        problems.push(`prior "${prior.name}" lacks ${k}`);
+      const cap = k as keyof PriorCapabilities;
+      if (need && !prior.capabilities[cap]) {
+        const note = prior.capabilityNotes?.[cap];
+        problems.push(
+          `prior "${prior.name}" lacks ${PRIOR_CAPABILITY_TEXT[cap] ?? k} (${k})${
+            note ? `: ${note}` : ""
+          }`,
+        );
       }
     }
   }

@@ -32,6 +32,7 @@
  *
  * @module
  */
+import { solveContext } from "../core/context.ts";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { blurPlugin } from "../operators/blur.ts";
@@ -402,7 +403,10 @@ export async function monteCarloCheck(
       o,
       { y, operator: op, noise: { kind: "gaussian", sigma: s.sigmaY }, imageShape: shape },
       prior,
-      { rng: streams(1000 + r).get("solver") },
+      solveContext({ imageShape: shape }, prior, {
+        rng: streams(1000 + r).get("solver"),
+        device: "cpu",
+      }),
     );
     let step = await it.next();
     while (!step.done) step = await it.next();

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { solveContext } from "../core/context.ts";
 import { parseArgs } from "node:util";
 import { builtinRegistry } from "../mod.ts";
 import { createOperator, validateOptions } from "../core/registry.ts";
@@ -47,7 +48,10 @@ if (import.meta.main) {
         latinoOptions.parse({ delta }),
         { y, operator: op, noise: { kind: "gaussian", sigma }, imageShape: x.shape },
         prior,
-        { rng: streams(0).get("solver") },
+        solveContext({ imageShape: x.shape }, prior, {
+          rng: streams(0).get("solver"),
+          device: "cpu",
+        }),
       );
       let r = await it.next();
       while (!r.done) r = await it.next();

@@ -239,9 +239,12 @@ export async function* runLatino(
   prior: Prior,
   ctx: SolveContext,
 ): AsyncGenerator<StepEvent, SolveResult> {
-  if (!prior.consistency) {
-    throw new InputError(`latino: prior "${prior.name}" has no consistency map`);
+  if (!prior.consistency || !prior.encode) {
+    throw new InputError(
+      `latino: prior "${prior.name}" needs a consistency map and an encoder`,
+    );
   }
+  const encode = prior.encode.bind(prior);
   const op = problem.operator;
   const abar = prior.schedule.alphasCumprod;
   const ts = parseTimesteps(o, prior.schedule.numTrainTimesteps);
@@ -256,7 +259,7 @@ export async function* runLatino(
 
   // Initialisation ("y_noise"): z = √ᾱ_{t0} E(clip(x_init)) + √(1−ᾱ_{t0}) ξ.
   const xInit = clipModel(toModelScale(await initialImage(o, problem)), o.clip);
-  let z = addNoise(await prior.encode(xInit), abar[ts[0]], renoise);
+  let z = addNoise(await encode(xInit), abar[ts[0]], renoise);
   const deltas: number[] = [];
 
   for (let k = 0; k < ts.length; k++) {
@@ -276,9 +279,10 @@ export async function* runLatino(
     const u = await op.proxL2(x01, problem.y, gamma, proxOpts);
     const xp = clipModel(toModelScale(u), o.clip);
     // Encode and re-noise to the next timestep.
-    const z0 = await prior.encode(xp);
+    const z0 = await encode(xp);
     z = k + 1 < ts.length ? addNoise(z0, abar[ts[k + 1]], renoise) : z0;
 
+    const stats = prior.stats();
     const au = await op.forward(u);
     let r = 0;
     for (let i = 0; i < au.data.length; i++) r += (au.data[i] - problem.y.data[i]) ** 2;
@@ -286,7 +290,8 @@ export async function* runLatino(
       step: k,
       total: ts.length,
       t,
-      nfe: { ...prior.stats().calls },
+      nfe: { ...stats.calls },
+      vjp: { ...stats.vjp },
       residual: Math.sqrt(r),
       ms: performance.now() - started,
       preview: ctx.previews ? clamp(toImageScale(xp), 0, 1) : undefined,
@@ -310,7 +315,7 @@ export async function* runLatino(
  * const options = validateOptions(latinoPlugin, { steps: 4 });
  * const solver = await latinoPlugin.create(options, {});
  * assert.equal(solver.name, "latino");
- * assert.deepEqual(solver.requires, { prior: { consistency: true } });
+ * assert.deepEqual(solver.requires, { prior: { consistency: true, encode: true } });
  * ```
  */
 export const latinoPlugin = defineSolver({
@@ -321,7 +326,7 @@ export const latinoPlugin = defineSolver({
   create(options) {
     return {
       name: "latino",
-      requires: { prior: { consistency: true } },
+      requires: { prior: { consistency: true, encode: true } },
       run: (problem, prior, ctx) => runLatino(options, problem, prior, ctx),
     };
   },

@@ -229,14 +229,22 @@ Deno.test("schedule: scaled_linear ᾱ matches solvers.md §1.1; other β schedu
 Deno.test("SD1.5 (Optimum: float scalar timestep, int64 ids, latent_parameters): encode/decode/condition/denoise exact", async () => {
   await withFolder({}, async (_dir, files) => {
     const prior = await load(files);
-    assert.deepEqual(prior.capabilities, { consistency: false, denoise: true, gradients: false });
+    assert.deepEqual(prior.capabilities, {
+      consistency: false,
+      denoise: true,
+      encode: true,
+      latentGradients: true,
+      conditioningGradients: true,
+      decoderGradients: true,
+      encoderGradients: true,
+    });
     assert.equal(prior.consistency, undefined);
     assert.equal(prior.scalingFactor, 0.5);
     assert.deepEqual(prior.latentShape(IMAGE), [1, C, LAT, LAT]);
     assert.deepEqual(prior.latentShape([1, 3, 64, 48]), [1, C, 8, 6]);
     assert.throws(() => prior.latentShape([1, 3, 12, 16]), InputError);
     const x = testImage();
-    const z = await prior.encode(x);
+    const z = await prior.encode!(x);
     assert.deepEqual(z.shape, [1, C, LAT, LAT]);
     assertClose(z.data, refEncode(x, 0.5), 1e-6, "encode");
     const zz = testLatent();
@@ -299,7 +307,7 @@ Deno.test("older Optimum (int64 [B] timestep), legacy ids int32, latent_sample e
     assert.equal(prior.scalingFactor, 0.18215);
     assert.match(prior.warnings.join(" "), /latent_sample/);
     const x = testImage();
-    assertClose((await prior.encode(x)).data, refEncode(x, 0.18215), 1e-6, "encode");
+    assertClose((await prior.encode!(x)).data, refEncode(x, 0.18215), 1e-6, "encode");
     const zz = testLatent();
     assertClose((await prior.decode(zz)).data, refDecode(zz, 0.18215), 1e-6, "decode");
     const c = await prior.condition("a sharp photo of a dog");
@@ -420,7 +428,15 @@ Deno.test("LCM: timestep_cond guidance embedding and consistency with the bounda
     unetConfig: { time_cond_proj_dim: 16 },
   }, async (_dir, files) => {
     const prior = await load(files, { lcmGuidance: 1.5 });
-    assert.deepEqual(prior.capabilities, { consistency: true, denoise: true, gradients: false });
+    assert.deepEqual(prior.capabilities, {
+      consistency: true,
+      denoise: true,
+      encode: true,
+      latentGradients: true,
+      conditioningGradients: true,
+      decoderGradients: true,
+      encoderGradients: true,
+    });
     const c = await prior.condition("a photo of a cat");
     assert.deepEqual(c.tensors.timestep_cond.shape, [1, 16]);
     assertClose(c.tensors.timestep_cond.data, refGuidance(1.5, 16), 1e-4, "w-embedding (w=0.5)");
@@ -480,7 +496,15 @@ Deno.test("in-memory folder with consistency_unet (exact-model layout) and an ex
   const files = memoryFiles("builtin-test", entries);
   try {
     const prior = await load(files);
-    assert.deepEqual(prior.capabilities, { consistency: true, denoise: true, gradients: false });
+    assert.deepEqual(prior.capabilities, {
+      consistency: true,
+      denoise: true,
+      encode: true,
+      latentGradients: true,
+      conditioningGradients: true,
+      decoderGradients: true,
+      encoderGradients: true,
+    });
     assert.equal(prior.name, "builtin-test");
     assert.deepEqual(prior.latentShape([1, 3, 999, 7]), [1, C, LAT, LAT]); // latent_shape override
     const c = await prior.condition("a photo of a cat");

@@ -57,7 +57,7 @@ Deno.test("builtin prior: encode/decode/condition/denoise/consistency equal the 
     assert.deepEqual(prior.latentShape([1, 3, H, W]), [1, 3, l.keepH, l.keepW]);
     assert.ok(prior.capabilities.consistency && prior.capabilities.denoise);
     const x = Float32Array.from({ length: 3 * H * W }, (_, i) => Math.sin(0.31 * i) * 0.8);
-    const z = await prior.encode({ data: x, shape: [1, 3, H, W] });
+    const z = await prior.encode!({ data: x, shape: [1, 3, H, W] });
     assert.ok(relErr(z.data, encode64(x, l)) < 1e-6, `${spec}: encode`);
     const xr = await prior.decode(z);
     assert.ok(relErr(xr.data, decode64(encode64(x, l), l)) < 1e-6, `${spec}: decode`);

@@ -2,6 +2,7 @@
  * LATINO with default options on the built-in model restores kodim01–12 (Gaussian blur σ = 3,
  * σ_y = 0.01) better than the initialisation Aᵀy, in PSNR.
  */
+import { solveContext } from "../core/context.ts";
 import assert from "node:assert/strict";
 import { builtinRegistry } from "../mod.ts";
 import { createOperator, validateOptions } from "../core/registry.ts";
@@ -30,7 +31,10 @@ Deno.test("latino (default options) beats Aᵀy on kodim01–12, Gaussian blur �
       latinoOptions.parse({}),
       { y, operator: op, noise: { kind: "gaussian", sigma: 0.01 }, imageShape: x.shape },
       prior,
-      { rng: streams(0).get("solver") },
+      solveContext({ imageShape: x.shape }, prior, {
+        rng: streams(0).get("solver"),
+        device: "cpu",
+      }),
     );
     let r = await it.next();
     while (!r.done) r = await it.next();

@@ -3,6 +3,7 @@
  * operator (half-sample symmetric Gaussian blur), constant δ and clipping off, LATINO is an affine
  * Gaussian recursion whose output law is known exactly.
  */
+import { solveContext } from "../core/context.ts";
 import assert from "node:assert/strict";
 import { blurPlugin } from "../operators/blur.ts";
 import { builtinPlugin } from "../plugins/builtin-gaussian/plugin.ts";
@@ -55,7 +56,7 @@ async function runToEnd(
   const it = solver.run(
     { y, operator: op, noise: { kind: "gaussian", sigma: SIGMA }, imageShape: SHAPE },
     prior,
-    { rng },
+    solveContext({ imageShape: SHAPE }, prior, { rng, device: "cpu" }),
   );
   while (true) {
     const r = await it.next();
@@ -150,7 +151,11 @@ Deno.test("latino: stops between steps when its AbortSignal fires", async () => 
   const it = solver.run(
     { y, operator: op, noise: { kind: "gaussian", sigma: SIGMA }, imageShape: SHAPE },
     prior,
-    { rng: streams(0).get("solver"), signal: controller.signal },
+    solveContext({ imageShape: SHAPE }, prior, {
+      rng: streams(0).get("solver"),
+      signal: controller.signal,
+      device: "cpu",
+    }),
   );
   const first = await it.next();
   assert.equal(first.done, false);
@@ -191,7 +196,7 @@ Deno.test("latino: runs with every built-in operator, JPEG included (iterative p
     const it = solver.run(
       { y, operator: op, noise: { kind: "gaussian", sigma: SIGMA }, imageShape: shape },
       prior,
-      { rng: streams(0).get("solver") },
+      solveContext({ imageShape: shape }, prior, { rng: streams(0).get("solver"), device: "cpu" }),
     );
     let steps = 0;
     let r = await it.next();

@@ -53,6 +53,11 @@ export interface ModelSource {
 export interface SessionRequest {
   /** "auto" | "cpu" | "cuda" | "webgpu" (default "auto"). */
   device?: string;
+  /**
+   * How calls through this handle are counted: "forward" (NFE, the default) or "vjp" (a gradient
+   * model: one forward + one backward pass of the network `name`).
+   */
+  kind?: "forward" | "vjp";
 }
 
 /** Options of a pool. */
@@ -101,6 +106,8 @@ export class SessionPool {
   #loaded = new Set<LoadedModel>();
   #calls: Record<string, number> = {};
   #ms: Record<string, number> = {};
+  #vjp: Record<string, number> = {};
+  #vjpMs: Record<string, number> = {};
   #threads: number;
 
   /** Make an empty pool (most code uses the process-wide {@link sessionPool}). */
@@ -148,10 +155,12 @@ export class SessionPool {
       p.catch(() => this.#models.delete(poolKey));
     }
     const model = await p;
+    const vjp = request.kind === "vjp";
+    const calls = vjp ? this.#vjp : this.#calls, times = vjp ? this.#vjpMs : this.#ms;
     return new ModelSession(name, model, (n, ms) => {
-      this.#calls[n] = (this.#calls[n] ?? 0) + 1;
-      this.#ms[n] = (this.#ms[n] ?? 0) + ms;
-    });
+      calls[n] = (calls[n] ?? 0) + 1;
+      times[n] = (times[n] ?? 0) + ms;
+    }, request.kind ?? "forward");
   }
 
   async #load(key: string, source: ModelSource, choice: DeviceChoice): Promise<LoadedModel> {
@@ -179,15 +188,21 @@ export class SessionPool {
     return model;
   }
 
-  /** Calls and milliseconds per model name, over every handle of this pool. */
+  /** Forward and VJP calls and milliseconds per model name, over every handle of this pool. */
   stats(): ModelStats {
-    return { calls: { ...this.#calls }, ms: { ...this.#ms } };
+    return {
+      calls: { ...this.#calls },
+      ms: { ...this.#ms },
+      vjp: { ...this.#vjp },
+      vjpMs: { ...this.#vjpMs },
+    };
   }
 
   /** Zero the statistics. */
   resetStats(): void {
-    this.#calls = {};
-    this.#ms = {};
+    for (const r of [this.#calls, this.#ms, this.#vjp, this.#vjpMs]) {
+      for (const k of Object.keys(r)) delete r[k];
+    }
   }
 
   /** Release every session (handles become unusable); the pool can be used again afterwards. */

@@ -205,7 +205,9 @@ export class ModelSession {
   readonly inputs: readonly ValueInfo[];
   /** Outputs as declared by the model. */
   readonly outputs: readonly ValueInfo[];
-  /** Number of calls (NFE) made through this handle. */
+  /** How its calls are counted: forward calls (NFE) or VJP calls of the network `name`. */
+  readonly kind: "forward" | "vjp";
+  /** Number of calls made through this handle. */
   calls = 0;
   /** Milliseconds spent in those calls. */
   ms = 0;
@@ -218,9 +220,16 @@ export class ModelSession {
    * @param name statistics name
    * @param model the shared loaded model
    * @param onRun called after every run with the name and milliseconds (pool-wide totals)
+   * @param kind "forward" (default) or "vjp" (a gradient model of the network `name`)
    */
-  constructor(name: string, model: LoadedModel, onRun?: (name: string, ms: number) => void) {
+  constructor(
+    name: string,
+    model: LoadedModel,
+    onRun?: (name: string, ms: number) => void,
+    kind: "forward" | "vjp" = "forward",
+  ) {
     this.name = name;
+    this.kind = kind;
     this.#model = model;
     this.#onRun = onRun;
     this.inputs = metadataOf(model.session.inputMetadata);

@@ -241,6 +241,48 @@ export async function embedSmallExternal(
   }
 }
 
+/**
+ * Embed the external data of a model held in memory: every tensor whose location is one of `files`
+ * gets its bytes as raw data (for models loaded from bytes with in-memory external data, which a
+ * transform cannot read from disk).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { inlineExternalData, isExternal } from "./external.ts";
+ * import type { TensorProto } from "./proto.ts";
+ * const w: TensorProto = {
+ *   name: "w",
+ *   externalData: [{ key: "location", value: "model.onnx_data" }, { key: "offset", value: "1" }, {
+ *     key: "length",
+ *     value: "2",
+ *   }],
+ * };
+ * inlineExternalData({ graph: { initializer: [w] } }, [
+ *   { path: "model.onnx_data", data: Uint8Array.of(9, 1, 2) },
+ * ]);
+ * assert.equal(isExternal(w), false);
+ * assert.deepEqual([...w.rawData!], [1, 2]);
+ * ```
+ */
+export function inlineExternalData(
+  model: IModelProto,
+  files: readonly { path: string; data: Uint8Array }[],
+): void {
+  const byPath = new Map(files.map((f) => [normalize(f.path), f.data]));
+  for (const t of allTensors(model.graph)) {
+    if (!isExternal(t)) continue;
+    const { location, offset, length } = externalInfo(t);
+    const data = byPath.get(normalize(location));
+    if (!data) throw new InputError(`tensor '${t.name}': external data '${location}' not given`);
+    const end = length !== undefined ? offset + length : data.length;
+    if (end > data.length) throw new InputError(`tensor '${t.name}': external data too short`);
+    (t as { rawData?: Uint8Array }).rawData = data.slice(offset, end);
+    t.externalData = [];
+    t.dataLocation = 0;
+  }
+}
+
 async function sameFile(a: string, b: string): Promise<boolean> {
   try {
     const [sa, sb] = await Promise.all([Deno.stat(a), Deno.stat(b)]);

@@ -278,3 +278,27 @@ export function fromPrediction(
       throw new RangeError(`unknown prediction type ${JSON.stringify(type)}`);
   }
 }
+
+/**
+ * LCM boundary-condition coefficients (c_skip, c_out) at integer timestep t (diffusers
+ * `LCMScheduler.get_scalings_for_boundary_condition_discrete`): with s = t · timestep_scaling,
+ * c_skip = σ_d²/(s² + σ_d²), c_out = s/√(s² + σ_d²); the consistency map is c_out x̂0 + c_skip z_t.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { lcmBoundary } from "./diffusion.ts";
+ * assert.deepEqual(lcmBoundary(0, 10), { cSkip: 1, cOut: 0 });
+ * const { cSkip, cOut } = lcmBoundary(999, 10);
+ * assert.ok(cSkip < 1e-7 && Math.abs(cOut - 1) < 1e-7);
+ * ```
+ */
+export function lcmBoundary(
+  t: number,
+  timestepScaling: number,
+  sigmaData = 0.5,
+): { cSkip: number; cOut: number } {
+  const s = t * timestepScaling;
+  const d2 = sigmaData * sigmaData;
+  return { cSkip: d2 / (s * s + d2), cOut: s / Math.sqrt(s * s + d2) };
+}

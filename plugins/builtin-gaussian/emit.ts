@@ -56,51 +56,78 @@ export const VAE_LOGVAR: number = -30;
 
 const OPSET = 17;
 
-/** Φ restricted to its first k rows (k×n), float32. */
-function dctRows(n: number, k: number): Float32Array {
-  return Float32Array.from(dctMatrix(n).subarray(0, k * n));
+/** Φ restricted to its first k rows (k×n), float64 (rounded once when emitted in float32). */
+function dctRows(n: number, k: number): Float64Array {
+  return Float64Array.from(dctMatrix(n).subarray(0, k * n));
 }
 
 /** Transpose an r×c row-major matrix. */
-function transpose(m: ArrayLike<number>, r: number, c: number): Float32Array {
-  const out = new Float32Array(r * c);
+function transpose(m: ArrayLike<number>, r: number, c: number): Float64Array {
+  const out = new Float64Array(r * c);
   for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = m[i * c + j];
   return out;
 }
 
+/**
+ * Element type of the emitted graphs: float32 (the model), or float64 for tests that compare the
+ * graphs and their VJPs with the float64 closed forms to 1e-9 (ONNX Runtime has double kernels
+ * for every op used here).
+ */
+export type EmitType = "float32" | "float64";
+
+/** A float constant of the graph's element type. */
+function constT(
+  g: GraphBuilder,
+  dtype: EmitType,
+  hint: string,
+  dims: number[],
+  v: ArrayLike<number>,
+) {
+  return g.initializer(hint, dtype, dims, v);
+}
+
 /** Apply a 3×3 colour matrix to [B,3,H,W] by MatMul over the channel axis. */
-function colourMix(g: GraphBuilder, x: string, M: ArrayLike<number>, H: number, W: number): string {
+function colourMix(
+  g: GraphBuilder,
+  dtype: EmitType,
+  x: string,
+  M: ArrayLike<number>,
+  H: number,
+  W: number,
+): string {
   const flat = g.op("Reshape", [x, g.constI("shape_b3n", [-1, 3, H * W])]);
-  const mixed = g.op("MatMul", [g.constF("colour", [3, 3], M), flat]);
+  const mixed = g.op("MatMul", [constT(g, dtype, "colour", [3, 3], M), flat]);
   return g.op("Reshape", [mixed, g.constI("shape_b3hw", [-1, 3, H, W])]);
 }
 
 /** vae_encoder: sample [B,3,H,W] → latent_parameters [B,6,K_h,K_w] = DCT(Cx) ‖ −30. */
-export function encoderGraph(m: ExactModel): Uint8Array {
+export function encoderGraph(m: ExactModel, dtype: EmitType = "float32"): Uint8Array {
   const { height: H, width: W, keepH: kh, keepW: kw } = m.layout;
   const g = new GraphBuilder("exact_vae_encoder", OPSET);
-  const x = g.input("sample", "float32", ["batch", 3, H, W]);
-  const y = colourMix(g, x, COLOR_MATRIX, H, W);
-  const t = g.op("MatMul", [g.constF("dct_h", [kh, H], dctRows(H, kh)), y]); // Φ_H[:K] Y
-  const z = g.op("MatMul", [t, g.constF("dct_w_t", [W, kw], transpose(dctRows(W, kw), kw, W))]);
+  const x = g.input("sample", dtype, ["batch", 3, H, W]);
+  const y = colourMix(g, dtype, x, COLOR_MATRIX, H, W);
+  const t = g.op("MatMul", [constT(g, dtype, "dct_h", [kh, H], dctRows(H, kh)), y]); // Φ_H[:K] Y
+  const dctWt = transpose(dctRows(W, kw), kw, W);
+  const z = g.op("MatMul", [t, constT(g, dtype, "dct_w_t", [W, kw], dctWt)]);
   const logvar = g.op("Expand", [
-    g.constF("logvar", [1, 1, 1, 1], [VAE_LOGVAR]),
+    constT(g, dtype, "logvar", [1, 1, 1, 1], [VAE_LOGVAR]),
     g.op("Shape", [z]),
   ]);
   const out = g.op("Concat", [z, logvar], { axis: 1 });
-  g.output(out, "latent_parameters", "float32", ["batch", 6, kh, kw]);
+  g.output(out, "latent_parameters", dtype, ["batch", 6, kh, kw]);
   return g.toBytes();
 }
 
 /** vae_decoder: latent_sample [B,3,K_h,K_w] → sample [B,3,H,W] = Cᵀ IDCT(Pᵀ z). */
-export function decoderGraph(m: ExactModel): Uint8Array {
+export function decoderGraph(m: ExactModel, dtype: EmitType = "float32"): Uint8Array {
   const { height: H, width: W, keepH: kh, keepW: kw } = m.layout;
   const g = new GraphBuilder("exact_vae_decoder", OPSET);
-  const z = g.input("latent_sample", "float32", ["batch", 3, kh, kw]);
-  const t = g.op("MatMul", [g.constF("dct_h_t", [H, kh], transpose(dctRows(H, kh), kh, H)), z]);
-  const x = g.op("MatMul", [t, g.constF("dct_w", [kw, W], dctRows(W, kw))]);
+  const z = g.input("latent_sample", dtype, ["batch", 3, kh, kw]);
+  const dctHt = transpose(dctRows(H, kh), kh, H);
+  const t = g.op("MatMul", [constT(g, dtype, "dct_h_t", [H, kh], dctHt), z]);
+  const x = g.op("MatMul", [t, constT(g, dtype, "dct_w", [kw, W], dctRows(W, kw))]);
   const ct = transpose(COLOR_MATRIX, 3, 3);
-  g.output(colourMix(g, x, ct, H, W), "sample", "float32", ["batch", 3, H, W]);
+  g.output(colourMix(g, dtype, x, ct, H, W), "sample", dtype, ["batch", 3, H, W]);
   return g.toBytes();
 }
 
@@ -127,21 +154,23 @@ export type UnetKind = "epsilon" | "sample";
  *   d = z − √ᾱ μ;  den = ᾱλ + (1 − ᾱ);
  *   ε̂ = √(1−ᾱ) d / den;   G = μ + √(λ/den) d.
  */
-export function unetGraph(m: ExactModel, kind: UnetKind): Uint8Array {
+export function unetGraph(m: ExactModel, kind: UnetKind, dtype: EmitType = "float32"): Uint8Array {
   const { keepH: kh, keepW: kw } = m.layout;
   const { hiddenSize: D, W, b } = m.text.readout;
   const T = m.text.maxLength;
   const g = new GraphBuilder(kind === "epsilon" ? "exact_unet" : "exact_consistency_unet", OPSET);
-  const z = g.input("sample", "float32", ["batch", 3, kh, kw]);
-  const ts = g.input("timestep", "float32", []);
-  const c = g.input("encoder_hidden_states", "float32", ["batch", T, D]);
+  const cf = (hint: string, dims: number[], v: ArrayLike<number>) =>
+    constT(g, dtype, hint, dims, v);
+  const z = g.input("sample", dtype, ["batch", 3, kh, kw]);
+  const ts = g.input("timestep", dtype, []);
+  const c = g.input("encoder_hidden_states", dtype, ["batch", T, D]);
 
   // θ = W · mean_tokens(c) + b  → a, β, m as [B,3,1,1]
   const cbar = g.op("ReduceMean", [c], { axes: [1], keepdims: 0 });
-  const wt = g.constF("readout_w_t", [D, THETA_SIZE], transpose(W, THETA_SIZE, D));
+  const wt = cf("readout_w_t", [D, THETA_SIZE], transpose(W, THETA_SIZE, D));
   const theta = g.op(
     "Add",
-    [g.op("MatMul", [cbar, wt]), g.constF("readout_b", [THETA_SIZE], b)],
+    [g.op("MatMul", [cbar, wt]), cf("readout_b", [THETA_SIZE], b)],
     {},
     "theta",
   );
@@ -160,34 +189,34 @@ export function unetGraph(m: ExactModel, kind: UnetKind): Uint8Array {
   const a = part(0, "a"), beta = part(3, "beta"), mk = part(6, "m");
 
   // λ = exp(a + log(s²κ²) − (β/2) L)
-  const L = g.constF(
+  const L = cf(
     "log_freq",
     [1, 1, kh, kw],
-    Float32Array.from(logFrequencyTerm(m.layout, m.spectrum)),
+    Float64Array.from(logFrequencyTerm(m.layout, m.spectrum)),
   );
-  const off = g.constF("log_var_offset", [], [logVarianceOffset(m.layout, m.spectrum)]);
-  const halfBeta = g.op("Mul", [beta, g.constF("minus_half", [], [-0.5])]);
+  const off = cf("log_var_offset", [], [logVarianceOffset(m.layout, m.spectrum)]);
+  const halfBeta = g.op("Mul", [beta, cf("minus_half", [], [-0.5])]);
   const logLam = g.op("Add", [g.op("Add", [a, off]), g.op("Mul", [halfBeta, L])]);
   const lam = g.op("Exp", [logLam], {}, "lambda");
   // μ = m · √(HW)s · δ_{(u,v)=(0,0)}
-  const dcMask = new Float32Array(kh * kw);
+  const dcMask = new Float64Array(kh * kw);
   dcMask[0] = dcWeight(m.layout);
-  const mu = g.op("Mul", [mk, g.constF("dc_weight", [1, 1, kh, kw], dcMask)], {}, "mu");
+  const mu = g.op("Mul", [mk, cf("dc_weight", [1, 1, kh, kw], dcMask)], {}, "mu");
 
   // Schedule lookups.
   const sched = exactSchedule();
   const tab = (hint: string, f: (t: number) => number) =>
-    g.constF(
+    cf(
       hint,
       [NUM_TRAIN_TIMESTEPS],
-      Float32Array.from({ length: NUM_TRAIN_TIMESTEPS }, (_, t) => f(t)),
+      Float64Array.from({ length: NUM_TRAIN_TIMESTEPS }, (_, t) => f(t)),
     );
   // round to the nearest integer as Floor(t + ½) (ONNX `Round` has no WebGPU kernel; the two
   // differ only at exact halves, which integer timesteps never hit)
   const tClip = g.op("Clip", [
-    g.op("Floor", [g.op("Add", [ts, g.constF("half", [], [0.5])])]),
-    g.constF("t_min", [], [0]),
-    g.constF("t_max", [], [NUM_TRAIN_TIMESTEPS - 1]),
+    g.op("Floor", [g.op("Add", [ts, cf("half", [], [0.5])])]),
+    cf("t_min", [], [0]),
+    cf("t_max", [], [NUM_TRAIN_TIMESTEPS - 1]),
   ]);
   const idx = g.op("Cast", [tClip], { to: 7 /* INT64 */ }, "t_index");
   const look = (table: string, hint: string) => g.op("Gather", [table, idx], { axis: 0 }, hint);
@@ -214,7 +243,7 @@ export function unetGraph(m: ExactModel, kind: UnetKind): Uint8Array {
     const k = g.op("Sqrt", [g.op("Div", [lam, den])], {}, "gain");
     out = g.op("Add", [mu, g.op("Mul", [k, d])], {}, "g_map");
   }
-  g.output(out, "out_sample", "float32", ["batch", 3, kh, kw]);
+  g.output(out, "out_sample", dtype, ["batch", 3, kh, kw]);
   return g.toBytes();
 }
 

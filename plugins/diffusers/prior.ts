@@ -17,9 +17,39 @@
  * Optimum), int64 [B] (older Optimum) or float32 [B] (legacy diffusers script); `input_ids` int32
  * or int64; VAE encoder `latent_parameters` (mean‖logvar) or `latent_sample`.
  *
+ * A folder without `vae_encoder/` loads: `encode` and `encodeVjp` are then absent (capability
+ * `encode` false), so solvers that encode (LATINO) are refused up front, while decoder-only
+ * samplers (DDIM, LDPS) run.
+ *
+ * Gradients (gradients.ts): `denoiseVjp`, `consistencyVjp`, `decodeVjp`, `encodeVjp` through one
+ * VJP model per network (core/networks.ts heads + the VJP transform), built on first use and
+ * cached per process; `conditionFromTensors` builds conditioning from tensors (an embedding read
+ * from `.npy` or produced by an optimiser) instead of a prompt.
+ *
  * @module
  */
-import type { Conditioning, ModelStats, Prior, PriorCapabilities } from "../../core/contracts.ts";
+import {
+  type Conditioning,
+  type ConditioningTensorInfo,
+  type DenoiserVjpOptions,
+  type DenoiserVjpResult,
+  LATENT,
+  type ModelStats,
+  type Prediction,
+  type Prior,
+  type PriorCapabilities,
+  type VjpResult,
+} from "../../core/contracts.ts";
+import type { Feed } from "../../core/backend/session.ts";
+import {
+  type DecoderNetwork,
+  denoiserAffine,
+  type DenoiserNetwork,
+  type EncoderNetwork,
+  type PriorNetworks,
+} from "../../core/networks.ts";
+import { fromPrediction } from "../../core/sampling/mod.ts";
+import { PriorGradients } from "./gradients.ts";
 import type { Tensor } from "../../core/tensor.ts";
 import { InputError } from "../../core/errors.ts";
 import { type SessionPool, sessionPool } from "../../core/backend/pool.ts";
@@ -77,6 +107,12 @@ export interface DiffusersLoadOptions {
 /** The default LCM guidance scale (diffusers `LatentConsistencyModelPipeline.__call__`). */
 export const DEFAULT_LCM_GUIDANCE = 8.5;
 
+/** Conditioning inputs that VJPs may differentiate with respect to (the text embeddings). */
+export const DIFFERENTIABLE_CONDITIONING: readonly string[] = [
+  "encoder_hidden_states",
+  "text_embeds",
+];
+
 /** Inputs a UNet may have besides `sample` and `timestep`, fed from the conditioning. */
 export const UNET_CONDITION_INPUTS = [
   "encoder_hidden_states",
@@ -88,6 +124,7 @@ export const UNET_CONDITION_INPUTS = [
 interface UnetPart {
   folder: "unet" | "consistency_unet";
   session: ModelSession;
+  net: DenoiserNetwork;
   sample: ValueInfo;
   timestep: ValueInfo;
   output: string;
@@ -105,11 +142,16 @@ interface TextPart {
   sequence: string;
   /** Output giving the pooled [B,D] embedding (SDXL text_encoder_2), when needed. */
   pooled?: string;
+  /** D of the sequence output (graph metadata, else config.json `hidden_size`); −1 if unknown. */
+  hiddenSize: number;
+  /** Size of the pooled output (graph metadata, else `projection_dim`); −1 if unknown. */
+  pooledSize: number;
 }
 
 interface VaePart {
-  encoder: ModelSession;
-  encoderOutput: string;
+  /** Absent when the folder has no vae_encoder/. */
+  encoder?: ModelSession;
+  encoderOutput?: string;
   /** True when the encoder returns mean‖logvar (take the mean), false for a latent sample. */
   parameters: boolean;
   decoder: ModelSession;
@@ -140,6 +182,8 @@ export class DiffusersPrior implements Prior {
   readonly name: string;
   /** What it supports. */
   readonly capabilities: PriorCapabilities;
+  /** Why a capability is missing. */
+  readonly capabilityNotes: Partial<Record<keyof PriorCapabilities, string>>;
   /** Noise schedule and parameterisation from scheduler_config.json. */
   readonly schedule: SchedulerInfo;
   /** VAE scaling factor s. */
@@ -154,8 +198,30 @@ export class DiffusersPrior implements Prior {
   readonly warnings: readonly string[];
   /** Tweedie x̂0 (present when the folder has `unet/`). */
   readonly denoise?: (zt: Tensor, t: number, c: Conditioning) => Promise<Tensor>;
+  /** x̂0 and ε̂ from one UNet call (present when the folder has `unet/`). */
+  readonly predict?: (zt: Tensor, t: number, c: Conditioning) => Promise<Prediction>;
   /** Consistency map G (present when `consistency_unet/` exists or the scheduler is LCM). */
   readonly consistency?: (zt: Tensor, t: number, c: Conditioning) => Promise<Tensor>;
+  /** z = s · (mean of E(x) − shift), x on [−1,1] (present when the folder has `vae_encoder/`). */
+  readonly encode?: (x: Tensor) => Promise<Tensor>;
+  /** VJP of `denoise`'s x̂0 (or ε̂) (present with `unet/`). */
+  readonly denoiseVjp?: (
+    zt: Tensor,
+    t: number,
+    c: Conditioning,
+    g: Tensor,
+    options?: DenoiserVjpOptions,
+  ) => Promise<DenoiserVjpResult>;
+  /** VJP of `consistency` (present with `consistency`). */
+  readonly consistencyVjp?: (
+    zt: Tensor,
+    t: number,
+    c: Conditioning,
+    g: Tensor,
+    options?: Omit<DenoiserVjpOptions, "output">,
+  ) => Promise<DenoiserVjpResult>;
+  /** ∂⟨g, E(x)⟩/∂x (present when the encoder returns `latent_parameters`). */
+  readonly encodeVjp?: (x: Tensor, g: Tensor) => Promise<VjpResult>;
 
   #files: ModelFiles;
   #unet?: UnetPart;
@@ -166,6 +232,9 @@ export class DiffusersPrior implements Prior {
   #imageShape: readonly number[];
   #lcmGuidance: number;
   #timeCondDim?: number;
+  #networks: PriorNetworks;
+  #grads: PriorGradients;
+  #conditioning: ConditioningTensorInfo[];
 
   private constructor(init: {
     files: ModelFiles;
@@ -181,6 +250,8 @@ export class DiffusersPrior implements Prior {
     deviceReport: string;
     provider: string;
     warnings: string[];
+    pool: SessionPool;
+    device: string;
   }) {
     this.#files = init.files;
     this.name = init.files.name;
@@ -198,14 +269,47 @@ export class DiffusersPrior implements Prior {
     this.deviceReport = init.deviceReport;
     this.provider = init.provider;
     this.warnings = init.warnings;
-    const lcm = init.schedule.isLcm && init.unet !== undefined;
+    this.#networks = networksOf(init);
+    this.#grads = new PriorGradients(init.pool, init.device);
+    this.#conditioning = conditioningInfo(init);
+    const nets = this.#networks;
+    const enc = init.vae.encoder !== undefined;
+    const denoisers = [nets.unet, nets.consistency].filter((n) => n !== undefined);
     this.capabilities = {
-      consistency: init.cunet !== undefined || lcm,
-      denoise: init.unet !== undefined,
-      gradients: false,
+      consistency: nets.consistency !== undefined,
+      denoise: nets.unet !== undefined,
+      encode: enc,
+      latentGradients: denoisers.length > 0,
+      conditioningGradients: denoisers.some((n) => n.differentiable.length > 0),
+      decoderGradients: true,
+      encoderGradients: nets.encoder?.parameters === true,
     };
-    if (init.unet) this.denoise = (zt, t, c) => this.#denoise(zt, t, c);
-    if (this.capabilities.consistency) this.consistency = (zt, t, c) => this.#consistency(zt, t, c);
+    const notes: Partial<Record<keyof PriorCapabilities, string>> = {};
+    const folder = `model folder "${this.name}"`;
+    if (!enc) notes.encode = notes.encoderGradients = `${folder} has no vae_encoder/model.onnx`;
+    else if (!this.capabilities.encoderGradients) {
+      notes.encoderGradients = `${folder}: vae_encoder returns latent_sample (drawn inside the ` +
+        "graph), not latent_parameters";
+    }
+    if (!this.capabilities.consistency) {
+      notes.consistency = `${folder} has no consistency_unet/ and its scheduler is not LCM`;
+    }
+    if (!this.capabilities.denoise) notes.denoise = `${folder} has no unet/`;
+    if (!this.capabilities.conditioningGradients) {
+      notes.conditioningGradients = `${folder}: the UNet takes no text conditioning`;
+    }
+    this.capabilityNotes = notes;
+    if (init.unet) {
+      this.denoise = (zt, t, c) => this.#denoise(zt, t, c);
+      this.predict = (zt, t, c) => this.#predict(zt, t, c);
+      this.denoiseVjp = (zt, t, c, g, o) => this.#denoiseVjp(zt, t, c, g, o);
+    }
+    if (this.capabilities.consistency) {
+      this.consistency = (zt, t, c) => this.#consistency(zt, t, c);
+      this.consistencyVjp = (zt, t, c, g, o) => this.#consistencyVjp(zt, t, c, g, o);
+    }
+    if (enc) this.encode = (x) => this.#encode(x);
+    if (this.capabilities.encoderGradients) this.encodeVjp = (x, g) => this.#encodeVjp(x, g);
   }
 
   /**
@@ -233,9 +337,11 @@ export class DiffusersPrior implements Prior {
     const haveUnet = await hasModel(files, "unet");
     const haveCunet = await hasModel(files, "consistency_unet");
     if (!haveUnet && !haveCunet) missing.push("unet/model.onnx (the denoising UNet)");
-    for (const f of ["vae_encoder", "vae_decoder"] as const) {
-      if (!(await hasModel(files, f))) missing.push(`${f}/model.onnx (the VAE ${f.slice(4)})`);
+    if (!(await hasModel(files, "vae_decoder"))) {
+      missing.push("vae_decoder/model.onnx (the VAE decoder)");
     }
+    // vae_encoder/ is optional: without it the prior has no `encode` (capability "encode").
+    const haveEncoder = await hasModel(files, "vae_encoder");
     if (missing.length) {
       throw new InputError(
         `model folder "${files.name}" is not a diffusers ONNX pipeline: missing ${
@@ -300,9 +406,20 @@ export class DiffusersPrior implements Prior {
           } is not supported (expected epsilon, sample or v_prediction)`,
         );
       }
+      const net: DenoiserNetwork = {
+        name: folder,
+        source: sources.get(folder)!,
+        predictionType: pt,
+        sample: "sample",
+        timestep: { name: "timestep", type: timestep.type, shape: [...timestep.shape] },
+        conditioning: conditionInputs,
+        differentiable: conditionInputs.filter((n) => DIFFERENTIABLE_CONDITIONING.includes(n)),
+        output: out.name,
+      };
       return {
         folder,
         session: s,
+        net,
         sample,
         timestep,
         output: out.name,
@@ -322,17 +439,20 @@ export class DiffusersPrior implements Prior {
       vaeCfgRel = "vae_encoder/config.json";
       vaeCfg = await readJson(files, vaeCfgRel);
     }
-    const encoder = await open("vae_encoder");
-    requireInput(files, encoder, "vae_encoder", "sample", SPEC.latent);
-    rejectUnknownInputs(files, encoder, "vae_encoder", ["sample"]);
-    const encOut = requireOutput(
-      files,
-      encoder,
-      "vae_encoder",
-      ["latent_parameters", "latent_sample"],
-      SPEC.latent,
-    );
-    if (encOut.name === "latent_sample") {
+    const encoder = haveEncoder ? await open("vae_encoder") : undefined;
+    let encOut: ValueInfo | undefined;
+    if (encoder) {
+      requireInput(files, encoder, "vae_encoder", "sample", SPEC.latent);
+      rejectUnknownInputs(files, encoder, "vae_encoder", ["sample"]);
+      encOut = requireOutput(
+        files,
+        encoder,
+        "vae_encoder",
+        ["latent_parameters", "latent_sample"],
+        SPEC.latent,
+      );
+    }
+    if (encOut?.name === "latent_sample") {
       warnings.push(
         `${files.name}: vae_encoder returns latent_sample, which older exporters draw at random ` +
           "inside the graph (not from our seeded streams); re-export with latent_parameters for a deterministic mean",
@@ -368,8 +488,8 @@ export class DiffusersPrior implements Prior {
     }
     const vae: VaePart = {
       encoder,
-      encoderOutput: encOut.name,
-      parameters: encOut.name === "latent_parameters",
+      encoderOutput: encOut?.name,
+      parameters: encOut?.name === "latent_parameters",
       decoder,
       decoderOutput: decOut.name,
       scalingFactor: configNumber(files, vaeCfgRel, vaeCfg, "scaling_factor", 0.18215),
@@ -435,6 +555,8 @@ export class DiffusersPrior implements Prior {
         const pooled = sdxl && enc === "text_encoder_2"
           ? requireOutput(files, s, enc, ["text_embeds"], SPEC.vector).name
           : undefined;
+        const cfg = await readJson(files, `${enc}/config.json`);
+        const cfgNum = (k: string) => typeof cfg?.[k] === "number" ? cfg[k] as number : -1;
         text.push({
           folder: enc,
           session: s,
@@ -443,6 +565,10 @@ export class DiffusersPrior implements Prior {
           attentionMask: mask,
           sequence,
           pooled,
+          hiddenSize: fixedDim(s.output(sequence)!.shape[2]) ?? cfgNum("hidden_size"),
+          pooledSize: pooled
+            ? fixedDim(s.output(pooled)!.shape[1]) ?? cfgNum("projection_dim")
+            : -1,
         });
       }
     }
@@ -477,6 +603,8 @@ export class DiffusersPrior implements Prior {
       deviceReport: choice.report,
       provider: choice.provider,
       warnings,
+      pool,
+      device,
     });
 
     // 6. Fixed-size graphs must fit the images we will see.
@@ -520,14 +648,13 @@ export class DiffusersPrior implements Prior {
     return [B, v.latentChannels, H / f, W / f];
   }
 
-  /** z = s · (mean of E(x) − shift), x on [−1,1]. */
-  async encode(x: Tensor): Promise<Tensor> {
+  async #encode(x: Tensor): Promise<Tensor> {
     if (x.shape.length !== 4) {
       throw new InputError(`encode: image has shape [${x.shape}], expected [B,C,H,W]`);
     }
     const v = this.#vae;
-    const out =
-      (await v.encoder.run({ sample: x }, { outputs: [v.encoderOutput] }))[v.encoderOutput];
+    const name = v.encoderOutput!;
+    const out = (await v.encoder!.run({ sample: x }, { outputs: [name] }))[name];
     let mean = out;
     if (v.parameters) {
       const [B, C2, h, w] = out.shape;
@@ -559,9 +686,24 @@ export class DiffusersPrior implements Prior {
     return out[v.decoderOutput];
   }
 
+  /** ∂⟨g, D(z/s + shift)⟩/∂z and D(z/s + shift); g shaped like the decoded image. */
+  async decodeVjp(z: Tensor, g: Tensor): Promise<VjpResult> {
+    if (z.shape.length !== 4) {
+      throw new InputError(`decodeVjp: latent has shape [${z.shape}], expected [B,C,h,w]`);
+    }
+    return await this.#grads.decoder(this.#networks.decoder, z, g);
+  }
+
+  async #encodeVjp(x: Tensor, g: Tensor): Promise<VjpResult> {
+    if (x.shape.length !== 4) {
+      throw new InputError(`encodeVjp: image has shape [${x.shape}], expected [B,C,H,W]`);
+    }
+    return await this.#grads.encoder(this.#networks.encoder!, x, g);
+  }
+
   /** Encode a prompt into the tensors the UNet(s) take (keyed by UNet input name). */
   async condition(prompt: string): Promise<Conditioning> {
-    const needs = new Set([this.#unet, this.#cunet].flatMap((u) => u?.conditionInputs ?? []));
+    const needs = this.#needs();
     const tensors: Record<string, Tensor> = {};
     if (needs.has("encoder_hidden_states")) {
       const runs = [];
@@ -572,13 +714,76 @@ export class DiffusersPrior implements Prior {
         tensors.text_embeds = runs[1].pooled!;
       }
     }
-    if (needs.has("time_ids")) {
-      tensors.time_ids = sdxlTimeIds(this.#imageShape[2], this.#imageShape[3]);
-    }
-    if (needs.has("timestep_cond")) {
-      tensors.timestep_cond = guidanceEmbedding(this.#lcmGuidance, this.#timeCondDim!);
+    for (const name of ["time_ids", "timestep_cond"]) {
+      if (needs.has(name)) tensors[name] = this.#fixedTensor(name);
     }
     return { prompt, tensors };
+  }
+
+  /** The conditioning tensors the UNet(s) take: names, batch-1 shapes, sources. */
+  conditioningTensors(): readonly ConditioningTensorInfo[] {
+    return this.#conditioning.map((i) => ({ ...i, shape: [...i.shape] }));
+  }
+
+  /**
+   * Conditioning from tensors: every "prompt" tensor must be given ([1, …] or [B, …] with the
+   * sizes of {@link conditioningTensors}); "fixed" ones (`time_ids`, `timestep_cond`) are computed
+   * unless given.
+   */
+  conditionFromTensors(tensors: Record<string, Tensor>): Conditioning {
+    const infos = this.#conditioning;
+    const expected = () =>
+      infos.map((i) => `${i.name} [${i.shape.map((d) => (d < 0 ? "?" : d))}]`).join(", ") ||
+      "none";
+    for (const name of Object.keys(tensors)) {
+      if (!infos.some((i) => i.name === name)) {
+        throw new InputError(
+          `model "${this.name}" takes no conditioning tensor "${name}" (expected: ${expected()})`,
+        );
+      }
+    }
+    const out: Record<string, Tensor> = {};
+    for (const info of infos) {
+      const t = tensors[info.name];
+      if (!t) {
+        if (info.source === "fixed") out[info.name] = this.#fixedTensor(info.name);
+        else {
+          throw new InputError(
+            `model "${this.name}": conditioning tensor "${info.name}" is missing (expected: ${expected()})`,
+          );
+        }
+        continue;
+      }
+      const fits = t.shape.length === info.shape.length && t.shape[0] >= 1 &&
+        info.shape.every((d, k) => k === 0 || d < 0 || d === t.shape[k]) &&
+        t.data.length === t.shape.reduce((a, b) => a * b, 1);
+      if (!fits) {
+        throw new InputError(
+          `model "${this.name}": conditioning tensor "${info.name}" has shape [${t.shape}], ` +
+            `expected [${info.shape.map((d, k) => (k === 0 ? "B" : d < 0 ? "?" : d))}]`,
+        );
+      }
+      if (!t.data.every(Number.isFinite)) {
+        throw new InputError(
+          `model "${this.name}": conditioning tensor "${info.name}" has non-finite values`,
+        );
+      }
+      out[info.name] = t;
+    }
+    return { tensors: out };
+  }
+
+  #needs(): Set<string> {
+    return new Set([this.#unet, this.#cunet].flatMap((u) => u?.conditionInputs ?? []));
+  }
+
+  /** A conditioning tensor computed by the prior, not from the prompt. */
+  #fixedTensor(name: string): Tensor {
+    if (name === "time_ids") return sdxlTimeIds(this.#imageShape[2], this.#imageShape[3]);
+    if (name === "timestep_cond") {
+      return guidanceEmbedding(this.#lcmGuidance, this.#timeCondDim!);
+    }
+    throw new RangeError(`no fixed conditioning tensor "${name}"`);
   }
 
   async #encodeText(te: TextPart, prompt: string): Promise<{ sequence: Tensor; pooled?: Tensor }> {
@@ -603,16 +808,22 @@ export class DiffusersPrior implements Prior {
     return this.schedule.alphasCumprod[t];
   }
 
-  /** Run a UNet at integer timestep t; returns its raw output. */
-  async #runUnet(u: UnetPart, zt: Tensor, t: number, c: Conditioning): Promise<Float32Array> {
+  /** The feeds of a UNet call; `batchOne` lists conditioning tensors given at batch 1. */
+  #unetFeeds(
+    u: UnetPart,
+    zt: Tensor,
+    t: number,
+    c: Conditioning,
+  ): { feeds: Record<string, Feed>; batchOne: Set<string> } {
+    if (zt.shape.length !== 4) {
+      throw new InputError(`${u.folder}: latent has shape [${zt.shape}], expected [B,C,h,w]`);
+    }
     const B = zt.shape[0];
     const ts = u.timestep.shape.length === 0
       ? { data: [t], shape: [] as number[] }
       : { data: new Array<number>(B).fill(t), shape: [B] };
-    const feeds: Record<string, { data: Float32Array | number[]; shape: readonly number[] }> = {
-      sample: zt,
-      timestep: ts,
-    };
+    const feeds: Record<string, Feed> = { sample: zt, timestep: ts };
+    const batchOne = new Set<string>();
     for (const name of u.conditionInputs) {
       const v = c.tensors[name];
       if (!v) {
@@ -622,8 +833,15 @@ export class DiffusersPrior implements Prior {
           })`,
         );
       }
+      if (v.shape[0] === 1) batchOne.add(name);
       feeds[name] = tileBatch(v, B);
     }
+    return { feeds, batchOne };
+  }
+
+  /** Run a UNet at integer timestep t; returns its raw output. */
+  async #runUnet(u: UnetPart, zt: Tensor, t: number, c: Conditioning): Promise<Float32Array> {
+    const { feeds } = this.#unetFeeds(u, zt, t, c);
     const out = (await u.session.run(feeds, { outputs: [u.output] }))[u.output];
     if (out.data.length !== zt.data.length) {
       throw new Error(
@@ -638,6 +856,13 @@ export class DiffusersPrior implements Prior {
     const u = this.#unet!;
     const out = await this.#runUnet(u, zt, t, c);
     return { data: predictX0(u.predictionType, zt.data, out, abar), shape: [...zt.shape] };
+  }
+
+  async #predict(zt: Tensor, t: number, c: Conditioning): Promise<Prediction> {
+    const abar = this.#checkT(t, "predict");
+    const u = this.#unet!;
+    const out = { data: await this.#runUnet(u, zt, t, c), shape: [...zt.shape] };
+    return fromPrediction(u.predictionType, zt, out, abar);
   }
 
   async #consistency(zt: Tensor, t: number, c: Conditioning): Promise<Tensor> {
@@ -655,7 +880,48 @@ export class DiffusersPrior implements Prior {
     return { data: g, shape: [...zt.shape] };
   }
 
-  /** Calls and milliseconds per model of this prior. */
+  async #denoiseVjp(
+    zt: Tensor,
+    t: number,
+    c: Conditioning,
+    g: Tensor,
+    options: DenoiserVjpOptions = {},
+  ): Promise<DenoiserVjpResult> {
+    this.#checkT(t, "denoiseVjp");
+    const u = this.#unet!;
+    const affine = denoiserAffine(u.net, this.schedule, t, options.output ?? "x0");
+    const { feeds, batchOne } = this.#unetFeeds(u, zt, t, c);
+    return await this.#grads.denoiser(
+      u.net,
+      feeds,
+      affine,
+      g,
+      options.wrt ?? [LATENT],
+      batchOne,
+    );
+  }
+
+  async #consistencyVjp(
+    zt: Tensor,
+    t: number,
+    c: Conditioning,
+    g: Tensor,
+    options: Omit<DenoiserVjpOptions, "output"> = {},
+  ): Promise<DenoiserVjpResult> {
+    this.#checkT(t, "consistencyVjp");
+    const u = this.#cunet ?? this.#unet!;
+    const net = this.#networks.consistency!;
+    const affine = denoiserAffine(net, this.schedule, t, "consistency");
+    const { feeds, batchOne } = this.#unetFeeds(u, zt, t, c);
+    return await this.#grads.denoiser(net, feeds, affine, g, options.wrt ?? [LATENT], batchOne);
+  }
+
+  /** The networks as model sources, with prediction types and VAE scaling (for composers). */
+  networks(): PriorNetworks {
+    return this.#networks;
+  }
+
+  /** Forward and VJP calls and milliseconds per model of this prior. */
   stats(): ModelStats {
     const calls: Record<string, number> = {}, ms: Record<string, number> = {};
     const sessions = [
@@ -670,7 +936,7 @@ export class DiffusersPrior implements Prior {
       calls[s.name] = (calls[s.name] ?? 0) + s.calls;
       ms[s.name] = (ms[s.name] ?? 0) + s.ms;
     }
-    return { calls, ms };
+    return { calls, ms, ...this.#grads.stats() };
   }
 
   /** Facts for run reports: folder, provider, scheduler, exporter variants, warnings. */
@@ -694,7 +960,7 @@ export class DiffusersPrior implements Prior {
         : this.capabilities.consistency
         ? "lcm"
         : "none",
-      vaeEncoderOutput: this.#vae.encoderOutput,
+      vaeEncoderOutput: this.#vae.encoderOutput ?? "none (no vae_encoder/)",
       scalingFactor: this.scalingFactor,
       shiftFactor: this.shiftFactor,
       textEncoders: this.#text.map((t) => ({
@@ -720,4 +986,109 @@ function defaultImageShape(u: UnetPart | undefined, vae: VaePart): number[] {
     return [1, 3, h * vae.downsampling, w * vae.downsampling];
   }
   return [1, 3, 1024, 1024];
+}
+
+type PriorInit = {
+  files: ModelFiles;
+  schedule: SchedulerInfo;
+  unet?: UnetPart;
+  cunet?: UnetPart;
+  vae: VaePart;
+  text: TextPart[];
+  sources: Map<string, ModelSource>;
+  timeCondDim?: number;
+};
+
+/** The networks of a loaded folder, for the VJP heads and for graph composers. */
+function networksOf(init: PriorInit): PriorNetworks {
+  const v = init.vae;
+  const decoder: DecoderNetwork = {
+    name: "vae_decoder",
+    source: init.sources.get("vae_decoder")!,
+    input: "latent_sample",
+    output: v.decoderOutput,
+    scalingFactor: v.scalingFactor,
+    shiftFactor: v.shiftFactor,
+  };
+  const encoder: EncoderNetwork | undefined = v.encoder && {
+    name: "vae_encoder",
+    source: init.sources.get("vae_encoder")!,
+    input: "sample",
+    output: v.encoderOutput!,
+    parameters: v.parameters,
+    latentChannels: v.latentShapeOverride?.[0] ?? v.latentChannels,
+    scalingFactor: v.scalingFactor,
+    shiftFactor: v.shiftFactor,
+  };
+  const lcm = init.schedule.isLcm && init.unet
+    ? {
+      ...init.unet.net,
+      lcm: { timestepScaling: init.schedule.timestepScaling, sigmaData: 0.5 },
+    }
+    : undefined;
+  return {
+    schedule: init.schedule,
+    unet: init.unet?.net,
+    consistency: init.cunet?.net ?? lcm,
+    decoder,
+    encoder,
+  };
+}
+
+/** The conditioning tensors of a loaded folder (from graph metadata and configs). */
+function conditioningInfo(init: PriorInit): ConditioningTensorInfo[] {
+  const unets = [init.unet, init.cunet].filter((u): u is UnetPart => u !== undefined);
+  const names = new Set(unets.flatMap((u) => u.conditionInputs));
+  const dim = (name: string, k: number): number | undefined => {
+    for (const u of unets) {
+      const d = fixedDim(u.session.input(name)?.shape[k]);
+      if (d !== undefined) return d;
+    }
+    return undefined;
+  };
+  const out: ConditioningTensorInfo[] = [];
+  const sdxl = names.has("text_embeds");
+  if (names.has("encoder_hidden_states")) {
+    const dims = init.text.map((t) => t.hiddenSize);
+    const D = dim("encoder_hidden_states", 2) ??
+      (dims.length && dims.every((d) => d > 0) ? dims.reduce((a, b) => a + b, 0) : -1);
+    const T = dim("encoder_hidden_states", 1) ?? init.text[0]?.tokenizer.maxLength ?? -1;
+    out.push({
+      name: "encoder_hidden_states",
+      shape: [1, T, D],
+      source: "prompt",
+      differentiable: true,
+      description: sdxl
+        ? "penultimate hidden states of text_encoder and text_encoder_2, concatenated"
+        : "token embeddings: text_encoder's last_hidden_state",
+    });
+  }
+  if (sdxl) {
+    out.push({
+      name: "text_embeds",
+      shape: [1, dim("text_embeds", 1) ?? init.text[1]?.pooledSize ?? -1],
+      source: "prompt",
+      differentiable: true,
+      description: "pooled text embedding of text_encoder_2",
+    });
+  }
+  if (names.has("time_ids")) {
+    out.push({
+      name: "time_ids",
+      shape: [1, 6],
+      source: "fixed",
+      differentiable: false,
+      description: "SDXL micro-conditioning [H, W, 0, 0, H, W] of the image size",
+    });
+  }
+  if (names.has("timestep_cond")) {
+    out.push({
+      name: "timestep_cond",
+      shape: [1, init.timeCondDim ?? -1],
+      source: "fixed",
+      differentiable: false,
+      description: "LCM guidance-scale embedding",
+    });
+  }
+  return out;
 }

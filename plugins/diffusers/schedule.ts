@@ -22,6 +22,7 @@ import type { NoiseSchedule } from "../../core/contracts.ts";
 import type { PredictionType } from "../../core/sampling/diffusion.ts";
 
 export type { PredictionType } from "../../core/sampling/diffusion.ts";
+export { lcmBoundary } from "../../core/sampling/diffusion.ts";
 
 /** The parts of a scheduler config this toolkit uses. */
 export interface SchedulerInfo extends NoiseSchedule {
@@ -220,28 +221,6 @@ export function schedulerFromConfig(cfg: Record<string, unknown>): SchedulerInfo
     originalInferenceSteps: num(cfg, "original_inference_steps", 50),
     betaSchedule: kind,
   };
-}
-
-/**
- * LCM boundary-condition coefficients (c_skip, c_out) at integer timestep t.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { lcmBoundary } from "./schedule.ts";
- * assert.deepEqual(lcmBoundary(0, 10), { cSkip: 1, cOut: 0 });
- * const { cSkip, cOut } = lcmBoundary(999, 10);
- * assert.ok(cSkip < 1e-7 && Math.abs(cOut - 1) < 1e-7);
- * ```
- */
-export function lcmBoundary(
-  t: number,
-  timestepScaling: number,
-  sigmaData = 0.5,
-): { cSkip: number; cOut: number } {
-  const s = t * timestepScaling;
-  const d2 = sigmaData * sigmaData;
-  return { cSkip: d2 / (s * s + d2), cOut: s / Math.sqrt(s * s + d2) };
 }
 
 /**

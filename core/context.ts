@@ -1,0 +1,53 @@
+/**
+ * Building a {@link SolveContext}: the run-time context a solver receives (its random stream, the
+ * image and latent shapes, the device and the shared session pool).
+ *
+ * @module
+ */
+import type { Prior, Problem, SolveContext } from "./contracts.ts";
+import type { RandomStream } from "./rng.ts";
+import { type SessionPool, sessionPool } from "./backend/pool.ts";
+
+/** Options of {@link solveContext}. */
+export interface SolveContextOptions {
+  /** The solver's random stream (`streams(seed).get(STREAMS.solver)` in the CLIs). */
+  rng: RandomStream;
+  /** The device request the prior was loaded with (default "auto"). */
+  device?: string;
+  /** The session pool (default: the process-wide pool). */
+  sessions?: SessionPool;
+  /** Abort to stop between steps. */
+  signal?: AbortSignal;
+  /** Attach previews to step events. */
+  previews?: boolean;
+}
+
+/**
+ * The context for running a solver on `problem` with `prior`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { solveContext } from "./context.ts";
+ * import { streams } from "./rng.ts";
+ * const prior = { latentShape: (s: readonly number[]) => [s[0], 4, s[2] / 8, s[3] / 8] };
+ * const ctx = solveContext({ imageShape: [1, 3, 64, 64] }, prior, { rng: streams(0).get("solver") });
+ * assert.deepEqual(ctx.latentShape, [1, 4, 8, 8]);
+ * assert.equal(ctx.device, "auto");
+ * ```
+ */
+export function solveContext(
+  problem: Pick<Problem, "imageShape">,
+  prior: Pick<Prior, "latentShape">,
+  options: SolveContextOptions,
+): SolveContext {
+  return {
+    rng: options.rng,
+    signal: options.signal,
+    previews: options.previews,
+    imageShape: [...problem.imageShape],
+    latentShape: prior.latentShape(problem.imageShape),
+    device: options.device ?? "auto",
+    sessions: options.sessions ?? sessionPool(),
+  };
+}
