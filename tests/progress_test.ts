@@ -32,7 +32,7 @@ Deno.test("progress: nested tasks — the outer ETA counts the running inner tas
   const steps = progress.solverSteps({ parent: cells, label: "latino" });
   for (let s = 0; s < 4; s++) {
     advance(1000);
-    steps.update({ step: s, total: 8, nfe: { unet: s + 1 }, ms: 1000 });
+    steps.update({ step: s, total: 8, nfe: { unet: s + 1 }, vjp: {}, ms: 1000 });
   }
   // 4 of 8 steps of the first of 2 cells: a quarter done in 4 s → 12 s left; inner: 4 s left
   assert.equal(cells.fraction(), 0.25);
@@ -63,7 +63,7 @@ Deno.test("progress: --quiet prints nothing", () => {
   const { progress, lines } = clocked("json", false);
   const t = progress.task("x", 3);
   t.tick();
-  progress.solverSteps().update({ step: 0, total: 2, nfe: {}, ms: 1 });
+  progress.solverSteps().update({ step: 0, total: 2, nfe: {}, vjp: {}, ms: 1 });
   progress.note("stopping after this step…");
   progress.stop();
   assert.deepEqual(lines, []);
