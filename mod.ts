@@ -36,6 +36,7 @@ export * from "./core/onnx/external.ts";
 export * from "./core/backend/device.ts";
 export * from "./core/backend/session.ts";
 export * from "./core/backend/pool.ts";
+export * from "./core/pipeline/mod.ts";
 export * from "./plugins/diffusers/mod.ts";
 export * from "./operators/blur.ts";
 export * from "./operators/kernels.ts";

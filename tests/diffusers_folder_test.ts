@@ -13,7 +13,7 @@ import {
   memoryFiles,
   type ModelFiles,
   schedulerFromConfig,
-} from "../plugins/diffusers/mod.ts";
+} from "../core/pipeline/mod.ts";
 import {
   C,
   CU_A,

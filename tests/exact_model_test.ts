@@ -59,11 +59,11 @@ import {
 } from "../plugins/builtin-gaussian/bpe_vocab.ts";
 import { transform } from "../core/onnx/vjp/transform.ts";
 import { decodeModel, encodeModel } from "../core/onnx/proto.ts";
-import { ClipTokenizer } from "../plugins/diffusers/tokenizer.ts";
+import { ClipTokenizer } from "../core/pipeline/tokenizer.ts";
 import { createOperator, PluginRegistry } from "../core/registry.ts";
 import { operatorPlugins } from "../operators/mod.ts";
 import type { BlurOperator } from "../operators/blur.ts";
-import { directoryFiles, memoryFiles } from "../plugins/diffusers/files.ts";
+import { directoryFiles, memoryFiles } from "../core/pipeline/files.ts";
 
 // ---------------------------------------------------------------------------------------------
 // helpers

@@ -10,7 +10,7 @@ import {
   stepPairs,
   timestepGrid,
 } from "../core/sampling/mod.ts";
-import { alphasCumprod, betaSchedule } from "../plugins/diffusers/schedule.ts";
+import { alphasCumprod, betaSchedule } from "../core/pipeline/schedule.ts";
 
 const SCHEDULE = {
   numTrainTimesteps: 1000,

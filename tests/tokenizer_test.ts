@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { ClipTokenizer, clipTokenizerJson, parseMerges } from "../plugins/diffusers/tokenizer.ts";
-import { memoryFiles } from "../plugins/diffusers/files.ts";
+import { ClipTokenizer, clipTokenizerJson, parseMerges } from "../core/pipeline/tokenizer.ts";
+import { memoryFiles } from "../core/pipeline/files.ts";
 import { InputError } from "../core/errors.ts";
 
 const DIR = new URL("../../shared/data/clip-tokenizer/", import.meta.url);

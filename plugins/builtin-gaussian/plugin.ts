@@ -15,8 +15,8 @@
 import { z } from "zod";
 import { definePrior, type PriorPlugin } from "../../core/registry.ts";
 import { InputError } from "../../core/errors.ts";
-import { memoryFiles } from "../diffusers/files.ts";
-import { DiffusersPrior } from "../diffusers/prior.ts";
+import { memoryFiles } from "../../core/pipeline/files.ts";
+import { DiffusersPrior } from "../../core/pipeline/prior.ts";
 import { buildExactModelFiles, writeExactModelFolder } from "./emit.ts";
 import { createExactModel } from "./model.ts";
 import { DEFAULT_SPECTRUM } from "./params.ts";

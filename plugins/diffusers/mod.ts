@@ -7,15 +7,8 @@
 import { z } from "zod";
 import { definePrior, type PriorPlugin } from "../../core/registry.ts";
 import { InputError } from "../../core/errors.ts";
-import { directoryFiles } from "./files.ts";
-import { DEFAULT_LCM_GUIDANCE, DiffusersPrior } from "./prior.ts";
-
-export * from "./files.ts";
-export * from "./schedule.ts";
-export * from "./tokenizer.ts";
-export * from "./conditioning.ts";
-export { MODEL_FOLDERS, type ModelFolder } from "./folder.ts";
-export { DEFAULT_LCM_GUIDANCE, type DiffusersLoadOptions, DiffusersPrior } from "./prior.ts";
+import { directoryFiles } from "../../core/pipeline/files.ts";
+import { DEFAULT_LCM_GUIDANCE, DiffusersPrior } from "../../core/pipeline/prior.ts";
 
 /** Options of the "diffusers" prior plugin. */
 export interface DiffusersPluginOptions {

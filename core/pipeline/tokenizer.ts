@@ -16,7 +16,7 @@
  * @module
  */
 import { Tokenizer } from "@huggingface/tokenizers";
-import { InputError } from "../../core/errors.ts";
+import { InputError } from "../errors.ts";
 import type { ModelFiles } from "./files.ts";
 
 /**

@@ -12,10 +12,10 @@
  *
  * @module
  */
-import type { SessionPool } from "../../core/backend/pool.ts";
-import type { Feed, ModelSession } from "../../core/backend/session.ts";
-import { type DenoiserVjpResult, LATENT, type VjpResult } from "../../core/contracts.ts";
-import { InputError } from "../../core/errors.ts";
+import type { SessionPool } from "../backend/pool.ts";
+import type { Feed, ModelSession } from "../backend/session.ts";
+import { type DenoiserVjpResult, LATENT, type VjpResult } from "../contracts.ts";
+import { InputError } from "../errors.ts";
 import {
   decoderHead,
   type DecoderNetwork,
@@ -27,9 +27,9 @@ import {
   type HeadVjp,
   headVjp,
   type NetworkSource,
-} from "../../core/networks.ts";
-import type { Affine } from "../../core/sampling/mod.ts";
-import type { Tensor } from "../../core/tensor.ts";
+} from "../networks.ts";
+import type { Affine } from "../sampling/mod.ts";
+import type { Tensor } from "../tensor.ts";
 
 function checkCotangent(g: Tensor, like: readonly number[], what: string): void {
   const n = like.reduce((a, b) => a * b, 1);

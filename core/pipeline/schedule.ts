@@ -18,11 +18,11 @@
  *
  * @module
  */
-import type { NoiseSchedule } from "../../core/contracts.ts";
-import type { PredictionType } from "../../core/sampling/diffusion.ts";
+import type { NoiseSchedule } from "../contracts.ts";
+import type { PredictionType } from "../sampling/diffusion.ts";
 
-export type { PredictionType } from "../../core/sampling/diffusion.ts";
-export { lcmBoundary } from "../../core/sampling/diffusion.ts";
+export type { PredictionType } from "../sampling/diffusion.ts";
+export { lcmBoundary } from "../sampling/diffusion.ts";
 
 /** The parts of a scheduler config this toolkit uses. */
 export interface SchedulerInfo extends NoiseSchedule {

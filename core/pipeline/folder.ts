@@ -10,9 +10,9 @@
  *
  * @module
  */
-import { InputError } from "../../core/errors.ts";
-import type { ModelSource } from "../../core/backend/pool.ts";
-import type { ModelSession, ValueInfo } from "../../core/backend/session.ts";
+import { InputError } from "../errors.ts";
+import type { ModelSource } from "../backend/pool.ts";
+import type { ModelSession, ValueInfo } from "../backend/session.ts";
 import { hasFile, type ModelFiles } from "./files.ts";
 
 /** The ONNX model sub-folders this loader knows. */

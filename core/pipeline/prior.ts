@@ -39,23 +39,23 @@ import {
   type Prior,
   type PriorCapabilities,
   type VjpResult,
-} from "../../core/contracts.ts";
-import type { Feed } from "../../core/backend/session.ts";
+} from "../contracts.ts";
+import type { Feed } from "../backend/session.ts";
 import {
   type DecoderNetwork,
   denoiserAffine,
   type DenoiserNetwork,
   type EncoderNetwork,
   type PriorNetworks,
-} from "../../core/networks.ts";
-import { fromPrediction } from "../../core/sampling/mod.ts";
+} from "../networks.ts";
+import { fromPrediction } from "../sampling/mod.ts";
 import { PriorGradients } from "./gradients.ts";
-import type { Tensor } from "../../core/tensor.ts";
-import { InputError } from "../../core/errors.ts";
-import { type SessionPool, sessionPool } from "../../core/backend/pool.ts";
-import type { ModelSession, ValueInfo } from "../../core/backend/session.ts";
-import type { ModelSource } from "../../core/backend/pool.ts";
-import { resolveDevice } from "../../core/backend/device.ts";
+import type { Tensor } from "../tensor.ts";
+import { InputError } from "../errors.ts";
+import { type SessionPool, sessionPool } from "../backend/pool.ts";
+import type { ModelSession, ValueInfo } from "../backend/session.ts";
+import type { ModelSource } from "../backend/pool.ts";
+import { resolveDevice } from "../backend/device.ts";
 import type { ModelFiles } from "./files.ts";
 import {
   configNumber,

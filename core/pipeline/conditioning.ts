@@ -14,7 +14,7 @@
  *
  * @module
  */
-import type { Tensor } from "../../core/tensor.ts";
+import type { Tensor } from "../tensor.ts";
 
 /**
  * LCM guidance-scale embedding of dimension d for one guidance scale, shape [1, d].
