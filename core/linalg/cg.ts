@@ -18,63 +18,27 @@ export interface CgResult {
   iterations: number;
   /** Final ‖r‖ / ‖b‖. */
   relResidual: number;
+  /**
+   * Why it stopped: the tolerance was met, the iteration cap was reached, or a direction of
+   * non-positive curvature pᵀMp ≤ 0 appeared (M is not positive definite along p, or r = 0 with a
+   * zero tolerance); `x` is then the last iterate.
+   */
+  stop: "tolerance" | "max-iterations" | "non-positive-curvature";
 }
 
-/**
- * Solve M x = b for symmetric positive definite M given as a function, starting from x0.
- * Stops when ‖r‖ ≤ tol·‖b‖ or after maxIter iterations.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { conjugateGradient } from "./cg.ts";
- * // M = diag(2, 4), b = (2, 4)  ⇒  x = (1, 1), exact after 2 iterations
- * const apply = (v: Float64Array) => Promise.resolve(Float64Array.from([2 * v[0], 4 * v[1]]));
- * const r = await conjugateGradient(apply, Float64Array.from([2, 4]), new Float64Array(2), 10, 1e-10);
- * assert.ok(Math.abs(r.x[0] - 1) < 1e-9 && Math.abs(r.x[1] - 1) < 1e-9);
- * assert.ok(r.iterations <= 2);
- * ```
- */
-export async function conjugateGradient(
-  apply: (v: Float64Array) => Promise<Float64Array>,
-  b: Float64Array,
-  x0: Float64Array,
-  maxIter: number,
-  tol: number,
-): Promise<CgResult> {
-  const n = b.length;
-  const x = Float64Array.from(x0);
-  const mx = await apply(x);
-  const r = new Float64Array(n);
-  for (let i = 0; i < n; i++) r[i] = b[i] - mx[i];
-  const p = Float64Array.from(r);
-  let rr = dot64(r, r);
-  const bn = Math.sqrt(dot64(b, b)) || 1;
-  let it = 0;
-  while (it < maxIter && Math.sqrt(rr) > tol * bn) {
-    const mp = await apply(p);
-    const alpha = rr / dot64(p, mp);
-    for (let i = 0; i < n; i++) {
-      x[i] += alpha * p[i];
-      r[i] -= alpha * mp[i];
-    }
-    const rrNew = dot64(r, r);
-    const beta = rrNew / rr;
-    for (let i = 0; i < n; i++) p[i] = r[i] + beta * p[i];
-    rr = rrNew;
-    it++;
-  }
-  return { x, iterations: it, relResidual: Math.sqrt(rr) / bn };
-}
-
-function dot64(a: Float64Array, b: Float64Array): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return s;
-}
-
-function toF32(v: Float64Array, shape: readonly number[]): Tensor {
-  return { data: Float32Array.from(v), shape: [...shape] };
+/** Options of {@link conjugateGradient}. */
+export interface CgOptions {
+  /** Maximum iterations (default {@link CG_DEFAULTS}.maxIter). */
+  maxIter?: number;
+  /** Stop when ‖r‖ ≤ tol·‖b‖ (default {@link CG_DEFAULTS}.tol). */
+  tol?: number;
+  /** Starting point (default 0, which also saves one application of M). */
+  x0?: Float64Array;
+  /**
+   * The preconditioner hook: write P r into `out`, P a symmetric positive definite approximation
+   * of M⁻¹ (e.g. {@link jacobi}). Without it, plain CG (P = I).
+   */
+  precondition?: (r: Float64Array, out: Float64Array) => void;
 }
 
 /**
@@ -88,6 +52,111 @@ function toF32(v: Float64Array, shape: readonly number[]): Tensor {
  * ```
  */
 export const CG_DEFAULTS = { maxIter: 200, tol: 1e-6 } as const;
+
+/**
+ * Solve M x = b for symmetric positive definite M given as a function, by (preconditioned)
+ * conjugate gradients (Nocedal & Wright, "Numerical Optimization", Alg. 5.3). Stops when
+ * ‖r‖ ≤ tol·‖b‖, after `maxIter` iterations, or on a direction of non-positive curvature. The one
+ * CG of the toolkit: the operators' CG prox, the truncated Newton steps of the nonlinear prox and
+ * the built-in model's exact posterior solves all run it. Vectors are float64.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { conjugateGradient, jacobi } from "./cg.ts";
+ * // M = [[4, 1], [1, 3]], b = (1, 2)  ⇒  x = (1/11, 7/11), exact after 2 iterations
+ * const apply = (v: Float64Array) => Float64Array.of(4 * v[0] + v[1], v[0] + 3 * v[1]);
+ * const b = Float64Array.of(1, 2);
+ * for (const precondition of [undefined, jacobi(Float64Array.of(4, 3))]) {
+ *   const r = await conjugateGradient(apply, b, { maxIter: 10, tol: 1e-12, precondition });
+ *   assert.ok(Math.abs(r.x[0] - 1 / 11) < 1e-12 && Math.abs(r.x[1] - 7 / 11) < 1e-12);
+ *   assert.ok(r.iterations <= 2 && r.stop === "tolerance");
+ * }
+ * ```
+ */
+export async function conjugateGradient(
+  apply: (v: Float64Array) => Float64Array | Promise<Float64Array>,
+  b: Float64Array,
+  options: CgOptions = {},
+): Promise<CgResult> {
+  const maxIter = options.maxIter ?? CG_DEFAULTS.maxIter;
+  const tol = options.tol ?? CG_DEFAULTS.tol;
+  const precondition = options.precondition;
+  const n = b.length;
+  const x = options.x0 ? Float64Array.from(options.x0) : new Float64Array(n);
+  const r = Float64Array.from(b);
+  if (options.x0) {
+    const mx = await apply(x);
+    for (let i = 0; i < n; i++) r[i] -= mx[i];
+  }
+  // z = P r (z is r itself without a preconditioner).
+  const zv = precondition ? new Float64Array(n) : r;
+  precondition?.(r, zv);
+  const p = Float64Array.from(zv);
+  let rz = dot64(r, zv);
+  let rn = Math.sqrt(precondition ? dot64(r, r) : rz);
+  const bn = Math.sqrt(dot64(b, b)) || 1;
+  let it = 0;
+  let stop: CgResult["stop"] = "max-iterations";
+  while (true) {
+    if (rn <= tol * bn) {
+      stop = "tolerance";
+      break;
+    }
+    if (it >= maxIter) break;
+    const mp = await apply(p);
+    const curvature = dot64(p, mp);
+    if (!(curvature > 0)) {
+      stop = "non-positive-curvature";
+      break;
+    }
+    const alpha = rz / curvature;
+    for (let i = 0; i < n; i++) {
+      x[i] += alpha * p[i];
+      r[i] -= alpha * mp[i];
+    }
+    it++;
+    if (precondition) {
+      rn = Math.sqrt(dot64(r, r));
+      if (rn <= tol * bn) continue; // converged: skip the unused direction update
+      precondition(r, zv);
+    }
+    const rzNew = dot64(r, zv);
+    if (!precondition) rn = Math.sqrt(rzNew);
+    const beta = rzNew / rz;
+    for (let i = 0; i < n; i++) p[i] = zv[i] + beta * p[i];
+    rz = rzNew;
+  }
+  return { x, iterations: it, relResidual: rn / bn, stop };
+}
+
+/**
+ * The Jacobi (diagonal) preconditioner P = diag(d)⁻¹, as a {@link CgOptions.precondition} hook.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { jacobi } from "./cg.ts";
+ * const out = new Float64Array(2);
+ * jacobi(Float64Array.of(2, 4))(Float64Array.of(1, 1), out);
+ * assert.deepEqual([...out], [0.5, 0.25]);
+ * ```
+ */
+export function jacobi(d: Float64Array): (r: Float64Array, out: Float64Array) => void {
+  return (r, out) => {
+    for (let i = 0; i < r.length; i++) out[i] = r[i] / d[i];
+  };
+}
+
+function dot64(a: Float64Array, b: Float64Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
+
+function toF32(v: Float64Array, shape: readonly number[]): Tensor {
+  return { data: Float32Array.from(v), shape: [...shape] };
+}
 
 /**
  * The L2 prox of a linear operator by CG on (γAᵀA + I)u = γAᵀy + z, warm-started at z.
@@ -126,12 +195,10 @@ export async function cgProxL2(
     for (let i = 0; i < v.length; i++) out[i] = gamma * atav.data[i] + v[i];
     return out;
   };
-  const res = await conjugateGradient(
-    apply,
-    b,
-    Float64Array.from(z.data),
-    options.maxIter ?? CG_DEFAULTS.maxIter,
-    options.tol ?? CG_DEFAULTS.tol,
-  );
+  const res = await conjugateGradient(apply, b, {
+    x0: Float64Array.from(z.data),
+    maxIter: options.maxIter,
+    tol: options.tol,
+  });
   return toF32(res.x, shape);
 }

@@ -31,6 +31,7 @@
  */
 import type { ForwardOperator, ProxOptions } from "../contracts.ts";
 import { assertShape, type Tensor } from "../tensor.ts";
+import { conjugateGradient } from "./cg.ts";
 
 /** What the nonlinear prox needs of an operator: its input shape, forward and VJP. */
 export type DifferentiableMap = Pick<ForwardOperator, "inputShape" | "forward" | "vjp">;
@@ -195,7 +196,7 @@ export async function nonlinearProxL2Solve(
     if (iterations >= maxIter) break;
     const model = options.model ? await options.model(toTensor(cur.u)) : {};
     const d = model.hessian
-      ? newtonDirection(
+      ? await newtonDirection(
         model.hessian,
         model.preconditioner,
         g,
@@ -284,45 +285,31 @@ function lbfgsDirection(
 }
 
 /**
- * Truncated Newton direction: preconditioned CG on H d = −g from d = 0, stopped when
- * ‖H d + g‖ ≤ η‖g‖ or after maxCg iterations (N&W Alg. 7.1/7.2). H is assumed positive definite;
- * should a curvature dᵀHd ≤ 0 appear anyway, CG stops with the current iterate (or −P g).
+ * Truncated Newton direction: preconditioned CG ({@link conjugateGradient}) on H d = −g from
+ * d = 0, stopped when ‖H d + g‖ ≤ η‖g‖ or after maxCg iterations (N&W Alg. 7.1/7.2). H is assumed
+ * positive definite; should a curvature dᵀHd ≤ 0 appear anyway, CG stops with the current iterate
+ * (or −P g when that happens at the first iteration).
  */
-function newtonDirection(
+async function newtonDirection(
   hessian: (v: Float64Array) => Float64Array,
   precondition: ((v: Float64Array) => Float64Array) | undefined,
   g: Float64Array,
   eta: number,
   maxCg: number,
-): Float64Array {
-  const n = g.length;
-  const apply = precondition ?? ((v: Float64Array) => Float64Array.from(v));
-  const d = new Float64Array(n);
-  const r = Float64Array.from(g, (v) => -v); // r = −g − H d
-  let zv = apply(r);
-  const p = Float64Array.from(zv);
-  let rz = dot(r, zv);
-  const stop = eta * Math.sqrt(dot(g, g));
-  for (let it = 0; it < maxCg; it++) {
-    const hp = hessian(p);
-    const curv = dot(p, hp);
-    if (!(curv > 0)) {
-      if (it === 0) return Float64Array.from(zv);
-      break;
-    }
-    const alpha = rz / curv;
-    for (let i = 0; i < n; i++) {
-      d[i] += alpha * p[i];
-      r[i] -= alpha * hp[i];
-    }
-    if (Math.sqrt(dot(r, r)) <= stop) break;
-    zv = apply(r);
-    const rzNew = dot(r, zv);
-    const beta = rzNew / rz;
-    rz = rzNew;
-    for (let i = 0; i < n; i++) p[i] = zv[i] + beta * p[i];
+): Promise<Float64Array> {
+  const hook = precondition
+    ? (r: Float64Array, out: Float64Array) => out.set(precondition(r))
+    : undefined;
+  const minusG = Float64Array.from(g, (v) => -v);
+  const res = await conjugateGradient(hessian, minusG, {
+    maxIter: maxCg,
+    tol: eta,
+    precondition: hook,
+  });
+  if (res.stop === "non-positive-curvature" && res.iterations === 0) {
+    return precondition ? Float64Array.from(precondition(minusG)) : minusG;
   }
-  return d;
+  return res.x;
 }
 
 /**

@@ -19,8 +19,9 @@
  *
  * @module
  */
-import type { Readout, SpectrumConstants } from "./closed_form.ts";
-import { COLOR_MATRIX, THETA_SIZE } from "./closed_form.ts";
+import type { Readout, SpectrumConstants } from "./spectra.ts";
+import { COLOR_MATRIX } from "./basis.ts";
+import { THETA_SIZE } from "./spectra.ts";
 import { type BpeVocabulary, buildBpeVocabulary } from "./bpe_vocab.ts";
 
 /**
