@@ -1,7 +1,8 @@
 /**
- * A small ONNX graph builder: inputs, initializers, nodes with unique names, outputs, model bytes.
- * Used by the built-in exact model, by the VJP transform and by tests that build tiny graphs with
- * the same input and output names as Optimum/diffusers exports.
+ * The one ONNX node builder: {@link NodeBuilder} emits nodes and initializers under fresh, unique
+ * names; {@link GraphBuilder} adds graph inputs and outputs and serialises a model (the built-in
+ * exact model, test graphs with the real Optimum/diffusers names), and the VJP transform's
+ * emitter (`vjp/emit.ts`) extends it with the patterns gradient rules need.
  *
  * @example
  * ```ts
@@ -15,34 +16,11 @@
  *
  * @module
  */
-import { type AttributeProto, DataType, encodeModel, type NodeProto, onnx } from "./proto.ts";
+import { type AttributeProto, encodeModel, type NodeProto, onnx } from "./proto.ts";
 import type { IModelProto, TensorProto, ValueInfoProto } from "./proto.ts";
+import { elemCode, type ElemType, encodeValues } from "./dtype.ts";
 
-/** Element types by name. */
-export type ElemType = "float32" | "float64" | "int64" | "int32" | "bool" | "float16" | "uint8";
-
-/**
- * ONNX data type code of an element type name.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { elemCode } from "./builder.ts";
- * assert.equal(elemCode("float32"), 1); // onnx.TensorProto.DataType.FLOAT
- * assert.equal(elemCode("int64"), 7);
- * ```
- */
-export function elemCode(t: ElemType): number {
-  return {
-    float32: DataType.FLOAT,
-    float64: DataType.DOUBLE,
-    int64: DataType.INT64,
-    int32: DataType.INT32,
-    bool: DataType.BOOL,
-    float16: DataType.FLOAT16,
-    uint8: DataType.UINT8,
-  }[t];
-}
+export { elemCode, type ElemType } from "./dtype.ts";
 
 /** A float attribute (JS numbers that happen to be integers would otherwise become INT). */
 export interface FloatAttr {
@@ -157,34 +135,112 @@ export function makeTensor(
   dims: number[],
   values: ArrayLike<number> | ArrayLike<bigint>,
 ): TensorProto {
-  let bytes: Uint8Array;
   const n = dims.reduce((a, b) => a * b, 1);
   if (values.length !== n) {
     throw new RangeError(`tensor ${name}: ${values.length} values for dims [${dims}]`);
   }
-  switch (type) {
-    case "float32":
-      bytes = new Uint8Array(Float32Array.from(values as ArrayLike<number>).buffer);
-      break;
-    case "float64":
-      bytes = new Uint8Array(Float64Array.from(values as ArrayLike<number>).buffer);
-      break;
-    case "int64":
-      bytes = new Uint8Array(
-        BigInt64Array.from(values as ArrayLike<number>, (v) => BigInt(v)).buffer,
-      );
-      break;
-    case "int32":
-      bytes = new Uint8Array(Int32Array.from(values as ArrayLike<number>).buffer);
-      break;
-    case "bool":
-    case "uint8":
-      bytes = Uint8Array.from(values as ArrayLike<number>);
-      break;
-    default:
-      throw new Error(`makeTensor: ${type} not supported`);
+  const code = elemCode(type);
+  return { name, dims, dataType: code, rawData: encodeValues(values, code, `makeTensor ${name}`) };
+}
+
+/**
+ * Emits nodes and initializers with fresh, unique value names. The naming scheme is the one thing
+ * subclasses change ({@link NodeBuilder.fresh}, {@link NodeBuilder.outputNames}).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { NodeBuilder } from "./builder.ts";
+ * const b = new NodeBuilder(17, new Set(["x"]));
+ * const y = b.op("Relu", ["x"]);
+ * assert.equal(y, "relu");
+ * assert.equal(b.op("Relu", [y]), "relu_1");
+ * assert.equal(b.nodes.length, 2);
+ * ```
+ */
+export class NodeBuilder {
+  /** Nodes in order. */
+  readonly nodes: NodeProto[] = [];
+  /** Initializers. */
+  readonly initializers: TensorProto[] = [];
+  /** ai.onnx opset version. */
+  readonly opset: number;
+  /** Every name taken (values, initializers, node names). */
+  protected readonly used: Set<string>;
+  #counter = 0;
+
+  /**
+   * @param opset ai.onnx opset version
+   * @param used names already taken (e.g. every value of a graph being extended)
+   */
+  constructor(opset: number, used: Set<string> = new Set()) {
+    this.opset = opset;
+    this.used = used;
   }
-  return { name, dims, dataType: elemCode(type), rawData: bytes };
+
+  /** A fresh, unused value name starting with `hint` (`hint`, `hint_1`, `hint_2`, …). */
+  fresh(hint = "v"): string {
+    let n = hint;
+    while (this.used.has(n)) n = `${hint}_${++this.#counter}`;
+    this.used.add(n);
+    return n;
+  }
+
+  /** Reserve an exact name (throws if taken). */
+  reserve(name: string): string {
+    if (this.used.has(name)) throw new Error(`name '${name}' already exists in the graph`);
+    this.used.add(name);
+    return name;
+  }
+
+  /** Fresh names for the `nOut` outputs of a new `opType` node. */
+  protected outputNames(opType: string, nOut: number, hint?: string): string[] {
+    return Array.from(
+      { length: nOut },
+      (_, i) => this.fresh(`${hint ?? opType.toLowerCase()}${nOut > 1 ? `_${i}` : ""}`),
+    );
+  }
+
+  /** Add a node with `nOut` outputs (or with the given output names); returns their names. */
+  opN(
+    opType: string,
+    inputs: string[],
+    nOut: number | string[],
+    attrs: Record<string, AttrValue> = {},
+    hint?: string,
+  ): string[] {
+    const outs = typeof nOut === "number" ? this.outputNames(opType, nOut, hint) : nOut;
+    this.nodes.push({
+      opType,
+      input: inputs,
+      output: outs,
+      name: this.fresh(`node_${opType}`),
+      attribute: Object.entries(attrs).map(([k, v]) => makeAttr(k, v)),
+    });
+    return outs;
+  }
+
+  /** Add a node with one output; returns the output name. */
+  op(
+    opType: string,
+    inputs: string[],
+    attrs: Record<string, AttrValue> = {},
+    hint?: string,
+  ): string {
+    return this.opN(opType, inputs, 1, attrs, hint)[0];
+  }
+
+  /** Add an initializer named after `hint`; returns its name. */
+  initializer(
+    hint: string,
+    type: ElemType,
+    dims: number[],
+    values: ArrayLike<number> | ArrayLike<bigint>,
+  ): string {
+    const name = this.fresh(hint);
+    this.initializers.push(makeTensor(name, type, dims, values));
+    return name;
+  }
 }
 
 /**
@@ -204,22 +260,13 @@ export function makeTensor(
  * assert.deepEqual(model.graph?.node?.map((n) => n.opType), ["Mul", "Add", "Identity"]);
  * ```
  */
-export class GraphBuilder {
-  /** Nodes in order. */
-  readonly nodes: NodeProto[] = [];
+export class GraphBuilder extends NodeBuilder {
   /** Graph inputs. */
   readonly inputs: ValueInfoProto[] = [];
   /** Graph outputs. */
   readonly outputs: ValueInfoProto[] = [];
-  /** Initializers. */
-  readonly initializers: TensorProto[] = [];
-  #used = new Set<string>();
-  #counter = 0;
-
   /** Graph name. */
   readonly name: string;
-  /** ai.onnx opset version. */
-  readonly opset: number;
 
   /**
    * Start an empty graph.
@@ -228,35 +275,15 @@ export class GraphBuilder {
    * @param opset ai.onnx opset version (default 17)
    */
   constructor(name: string, opset = 17) {
+    super(opset);
     this.name = name;
-    this.opset = opset;
-  }
-
-  /** A fresh, unused value name starting with `hint`. */
-  fresh(hint = "v"): string {
-    let n = hint;
-    while (this.#used.has(n)) n = `${hint}_${++this.#counter}`;
-    this.#used.add(n);
-    return n;
   }
 
   /** Declare a graph input; returns its name. */
   input(name: string, type: ElemType, dims?: Dims): string {
-    if (this.#used.has(name)) throw new Error(`name ${name} already used`);
-    this.#used.add(name);
+    if (this.used.has(name)) throw new Error(`name ${name} already used`);
+    this.used.add(name);
     this.inputs.push(valueInfo(name, type, dims));
-    return name;
-  }
-
-  /** Add an initializer; returns its name. */
-  initializer(
-    hint: string,
-    type: ElemType,
-    dims: number[],
-    values: ArrayLike<number> | ArrayLike<bigint>,
-  ): string {
-    const name = this.fresh(hint);
-    this.initializers.push(makeTensor(name, type, dims, values));
     return name;
   }
 
@@ -270,46 +297,14 @@ export class GraphBuilder {
     return this.initializer(hint, "int64", dims, values);
   }
 
-  /** Add a node with one output; returns the output name. */
-  op(
-    opType: string,
-    inputs: string[],
-    attrs: Record<string, AttrValue> = {},
-    hint?: string,
-  ): string {
-    return this.opN(opType, inputs, 1, attrs, hint)[0];
-  }
-
-  /** Add a node with `nOut` outputs; returns their names. */
-  opN(
-    opType: string,
-    inputs: string[],
-    nOut: number,
-    attrs: Record<string, AttrValue> = {},
-    hint?: string,
-  ): string[] {
-    const outs = Array.from(
-      { length: nOut },
-      (_, i) => this.fresh(`${hint ?? opType.toLowerCase()}${nOut > 1 ? `_${i}` : ""}`),
-    );
-    this.nodes.push({
-      opType,
-      input: inputs,
-      output: outs,
-      name: this.fresh(`node_${opType}`),
-      attribute: Object.entries(attrs).map(([k, v]) => makeAttr(k, v)),
-    });
-    return outs;
-  }
-
   /**
    * Declare `value` as a graph output named `name` (an Identity node is added when the names
    * differ).
    */
   output(value: string, name: string, type: ElemType, dims?: Dims): string {
     if (value !== name) {
-      if (this.#used.has(name)) throw new Error(`output name ${name} already used`);
-      this.#used.add(name);
+      if (this.used.has(name)) throw new Error(`output name ${name} already used`);
+      this.used.add(name);
       this.nodes.push({
         opType: "Identity",
         input: [value],

@@ -5,6 +5,7 @@
  * @module
  */
 import onnxProto from "onnx-proto";
+import { DataType, decodeValues } from "./dtype.ts";
 
 /**
  * The generated protobuf namespace (`onnx.ModelProto`, `onnx.TensorProto`, …).
@@ -33,26 +34,7 @@ export type ValueInfoProto = onnxProto.onnx.IValueInfoProto;
 /** An attribute. */
 export type AttributeProto = onnxProto.onnx.IAttributeProto;
 
-/**
- * ONNX element types used here.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { DataType, onnx } from "./proto.ts";
- * assert.equal(DataType.INT64, onnx.TensorProto.DataType.INT64);
- * ```
- */
-export const DataType = {
-  FLOAT: 1,
-  UINT8: 2,
-  INT8: 3,
-  INT32: 6,
-  INT64: 7,
-  BOOL: 9,
-  FLOAT16: 10,
-  DOUBLE: 11,
-} as const;
+export { DataType } from "./dtype.ts";
 
 /**
  * Decode model bytes.
@@ -126,26 +108,7 @@ export function tensorValues(t: TensorProto): Float64Array {
   const n = dims.reduce((a, b) => a * b, 1);
   const raw = t.rawData;
   const dt = t.dataType ?? DataType.FLOAT;
-  if (raw && raw.length > 0) {
-    const buf = raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength);
-    switch (dt) {
-      case DataType.FLOAT:
-        return Float64Array.from(new Float32Array(buf));
-      case DataType.DOUBLE:
-        return Float64Array.from(new Float64Array(buf));
-      case DataType.INT64:
-        return Float64Array.from(new BigInt64Array(buf), (v) => Number(v));
-      case DataType.INT32:
-        return Float64Array.from(new Int32Array(buf));
-      case DataType.INT8:
-        return Float64Array.from(new Int8Array(buf));
-      case DataType.UINT8:
-      case DataType.BOOL:
-        return Float64Array.from(new Uint8Array(buf));
-      default:
-        throw new Error(`tensor ${t.name}: raw data type ${dt} is not supported`);
-    }
-  }
+  if (raw && raw.length > 0) return decodeValues(raw, dt, `tensor ${t.name}`);
   let vals: ArrayLike<number | { toNumber(): number }> = [];
   if (t.floatData?.length) vals = t.floatData;
   else if (t.doubleData?.length) vals = t.doubleData;

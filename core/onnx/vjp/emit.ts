@@ -5,39 +5,12 @@
  *
  * @module
  */
-import { type AttrValue, makeAttr } from "../builder.ts";
-import type { NodeProto, TensorProto } from "../proto.ts";
-import { DataType } from "../proto.ts";
+import { NodeBuilder } from "../builder.ts";
+import { DataType, encodeValues } from "../dtype.ts";
 import { numel } from "./graph.ts";
 
-/** Bytes of `values` in ONNX element type `dtype` (float32, float64, int64, int32, bool). */
-function rawBytes(values: ArrayLike<number>, dtype: number): Uint8Array {
-  switch (dtype) {
-    case DataType.FLOAT:
-      return new Uint8Array(Float32Array.from(values).buffer);
-    case DataType.DOUBLE:
-      return new Uint8Array(Float64Array.from(values).buffer);
-    case DataType.INT64:
-      return new Uint8Array(BigInt64Array.from(Array.from(values), (v) => BigInt(v)).buffer);
-    case DataType.INT32:
-      return new Uint8Array(Int32Array.from(values).buffer);
-    case DataType.BOOL:
-    case DataType.UINT8:
-      return Uint8Array.from(values);
-    default:
-      throw new Error(`constant of element type ${dtype} is not supported`);
-  }
-}
-
 /** Builds backward nodes and constants next to an existing graph. */
-export class Emitter {
-  /** Emitted nodes, in order. */
-  readonly nodes: NodeProto[] = [];
-  /** Emitted initializers (small constants). */
-  readonly initializers: TensorProto[] = [];
-  /** ai.onnx opset of the model (decides reduction / split signatures). */
-  readonly opset: number;
-  #used: Set<string>;
+export class Emitter extends NodeBuilder {
   #count = 0;
   #consts = new Map<string, string>();
 
@@ -46,48 +19,20 @@ export class Emitter {
    * @param opset the model's ai.onnx opset
    */
   constructor(used: Set<string>, opset: number) {
-    this.#used = used;
-    this.opset = opset;
+    super(opset, used);
   }
 
-  /** A fresh value name. */
-  fresh(hint: string): string {
+  /** A fresh value name (`vjp/HINT_N`). */
+  override fresh(hint: string): string {
     let n: string;
-    do n = `vjp/${hint}_${this.#count++}`; while (this.#used.has(n));
-    this.#used.add(n);
+    do n = `vjp/${hint}_${this.#count++}`; while (this.used.has(n));
+    this.used.add(n);
     return n;
   }
 
-  /** Reserve an exact name (throws if taken). */
-  reserve(name: string): string {
-    if (this.#used.has(name)) throw new Error(`name '${name}' already exists in the graph`);
-    this.#used.add(name);
-    return name;
-  }
-
-  /** Emit a node with `nOut` outputs (or to the given output names). */
-  opN(
-    opType: string,
-    inputs: string[],
-    nOut: number | string[],
-    attrs: Record<string, AttrValue> = {},
-  ): string[] {
-    const outs = typeof nOut === "number"
-      ? Array.from({ length: nOut }, () => this.fresh(opType))
-      : nOut;
-    this.nodes.push({
-      opType,
-      input: inputs,
-      output: outs,
-      name: this.fresh(`node_${opType}`),
-      attribute: Object.entries(attrs).map(([k, v]) => makeAttr(k, v)),
-    });
-    return outs;
-  }
-
-  /** Emit a node with one output. */
-  op(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}): string {
-    return this.opN(opType, inputs, 1, attrs)[0];
+  /** Outputs are named after the op type. */
+  protected override outputNames(opType: string, nOut: number): string[] {
+    return Array.from({ length: nOut }, () => this.fresh(opType));
   }
 
   /** A constant tensor (cached by type, dims and values). */
@@ -98,7 +43,8 @@ export class Emitter {
     const hit = small ? this.#consts.get(key) : undefined;
     if (hit) return hit;
     const name = this.fresh("const");
-    this.initializers.push({ name, dims, dataType: dtype, rawData: rawBytes(values, dtype) });
+    const rawData = encodeValues(values, dtype, "constant");
+    this.initializers.push({ name, dims, dataType: dtype, rawData });
     if (small) this.#consts.set(key, name);
     return name;
   }

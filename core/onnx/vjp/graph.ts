@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { DataType, type GraphProto, type NodeProto, onnx, type TensorProto } from "../proto.ts";
+import { type GraphProto, type NodeProto, onnx, type TensorProto } from "../proto.ts";
 
 /** A 64-bit integer as protobufjs decodes it (a number or a `Long`). */
 type LongLike = number | { toNumber(): number };
@@ -21,37 +21,8 @@ export function num(v: LongLike | null | undefined): number {
   return typeof v === "number" ? v : v.toNumber();
 }
 
-/** Floating-point ONNX element types (FLOAT, FLOAT16, DOUBLE, BFLOAT16). */
-export const FLOAT_TYPES: ReadonlySet<number> = new Set([1, 10, 11, 16]);
-
-/** Whether an ONNX element type is floating point. */
-export function isFloatType(t: number | undefined): boolean {
-  return t !== undefined && FLOAT_TYPES.has(t);
-}
-
-/** Integer ONNX element types. */
-export const INT_TYPES: ReadonlySet<number> = new Set([2, 3, 4, 5, 6, 7, 12, 13]);
-
-/** Human-readable ONNX element type name. */
-export function typeName(t: number): string {
-  const names: Record<number, string> = {
-    1: "float32",
-    2: "uint8",
-    3: "int8",
-    4: "uint16",
-    5: "int16",
-    6: "int32",
-    7: "int64",
-    8: "string",
-    9: "bool",
-    10: "float16",
-    11: "float64",
-    12: "uint32",
-    13: "uint64",
-    16: "bfloat16",
-  };
-  return names[t] ?? `type${t}`;
-}
+import { isFloatType, typeName } from "../dtype.ts";
+export { FLOAT_TYPES, INT_TYPES, isFloatType, typeName } from "../dtype.ts";
 
 /** A decoded attribute value. */
 export type Attr =
@@ -331,9 +302,6 @@ export function normAxis(axis: number, r: number): number {
   if (a < 0 || a >= r) throw new RangeError(`axis ${axis} out of range for rank ${r}`);
   return a;
 }
-
-/** ONNX element types of a few names used by the emitter. */
-export const DT = DataType;
 
 /**
  * Why `w` gets no gradient from `of` (it is not active): it does not reach them at all, or every
