@@ -170,6 +170,8 @@ export class NodeBuilder {
   #counter = 0;
 
   /**
+   * Start with no nodes.
+   *
    * @param opset ai.onnx opset version
    * @param used names already taken (e.g. every value of a graph being extended)
    */
