@@ -39,7 +39,15 @@ export interface UnetSpec {
   fixedLatent?: number;
   /** Consistency-UNet flavour: out = CU_A·sample + CU_B·t (+ UNET_K.ehs·mean(ehs)). */
   consistency?: boolean;
+  /**
+   * Add NONLINEAR_K · tanh(sample) · (mean(tanh(ehs)) + mean(tanh(text_embeds))), so that the
+   * Jacobians depend on the point (for gradient tests against finite differences).
+   */
+  nonlinear?: boolean;
 }
+
+/** Weight of the nonlinear term of {@link UnetSpec.nonlinear}. */
+export const NONLINEAR_K = 0.3;
 
 function reduceAll(g: GraphBuilder, x: string): string {
   return g.op("ReduceMean", [x], { keepdims: 0 });
@@ -94,6 +102,18 @@ export function unetGraph(spec: UnetSpec): Uint8Array {
       out,
       g.op("Mul", [reduceAll(g, tc), g.constF("kc", [], [UNET_K.timeCond])]),
     ]);
+  }
+  if (spec.nonlinear) {
+    const means: string[] = [];
+    for (const name of ["encoder_hidden_states", "text_embeds"]) {
+      if (g.inputs.some((i) => i.name === name)) {
+        means.push(reduceAll(g, g.op("Tanh", [name])));
+      }
+    }
+    let m = means[0] ?? g.constF("one", [], [1]);
+    for (const x of means.slice(1)) m = g.op("Add", [m, x]);
+    const term = g.op("Mul", [g.op("Tanh", [sample]), m]);
+    out = g.op("Add", [out, g.op("Mul", [term, g.constF("knl", [], [NONLINEAR_K])])]);
   }
   g.output(out, "out_sample", "float32", dims);
   return g.toBytes();

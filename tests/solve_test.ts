@@ -45,6 +45,9 @@ Deno.test("solve: LATINO on the test scene writes every output and a complete ru
   assert.equal(run.nfe.consistency_unet, 8);
   assert.equal(run.nfe.vae_encoder, 9);
   assert.equal(run.nfe.vae_decoder, 9);
+  // LATINO takes no gradients: VJP counters are reported, and empty
+  assert.deepEqual(run.vjp, {});
+  assert.deepEqual(run.timings.steps[7].vjp, {});
   assert.ok(run.metrics.psnr > 15 && run.metrics.ssim > 0 && run.metrics.measurementPsnr > 20);
   assert.equal(run.timings.steps.length, 8);
   const x = await readNpy(join(out, "restored.npy"));
