@@ -369,3 +369,103 @@ export class ProgressReporter {
     this.#progress.stop();
   }
 }
+
+/** How {@link NestedProgress} reports: bars on a terminal, JSON lines in logs, or nothing. */
+export type ProgressMode = "bars" | "log" | "off";
+
+/**
+ * Two nested progress bars on stderr — an outer one over a batch of work items (with an ETA) and an
+ * inner one over the solver steps of the item in flight (`compare`'s cells). When stderr is not a
+ * terminal it writes one JSON line per finished item instead (with the same ETA), so batch-job logs
+ * stay readable.
+ */
+export class NestedProgress {
+  #mode: ProgressMode;
+  #multi: cliProgress.MultiBar | null = null;
+  #outer: cliProgress.SingleBar | null = null;
+  #inner: cliProgress.SingleBar | null = null;
+  #total: number;
+  #done: number;
+  #startDone: number;
+  #t0 = performance.now();
+
+  /**
+   * @param mode "bars" (falls back to "log" when stderr is not a terminal), "log" or "off"
+   * @param total number of items
+   * @param done items already finished (a resumed run)
+   */
+  constructor(mode: ProgressMode, total: number, done = 0) {
+    this.#mode = mode === "bars" && !Deno.stderr.isTerminal() ? "log" : mode;
+    this.#total = total;
+    this.#done = this.#startDone = done;
+    if (this.#mode === "bars") {
+      this.#multi = new cliProgress.MultiBar({
+        stream: process.stderr,
+        hideCursor: true,
+        clearOnComplete: false,
+        format: "{name} {bar} {value}/{total} | {info}",
+        etaBuffer: 50,
+      }, cliProgress.Presets.shades_classic);
+      this.#outer = this.#multi.create(total, done, { name: "cells", info: "" });
+    }
+  }
+
+  /** Seconds left at the average rate of the items finished by this process (NaN before one). */
+  eta(): number {
+    const n = this.#done - this.#startDone;
+    if (n <= 0) return NaN;
+    return ((performance.now() - this.#t0) / 1000 / n) * (this.#total - this.#done);
+  }
+
+  /** An item starts; `steps` sizes the inner bar (0: none). */
+  start(label: string, steps: number): void {
+    if (!this.#multi) return;
+    this.#outer?.update(this.#done, { info: `ETA ${formatSeconds(this.eta())} | ${label}` });
+    this.#inner?.stop();
+    if (this.#inner) this.#multi.remove(this.#inner);
+    this.#inner = steps > 0 ? this.#multi.create(steps, 0, { name: "steps", info: "" }) : null;
+  }
+
+  /** A solver step of the item in flight. */
+  step(ev: StepEvent): void {
+    if (!this.#inner) return;
+    const res = ev.residual !== undefined ? ev.residual.toExponential(3) : "-";
+    this.#inner.setTotal(ev.total);
+    this.#inner.update(ev.step + 1, {
+      info: `t=${ev.t ?? "-"} | ‖Ax−y‖=${res} | ${nfeText(ev.nfe)}`,
+    });
+  }
+
+  /** An item finished (`fields` go into the log line). */
+  finish(label: string, fields: Record<string, unknown> = {}): void {
+    this.#done++;
+    const eta = this.eta();
+    if (this.#mode === "log") {
+      console.error(JSON.stringify({
+        event: "cell",
+        done: this.#done,
+        total: this.#total,
+        eta_s: Number.isFinite(eta) ? Math.round(eta) : null,
+        label,
+        ...fields,
+      }));
+    } else if (this.#outer) {
+      this.#outer.update(this.#done, { info: `ETA ${formatSeconds(eta)} | ${label}` });
+    }
+  }
+
+  /** Remove the bars. */
+  stop(): void {
+    this.#multi?.stop();
+    this.#multi = null;
+  }
+}
+
+/** 75 → "1m15s", NaN → "…". */
+export function formatSeconds(s: number): string {
+  if (!Number.isFinite(s)) return "…";
+  const t = Math.round(s);
+  if (t < 60) return `${t}s`;
+  if (t < 3600) return `${Math.floor(t / 60)}m${String(t % 60).padStart(2, "0")}s`;
+  return `${Math.floor(t / 3600)}h${String(Math.floor(t / 60) % 60).padStart(2, "0")}m`;
+}

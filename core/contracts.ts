@@ -331,6 +331,11 @@ export interface Prior {
   stats(): ModelStats;
   /** Facts for run reports: execution provider, model folder, versions… */
   info?(): Record<string, unknown>;
+  /**
+   * A hash identifying the model files (e.g. SHA-256 over the folder's files), for benchmark
+   * records that must not mix weights; undefined when unknown.
+   */
+  fingerprint?(): Promise<string | undefined>;
 }
 
 /** A fully specified inverse problem. */

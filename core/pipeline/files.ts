@@ -22,6 +22,8 @@ export interface ModelFiles {
    * copied through JavaScript.
    */
   path?(rel: string): string | undefined;
+  /** Every file's relative path ("/"-separated, hidden files left out), sorted. */
+  list?(): Promise<string[]>;
 }
 
 function isNotFound(e: unknown): boolean {
@@ -75,6 +77,19 @@ export function directoryFiles(dir: string): ModelFiles {
         return undefined;
       }
     },
+    async list() {
+      const out: string[] = [];
+      const walk = async (dir: string, prefix: string) => {
+        for await (const e of Deno.readDir(dir)) {
+          if (e.name.startsWith(".")) continue;
+          const rel = prefix ? `${prefix}/${e.name}` : e.name;
+          if (e.isDirectory) await walk(join(dir, e.name), rel);
+          else if (e.isFile || e.isSymlink) out.push(rel);
+        }
+      };
+      await walk(root, "");
+      return out.sort();
+    },
   };
 }
 
@@ -92,6 +107,7 @@ export function memoryFiles(name: string, entries: Map<string, Uint8Array | stri
   const norm = (rel: string) => rel.replace(/^\.\//, "");
   return {
     name,
+    list: () => Promise.resolve([...entries.keys()].map(norm).sort()),
     readText(rel) {
       const v = entries.get(norm(rel));
       return Promise.resolve(
@@ -123,4 +139,44 @@ export function memoryFiles(name: string, entries: Map<string, Uint8Array | stri
 export async function hasFile(files: ModelFiles, rel: string): Promise<boolean> {
   if (files.path?.(rel) !== undefined) return true;
   return (await files.readBytes(rel)) !== undefined;
+}
+
+/**
+ * A SHA-256 over every file of a model folder: for each file in sorted order, its relative path
+ * and the SHA-256 of its bytes (files on disk are streamed, never held whole). Identifies the exact
+ * weights and configs a run used, e.g. in `compare`'s records. Undefined when the folder cannot list
+ * its files.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { hashModelFiles, memoryFiles } from "./files.ts";
+ * const a = await hashModelFiles(memoryFiles("a", new Map([["unet/model.onnx", "x"]])));
+ * const b = await hashModelFiles(memoryFiles("b", new Map([["unet/model.onnx", "y"]])));
+ * assert.match(a!, /^[0-9a-f]{64}$/);
+ * assert.notEqual(a, b);
+ * ```
+ */
+export async function hashModelFiles(files: ModelFiles): Promise<string | undefined> {
+  if (!files.list) return undefined;
+  const { createHash } = await import("node:crypto");
+  const all = createHash("sha256");
+  for (const rel of await files.list()) {
+    const h = createHash("sha256");
+    const path = files.path?.(rel);
+    if (path !== undefined) {
+      using f = await Deno.open(path);
+      const buf = new Uint8Array(1 << 20);
+      while (true) {
+        const n = await f.read(buf);
+        if (n === null) break;
+        h.update(buf.subarray(0, n));
+      }
+    } else {
+      const bytes = await files.readBytes(rel);
+      if (bytes) h.update(bytes);
+    }
+    all.update(`${rel}\0${h.digest("hex")}\n`);
+  }
+  return all.digest("hex");
 }

@@ -56,7 +56,7 @@ import { type SessionPool, sessionPool } from "../backend/pool.ts";
 import type { ModelSession, ValueInfo } from "../backend/session.ts";
 import type { ModelSource } from "../backend/pool.ts";
 import { resolveDevice } from "../backend/device.ts";
-import type { ModelFiles } from "./files.ts";
+import { hashModelFiles, type ModelFiles } from "./files.ts";
 import {
   configNumber,
   folderError,
@@ -235,6 +235,7 @@ export class DiffusersPrior implements Prior {
   #networks: PriorNetworks;
   #grads: PriorGradients;
   #conditioning: ConditioningTensorInfo[];
+  #fingerprint?: Promise<string | undefined>;
 
   private constructor(init: {
     files: ModelFiles;
@@ -937,6 +938,15 @@ export class DiffusersPrior implements Prior {
       ms[s.name] = (ms[s.name] ?? 0) + s.ms;
     }
     return { calls, ms, ...this.#grads.stats() };
+  }
+
+  /**
+   * SHA-256 over the model folder's files (paths and contents; see `hashModelFiles`), computed
+   * once. For the built-in model it covers the graphs emitted for this image size.
+   */
+  fingerprint(): Promise<string | undefined> {
+    this.#fingerprint ??= hashModelFiles(this.#files);
+    return this.#fingerprint;
   }
 
   /** Facts for run reports: folder, provider, scheduler, exporter variants, warnings. */

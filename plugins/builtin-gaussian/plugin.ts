@@ -18,7 +18,7 @@ import { InputError } from "../../core/errors.ts";
 import { memoryFiles } from "../../core/pipeline/files.ts";
 import { DiffusersPrior } from "../../core/pipeline/prior.ts";
 import { buildExactModelFiles, writeExactModelFolder } from "./emit.ts";
-import { createExactModel } from "./model.ts";
+import { createExactModel, type ExactModel } from "./model.ts";
 import { DEFAULT_SPECTRUM } from "./params.ts";
 
 /** Options of the builtin prior (after validation). */
@@ -52,6 +52,33 @@ function lossyOf(
   return [kh, kw];
 }
 
+/**
+ * The exact model a `builtin` prior with these (validated) options serves for an image shape: the
+ * closed forms of `closed_form.ts` evaluated on it describe exactly what the ONNX graphs compute
+ * (e.g. the exact posterior baselines of `compare`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { builtinExactModel, builtinPlugin } from "./plugin.ts";
+ * import { validateOptions } from "../../core/registry.ts";
+ * const m = builtinExactModel(validateOptions(builtinPlugin, { lossy: "4x8" }), [1, 3, 16, 16]);
+ * assert.deepEqual([m.layout.keepH, m.layout.keepW], [4, 8]);
+ * ```
+ */
+export function builtinExactModel(
+  o: BuiltinPriorOptions,
+  imageShape: readonly number[],
+): ExactModel {
+  const [, , H, W] = imageShape;
+  return createExactModel({
+    imageShape,
+    lossy: lossyOf(o.lossy, H, W),
+    scale: o.scale,
+    refSize: o.ref_size,
+  });
+}
+
 /** The built-in exact model as a prior plugin. */
 export const builtinPlugin: PriorPlugin<BuiltinPriorOptions> = definePrior<BuiltinPriorOptions>({
   kind: "prior",
@@ -72,13 +99,7 @@ export const builtinPlugin: PriorPlugin<BuiltinPriorOptions> = definePrior<Built
     if (shape.length !== 4 || shape[0] !== 1 || shape[1] !== 3) {
       throw new InputError(`prior "builtin": images must be [1,3,H,W] RGB (got [${shape}])`);
     }
-    const [, , H, W] = shape;
-    const model = createExactModel({
-      imageShape: shape,
-      lossy: lossyOf(o.lossy, H, W),
-      scale: o.scale,
-      refSize: o.ref_size,
-    });
+    const model = builtinExactModel(o, shape);
     const files = buildExactModelFiles(model);
     if (o.write_model) await writeExactModelFolder(o.write_model, files);
     return await DiffusersPrior.load(memoryFiles("builtin", files), {
