@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 /** The repository root. */
 export const ROOT: string = fileURLToPath(new URL("..", import.meta.url));
 
+/** The deno binary subprocesses run (this one when allowed, else `deno` from PATH). */
 export const DENO: string =
   Deno.permissions.querySync({ name: "run", command: Deno.execPath() }).state ===
       "granted"

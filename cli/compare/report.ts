@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { writeFileAtomic } from "../../core/io/atomic.ts";
 import { readImage } from "../../core/io/image.ts";
-import { readNpy } from "../../core/io/npy.ts";
+import { decodeNpy } from "../../core/io/npy.ts";
 import { type Tensor, tensor } from "../../core/tensor.ts";
 import {
   featureSet,
@@ -44,6 +44,11 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** A saved feature vector (.npy). */
+async function readFeatures(path: string): Promise<Float32Array> {
+  return decodeNpy(await Deno.readFile(path), path).data;
+}
+
 /** FID/KID per (method, operator, σ_y) from the saved features, and the warnings they need. */
 async function setMetrics(
   outDir: string,
@@ -56,7 +61,7 @@ async function setMetrics(
   const clean = new Map<string, Float32Array>();
   for (const img of config.images) {
     const p = join(outDir, RUN_FILES.cleanFeatures(img.name));
-    if (await exists(p)) clean.set(img.name, (await readNpy(p)).data);
+    if (await exists(p)) clean.set(img.name, await readFeatures(p));
   }
   const groups = new Map<string, CellRow[]>();
   for (const r of rows) {
@@ -67,7 +72,7 @@ async function setMetrics(
   let small: { n: number; d: number } | null = null;
   for (const [k, list] of groups) {
     const feats = await Promise.all(
-      list.map(async (r) => (await readNpy(join(outDir, r.files.features!))).data),
+      list.map((r) => readFeatures(join(outDir, r.files.features!))),
     );
     const names = [...new Set(list.map((r) => r.image.name))].filter((n) => clean.has(n));
     if (feats.length < 2 || names.length < 2) continue;
