@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { dctMatrix } from "../../core/linalg/dct.ts";
+import { dct2, dctMatrix } from "../../core/linalg/dct.ts";
 
 /**
  * The orthonormal colour matrix C (3×3, row-major): luminance, red–green, yellow–blue.
@@ -150,25 +150,6 @@ function matmulT(
   return out;
 }
 
-/** Y = Aᵀ · X with A (k×m), X (k×n). */
-function matmulTA(
-  a: Float64Array,
-  x: ArrayLike<number>,
-  k: number,
-  m: number,
-  n: number,
-): Float64Array {
-  const out = new Float64Array(m * n);
-  for (let p = 0; p < k; p++) {
-    for (let i = 0; i < m; i++) {
-      const api = a[p * m + i];
-      if (api === 0) continue;
-      for (let j = 0; j < n; j++) out[i * n + j] += api * x[p * n + j];
-    }
-  }
-  return out;
-}
-
 const dctCache = new Map<number, Float64Array>();
 function dct(n: number): Float64Array {
   let m = dctCache.get(n);
@@ -209,12 +190,16 @@ export function encode64(x: ArrayLike<number>, l: LatentLayout): Float64Array {
     throw new RangeError(`encode64: ${x.length} values, expected ${3 * H * W}`);
   }
   const y = mixColour(x, H * W, false);
-  const ph = dct(H).subarray(0, kh * H), pw = dct(W).subarray(0, kw * W);
+  // Φ_H X Φ_Wᵀ by the FFT-based DCT (O(HW log HW), not the O(HW(H+W)) matrix products), then the
+  // kept K_h×K_w block.
+  const plan = dct2(H, W);
   const out = new Float64Array(3 * kh * kw);
   for (let k = 0; k < 3; k++) {
-    const t = matmul(ph, y.subarray(k * H * W, (k + 1) * H * W), kh, H, W); // Φ_H[:K] X
-    const z = matmulT(t, pw, kh, W, kw); // · Φ_W[:K]ᵀ
-    for (let i = 0; i < kh * kw; i++) out[k * kh * kw + i] = s * z[i];
+    const plane = y.subarray(k * H * W, (k + 1) * H * W);
+    plan.forward(plane);
+    for (let u = 0; u < kh; u++) {
+      for (let v = 0; v < kw; v++) out[(k * kh + u) * kw + v] = s * plane[u * W + v];
+    }
   }
   return out;
 }
@@ -238,13 +223,15 @@ export function decode64(z: ArrayLike<number>, l: LatentLayout): Float64Array {
   if (z.length !== 3 * kh * kw) {
     throw new RangeError(`decode64: ${z.length} values, expected ${3 * kh * kw}`);
   }
-  const zz = z instanceof Float64Array ? z : Float64Array.from(z);
-  const ph = dct(H).subarray(0, kh * H), pw = dct(W).subarray(0, kw * W);
+  // Φ_Hᵀ (Pᵀ Z) Φ_W: the kept block zero-padded to H×W, then the FFT-based inverse DCT.
+  const plan = dct2(H, W);
   const img = new Float64Array(3 * H * W);
   for (let k = 0; k < 3; k++) {
-    const t = matmulTA(ph, zz.subarray(k * kh * kw, (k + 1) * kh * kw), kh, H, kw); // Φ_Hᵀ Z
-    const x = matmul(t, pw, H, kw, W); // · Φ_W[:K]
-    for (let i = 0; i < H * W; i++) img[k * H * W + i] = x[i] / s;
+    const plane = img.subarray(k * H * W, (k + 1) * H * W);
+    for (let u = 0; u < kh; u++) {
+      for (let v = 0; v < kw; v++) plane[u * W + v] = z[(k * kh + u) * kw + v] / s;
+    }
+    plan.inverse(plane);
   }
   return mixColour(img, H * W, true);
 }
