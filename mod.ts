@@ -48,6 +48,7 @@ export * from "./core/io/atomic.ts";
 export * from "./core/io/npy.ts";
 export * from "./core/io/image.ts";
 export * from "./core/metrics.ts";
+export * from "./core/feature_metrics.ts";
 export * from "./core/scene.ts";
 export * from "./plugins/builtin-gaussian/mod.ts";
 

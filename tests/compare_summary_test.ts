@@ -60,8 +60,8 @@ function rows(c: CompareConfig): CellRow[] {
       status: "ok",
       metrics: { psnr: PSNR[cell.method.label][cell.image][cell.seed] },
       nfe: { unet: 2 },
-    prior: { spec: "builtin", name: "builtin", sha256: "x" },
-    provider: "cpu",
+      prior: { spec: "builtin", name: "builtin", sha256: "x" },
+      provider: "cpu",
       timing: { wall_ms: 1000, peak_rss_mb: 100 },
     }) as unknown as CellRow
   );

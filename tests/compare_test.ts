@@ -476,7 +476,9 @@ Deno.test("compare: failing cells are recorded, the run goes on, the exit code s
   assert.match(by("broken:mode=throw").error!, /thrown on purpose/);
   // Never a NaN on disk: failed cells carry no metrics.
   assert.deepEqual(by("broken:mode=nan").metrics, {});
-  assert.ok(!/[:[,]\s*-?(NaN|Infinity)\b/.test(await Deno.readTextFile(join(out, "results.jsonl"))));
+  assert.ok(
+    !/[:[,]\s*-?(NaN|Infinity)\b/.test(await Deno.readTextFile(join(out, "results.jsonl"))),
+  );
   const md = await Deno.readTextFile(join(out, "summary.md"));
   assert.match(md, /## Failed cells/);
   assert.match(md, /thrown on purpose/);
