@@ -10,6 +10,7 @@
  *
  * @module
  */
+import "./gate.ts"; // first: permissions before any native library loads
 import { join, resolve } from "node:path";
 import { InputError } from "../core/errors.ts";
 import { writeFileAtomic } from "../core/io/atomic.ts";

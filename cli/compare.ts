@@ -17,6 +17,7 @@
  *
  * @module
  */
+import "./gate.ts"; // first: permissions before any native library loads
 import { join, resolve, sep } from "node:path";
 import { InputError } from "../core/errors.ts";
 import type { PluginRegistry } from "../core/registry.ts";
@@ -24,7 +25,7 @@ import { createOperator, validateOptions } from "../core/registry.ts";
 import { parseSpec } from "../core/spec.ts";
 import { writeFileAtomic } from "../core/io/atomic.ts";
 import { main, parseCli, parseSize, registryFromFlags } from "./common.ts";
-import { NestedProgress } from "./progress.ts";
+import { Progress } from "./progress.ts";
 import { baselineUnavailable } from "./compare/baselines.ts";
 import { planCells, shardCells } from "./compare/cells.ts";
 import {
@@ -49,7 +50,7 @@ import {
 import { FeatureNet, LpipsNet, parseRange } from "./compare/perceptual.ts";
 import { writeReports } from "./compare/report.ts";
 import { type CellRow, loadResults, ResultsWriter } from "./compare/results.ts";
-import { CellRunner, RUN_FILES } from "./compare/runner.ts";
+import { CellProgress, CellRunner, RUN_FILES } from "./compare/runner.ts";
 import { runLine } from "./compare/summary.ts";
 
 const USAGE = `Usage: deno task compare --solvers "SPEC;SPEC…" --operators "SPEC;SPEC…"
@@ -404,11 +405,8 @@ export async function compare(args: string[]): Promise<number> {
     : undefined;
 
   const quiet = values.quiet ?? false, json = values.json ?? false;
-  const progress = new NestedProgress(
-    quiet || json ? "off" : "bars",
-    mine.length,
-    mine.length - todo.length,
-  );
+  const display = new Progress({ enabled: !quiet && !json });
+  const progress = new CellProgress(display, todo.length);
   const controller = new AbortController();
   let signals = 0;
   const onSignal = () => {
@@ -446,7 +444,7 @@ export async function compare(args: string[]): Promise<number> {
     }
     outcome = await runner.run(todo);
   } finally {
-    progress.stop();
+    display.stop();
     writer.close();
     for (const s of sigs) {
       try {

@@ -13,7 +13,7 @@
  */
 import { hostname } from "node:os";
 import { join } from "node:path";
-import type { ForwardOperator, Prior } from "../../core/contracts.ts";
+import type { ForwardOperator, Prior, StepEvent } from "../../core/contracts.ts";
 import { unmetRequirements } from "../../core/contracts.ts";
 import { InputError } from "../../core/errors.ts";
 import type { PluginRegistry } from "../../core/registry.ts";
@@ -22,7 +22,7 @@ import { writeNpy } from "../../core/io/npy.ts";
 import { writePng } from "../../core/io/image.ts";
 import { builtinExactModel } from "../../plugins/builtin-gaussian/mod.ts";
 import type { BuiltinPriorOptions } from "../../plugins/builtin-gaussian/mod.ts";
-import type { NestedProgress } from "../progress.ts";
+import type { Progress, ProgressTask, StepProgress } from "../progress.ts";
 import { runSolver, scoreReconstruction, simulate } from "../run_problem.ts";
 import { type ExactContext, runBaseline } from "./baselines.ts";
 import type { Cell } from "./cells.ts";
@@ -59,7 +59,7 @@ export interface RunnerContext {
   /** Rows already in results.jsonl (by key), updated as cells finish. */
   rows: Map<string, CellRow>;
   /** Progress display. */
-  progress: NestedProgress;
+  progress: CellProgress;
   /** Abort between steps (Ctrl-C). */
   signal: AbortSignal;
   /** Perceptual networks, when given. */
@@ -70,6 +70,40 @@ export interface RunnerContext {
   saveNpy: boolean;
   /** Called with each finished row (e.g. --json output). */
   onRow?: (row: CellRow) => void;
+}
+
+/**
+ * Progress over cells (with an ETA) and, inside a solver cell, over its steps — on the CLI's shared
+ * progress module (bars in a terminal, JSON lines in logs).
+ */
+export class CellProgress {
+  #p: Progress;
+  #cells: ProgressTask;
+  #steps: StepProgress | undefined;
+
+  /** @param total cells this process will run */
+  constructor(progress: Progress, total: number) {
+    this.#p = progress;
+    this.#cells = progress.task("cells", total, { event: "cell" });
+  }
+
+  /** A cell starts (`steps` > 0: a solver, whose steps get an inner bar). */
+  start(label: string, steps: number): void {
+    this.#steps?.done();
+    this.#steps = steps > 0 ? this.#p.solverSteps({ parent: this.#cells, label }) : undefined;
+  }
+
+  /** A solver step of the cell in flight. */
+  step(ev: StepEvent): void {
+    this.#steps?.update(ev);
+  }
+
+  /** The cell is recorded. */
+  finish(label: string, status: string): void {
+    this.#steps?.done();
+    this.#steps = undefined;
+    this.#cells.tick({ cell: label, status });
+  }
 }
 
 /** The run's outcome. */
@@ -267,11 +301,7 @@ export class CellRunner {
       ctx.rows.set(row.key, row);
       ran++;
       if (row.status === "failed") failed++;
-      ctx.progress.finish(label, {
-        status: row.status,
-        psnr: row.metrics.psnr ?? null,
-        error: row.error ?? undefined,
-      });
+      ctx.progress.finish(label, row.status);
       ctx.onRow?.(row);
     }
     return { ran, failed, interrupted: false };
