@@ -22,7 +22,7 @@ export const brokenSolver = defineSolver({
       requires: {},
       async *run(problem) {
         if (options.mode === "throw") throw new Error("broken solver: thrown on purpose");
-        yield { step: 0, total: 1, nfe: {}, ms: 0 };
+        yield { step: 0, total: 1, nfe: {}, vjp: {}, ms: 0 };
         const x: Tensor = tensor(
           problem.imageShape,
           new Float32Array(

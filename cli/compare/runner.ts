@@ -375,7 +375,7 @@ async function runCell(ctx: RunnerContext, shared: Shared, cell: Cell): Promise<
         );
         x = run.result.x;
         row.nfe = run.nfe;
-        if (run.counters.vjp) row.vjp = run.counters.vjp;
+        if (Object.values(run.vjp).some((v) => v > 0)) row.vjp = run.vjp;
         row.info = run.result.info;
         row.steps = run.steps.map(({ step, t, residual }) => ({ step, t, residual }));
         row.timing.model_ms = run.modelMs;
