@@ -4,7 +4,7 @@
  *
  * `--sizes` are image sizes: the operator half runs at them, the VJP half at the latent size of a
  * Stable Diffusion VAE for them (size / 8: 512, 1024 → 64², 128², both halves' defaults).
- * `--only` takes names from either half (operator plugins, VJP widths) or `operators` / `vjp` for a
+ * `--only` takes names from either half (operator plugins, VJP sections) or `operators` / `vjp` for a
  * whole half; a half with nothing selected is skipped.
  *
  * @module
@@ -12,7 +12,7 @@
 import "./gate.ts"; // first: permissions before any native library loads
 import { InputError } from "../core/errors.ts";
 import { operatorNames, planOperatorBench, runOperatorBench } from "./bench.ts";
-import { planVjpBench, runVjpBench, WIDTHS } from "./bench_vjp.ts";
+import { planVjpBench, runVjpBench, VJP_NAMES } from "./bench_vjp.ts";
 import { main, parseCli, parseNumber } from "./common.ts";
 
 const USAGE = `Usage: deno task bench [--only LIST] [--sizes 512,1024] [--runs N] [options]
@@ -22,8 +22,8 @@ with the same arguments; progress with an ETA on stderr.
 
 Options:
   --only LIST       names from either half, comma-separated: operator plugins (blur, sr, inpaint,
-                    jpeg, …), VJP widths (sd15, narrow), or "operators" / "vjp" for a whole half;
-                    a half with nothing named is skipped (default: everything)
+                    jpeg, …), VJP sections (sd15, narrow, builtin), or "operators" / "vjp" for a
+                    whole half; a half with nothing named is skipped (default: everything)
   --sizes LIST      image sizes (default 512,1024); the VJP half runs at size/8 (the SD latent), so
                     it needs multiples of 32 from 64
   --runs N          timed runs per measurement (defaults: operators 7, VJP 7 below 128², 5 above)
@@ -51,7 +51,7 @@ export function splitBenchArgs(args: string[]): { operators?: string[]; vjp?: st
   });
   if (values.help) return {};
   const dir = (values["out-dir"] ?? "bench-results").replace(/\/+$/, "");
-  const ops = operatorNames(), widths = Object.keys(WIDTHS);
+  const ops = operatorNames(), widths = [...VJP_NAMES];
   let opOnly: string[] | undefined, vjpOnly: string[] | undefined;
   if (values.only !== undefined) {
     const names = values.only.split(",").map((s) => s.trim()).filter(Boolean);

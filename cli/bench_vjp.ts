@@ -26,9 +26,15 @@ import { attrsOf } from "../core/onnx/vjp/graph.ts";
 import { decodeModel, tensorDims, tensorValues } from "../core/onnx/proto.ts";
 import { chainedSdBlocks, type SdBlockConfig, sdBlockGraph } from "../core/onnx/vjp/fixtures.ts";
 import { streams } from "../core/rng.ts";
-import { childEnv, formatTable, runPythonJson, timeIt, type Timing } from "./bench_util.ts";
+import { formatTable, runPythonJson, timeIt, type Timing } from "./bench_util.ts";
+import { peakInFreshProcess, peakOf, PeakSampler } from "./bench_memory.ts";
+import {
+  benchPriorVjps,
+  PRIOR_NETWORKS,
+  priorPeakChild,
+  type PriorVjpResult,
+} from "./bench_prior_vjp.ts";
 import { main, parseCli, parseNumber } from "./common.ts";
-import { taskForScript } from "./gate.ts";
 import { Progress, type ProgressTask } from "./progress.ts";
 import { fileURLToPath } from "node:url";
 
@@ -36,16 +42,20 @@ const USAGE =
   `Usage: deno task bench:vjp [--only sd15,narrow] [--sizes 64,128] [--runs 7] [--threads N]
                               [--out PATH]
 
-Forward vs forward+VJP wall time and peak memory of the SD-block composite on CPU.
+Forward vs forward+VJP wall time and peak memory on CPU: the SD-block composite, and the built-in
+prior's networks through the Prior API.
 
 Options:
   --sizes LIST     latent sizes (square), comma-separated (default 64,128)
   --runs N         timed runs per model (default 7; 5 at sizes ≥ 128)
   --warmup N       untimed runs first (default 2)
   --threads N      ORT intra-op threads (default: ORT's choice)
-  --only LIST      named widths, comma-separated (default sd15,narrow; --widths is the same):
-                   sd15    transformer 320 channels, 8 heads of 40 (SD1.5's first level)
-                   narrow  transformer 128 channels, 4 heads of 32 (attention-heavy)
+  --only LIST      named sections, comma-separated (default all; --widths is the same):
+                   sd15    composite: transformer 320 channels, 8 heads of 40 (SD1.5's level 1)
+                   narrow  composite: transformer 128 channels, 4 heads of 32 (attention-heavy)
+                   builtin the built-in prior through the Prior API: denoise/denoiseVjp,
+                           consistency/consistencyVjp, decode/decodeVjp, encode/encodeVjp
+  --prior-sizes L  image sizes of the builtin section (default 256,512; latent = image size)
   --channels N     custom widths instead: base channels (multiple of 32; the transformer runs at 2N)
   --heads N        with --channels: attention heads (default 4; head width 2N/heads)
   --out PATH       JSON output (default bench-results/vjp.json)
@@ -58,44 +68,6 @@ The PyTorch reference (cli/torch_reference.py) runs the same nodes, weights and 
 torch autograd, same thread count, and checks its output and gradient against ours; when python3
 or torch is missing the benchmark reports why and goes on.
 `;
-
-/**
- * Peak resident memory sampler: a worker polls the process's RSS (`Deno.memoryUsage().rss`, the
- * whole process) every millisecond while the main thread is blocked inside `session.run`.
- */
-class PeakSampler {
-  #worker: Worker;
-  constructor() {
-    const code = `let peak = 0;
-      self.onmessage = (e) => {
-        if (e.data === "reset") { peak = 0; self.postMessage("ok"); }
-        else self.postMessage(peak);
-      };
-      setInterval(() => { const r = Deno.memoryUsage().rss; if (r > peak) peak = r; }, 1);`;
-    const url = URL.createObjectURL(new Blob([code], { type: "application/javascript" }));
-    this.#worker = new Worker(url, { type: "module" });
-  }
-  #ask(msg: string): Promise<unknown> {
-    return new Promise((res) => {
-      this.#worker.onmessage = (e) => res(e.data);
-      this.#worker.postMessage(msg);
-    });
-  }
-  /** Restart the maximum. */
-  async reset(): Promise<void> {
-    await this.#ask("reset");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  /** Peak RSS since the last reset, MB. */
-  async peakMB(): Promise<number> {
-    await new Promise((r) => setTimeout(r, 5));
-    return (await this.#ask("get") as number) / 2 ** 20;
-  }
-  /** Stop the worker. */
-  close(): void {
-    this.#worker.terminate();
-  }
-}
 
 /** Widths of the composite: base channels (the transformer runs at twice that) and heads. */
 interface Widths {
@@ -155,27 +127,6 @@ function feedsFor(size: number, cfg: SdBlockConfig, withCotangent: boolean) {
   return f;
 }
 
-/** Peak RSS above the level before the session existed, over session creation and two runs. */
-async function peakOf(
-  sampler: PeakSampler,
-  bytes: Uint8Array,
-  feeds: Record<string, ort.Tensor>,
-  options: ort.InferenceSession.SessionOptions,
-): Promise<number> {
-  // collect the previous size's tensors first (the task passes --expose-gc), else their release
-  // during this measurement lowers the level and the difference can even turn negative
-  (globalThis as { gc?: () => void }).gc?.();
-  await new Promise((r) => setTimeout(r, 20));
-  const before = Deno.memoryUsage().rss / 2 ** 20;
-  await sampler.reset();
-  const s = await ort.InferenceSession.create(bytes, options);
-  await s.run(feeds);
-  await s.run(feeds);
-  const peak = await sampler.peakMB();
-  await s.release();
-  return peak - before;
-}
-
 /** The composite at a latent size and widths. */
 function configFor(size: number, channels: number, heads: number): SdBlockConfig {
   return {
@@ -190,58 +141,31 @@ function configFor(size: number, channels: number, heads: number): SdBlockConfig
   };
 }
 
-/** The deno binary for child processes (the running one when allowed, else `deno` on PATH). */
-function denoBinary(): string {
-  const exec = Deno.execPath();
-  return Deno.permissions.querySync({ name: "run", command: exec }).state === "granted"
-    ? exec
-    : "deno";
-}
-
 /**
- * Peak memory of one model measured in a fresh process (`--peak-child`): in this process, memory
- * an earlier, larger size freed but the allocator kept would absorb new allocations and hide them.
- * `undefined` when no child can be started (then the caller measures here).
+ * Peak memory of one composite model measured in a fresh process (`--peak-child`): in this
+ * process, memory an earlier, larger size freed but the allocator kept would absorb new
+ * allocations and hide them. `undefined` when no child can be started (then the caller measures
+ * here).
  */
-async function peakInChild(
+function peakInChild(
   which: "forward" | "vjp",
   size: number,
   channels: number,
   heads: number,
   threads?: number,
 ): Promise<number | undefined> {
-  // the task's own flags (cli/gate.ts checks them in the child too)
-  const flags = taskForScript("cli/bench_vjp.ts")?.flags ??
-    ["--v8-flags=--expose-gc", "--allow-read", "--allow-ffi", "--allow-env", "--allow-sys"];
-  const args = [
-    "run",
-    ...flags,
-    fileURLToPath(import.meta.url),
-    "--peak-child",
+  return peakInFreshProcess([
     which,
     String(size),
     String(channels),
     String(heads),
     String(threads ?? 0),
-  ];
-  try {
-    const r = await new Deno.Command(denoBinary(), {
-      args,
-      stdin: "null",
-      stderr: "null",
-      env: childEnv(),
-      clearEnv: true,
-    }).output();
-    if (r.code !== 0) return undefined;
-    const v = JSON.parse(new TextDecoder().decode(r.stdout)).peakMB;
-    return typeof v === "number" ? v : undefined;
-  } catch {
-    return undefined;
-  }
+  ]);
 }
 
 /** Child mode: build one model, print `{"peakMB": …}` for a session created and run twice. */
 async function peakChild(args: string[]): Promise<number> {
+  if (args[0] === "prior") return await priorPeakChild(args.slice(1));
   const which = args[0];
   const [size, channels, heads, threads] = args.slice(1).map(Number);
   const config = configFor(size, channels, heads);
@@ -452,16 +376,24 @@ function chooseWidths(
     }]];
   }
   if (headsArg !== undefined) throw new InputError("--heads: only with --channels");
-  return (names ?? "sd15,narrow").split(",").map((n) => {
-    const w = WIDTHS[n.trim()];
+  const list = (names ?? "sd15,narrow").split(",").map((n) => n.trim())
+    .filter((n) => n !== PRIOR_SECTION);
+  return list.map((n) => {
+    const w = WIDTHS[n];
     if (!w) {
       throw new InputError(
-        `${flag} "${n}": expected one of ${Object.keys(WIDTHS).join(", ")} (comma-separated)`,
+        `${flag} "${n}": expected one of ${VJP_NAMES.join(", ")} (comma-separated)`,
       );
     }
-    return [n.trim(), w];
+    return [n, w];
   });
 }
+
+/** The `--only` name of the built-in prior section. */
+export const PRIOR_SECTION = "builtin";
+
+/** Every name `--only` takes: the composite's widths and the built-in prior section. */
+export const VJP_NAMES: readonly string[] = [...Object.keys(WIDTHS), PRIOR_SECTION];
 
 /** A checked `bench:vjp` invocation, ready to run. */
 export interface VjpBenchPlan {
@@ -481,6 +413,8 @@ export interface VjpBenchPlan {
   out: string;
   /** No progress output. */
   quiet: boolean;
+  /** The built-in prior section: image sizes (absent: skipped). */
+  prior?: { sizes: number[] };
 }
 
 /**
@@ -501,6 +435,7 @@ export function planVjpBench(args: string[]): VjpBenchPlan | undefined {
     "no-reference": { type: "boolean" },
     "torch-python": { type: "string" },
     quiet: { type: "boolean" },
+    "prior-sizes": { type: "string" },
   });
   if (values.help) {
     console.log(USAGE);
@@ -536,14 +471,31 @@ export function planVjpBench(args: string[]): VjpBenchPlan | undefined {
   };
   const out = values.out ?? "bench-results/vjp.json";
   if (!out.endsWith(".json")) throw new InputError(`--out ${out}: expected a .json path`);
-  return { sizes, runs, warmup, widths, options, reference, out, quiet: values.quiet ?? false };
+  const named = (values.only ?? values.widths)?.split(",").map((n) => n.trim());
+  const withPrior = values.channels === undefined &&
+    (named === undefined || named.includes(PRIOR_SECTION));
+  const priorSizes = (values["prior-sizes"] ?? "256,512").split(",").map((s) =>
+    parseNumber(s, "--prior-sizes", { min: 8, max: 4096, integer: true })
+  );
+  return {
+    sizes,
+    runs,
+    warmup,
+    widths,
+    options,
+    reference,
+    out,
+    quiet: values.quiet ?? false,
+    prior: withPrior ? { sizes: priorSizes } : undefined,
+  };
 }
 
 /** Run a checked VJP benchmark: every widths × size, the large-graph transform, the JSON file. */
 export async function runVjpBench(plan: VjpBenchPlan): Promise<void> {
   const { sizes, warmup, widths, options, reference } = plan;
   const progress = new Progress({ enabled: !plan.quiet });
-  const cases = progress.task("vjp", widths.length * sizes.length + 1);
+  const priorCases = (plan.prior?.sizes.length ?? 0) * PRIOR_NETWORKS.length;
+  const cases = progress.task("vjp", widths.length * sizes.length + 1 + priorCases);
   try {
     await measureVjp(plan, cases, sizes, warmup, widths, options, reference);
   } finally {
@@ -608,6 +560,18 @@ async function measureVjp(
       if (r.torch?.error) notes.push(`torch reference (${name}, ${size}): ${r.torch.error}`);
     }
   }
+  // the built-in prior's networks through the Prior API (Prior.denoiseVjp, decodeVjp, …)
+  let prior: PriorVjpResult[] | undefined;
+  if (plan.prior) {
+    prior = await benchPriorVjps({
+      sizes: plan.prior.sizes,
+      runs: plan.runs,
+      warmup,
+      threads: options.intraOpNumThreads,
+      onCase: (label) => cases.update(cases.value, { case: label }),
+      onCaseDone: (label) => cases.tick({ case: label }),
+    });
+  }
   // transform time of a large graph (24 chained composites, ~4000 nodes; no ORT run needed)
   cases.update(cases.value, { case: "large-graph transform" });
   const big = chainedSdBlocks(24, {
@@ -641,12 +605,40 @@ async function measureVjp(
     widths: Object.fromEntries(widths),
     results,
     largeGraph,
+    prior,
   };
   const out = plan.out;
   await writeFileAtomic(out, new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"));
   for (const n of notes) console.error(n);
   console.log(`vjp (SD-block composite, CPU, load ${Deno.loadavg()[0].toFixed(2)})`);
-  console.log(formatTable(rows));
+  if (rows.length > 1) console.log(formatTable(rows));
+  if (prior) {
+    console.log("prior-level VJPs, built-in exact model (Prior API, CPU):");
+    console.log(formatTable([
+      [
+        "network",
+        "methods",
+        "image",
+        "fwd ms",
+        "fwd+vjp ms",
+        "ratio",
+        "ratio(min)",
+        "fwd MB",
+        "fwd+vjp MB",
+      ],
+      ...prior.map((r) => [
+        r.network,
+        r.methods,
+        `${r.size}²`,
+        r.forward.median.toFixed(1),
+        r.vjp.median.toFixed(1),
+        r.ratio.toFixed(2),
+        r.ratioMin.toFixed(2),
+        r.peakMB.forward?.toFixed(0) ?? "–",
+        r.peakMB.vjp?.toFixed(0) ?? "–",
+      ]),
+    ]));
+  }
   console.log(
     `transform of a ${largeGraph.forwardNodes}-node graph: ${
       largeGraph.transformMs.toFixed(0)

@@ -24,7 +24,7 @@ import { InputError } from "./errors.ts";
 import { inlineExternalData, loadModel } from "./onnx/external.ts";
 import type { IModelProto, NodeProto, TensorProto, ValueInfoProto } from "./onnx/proto.ts";
 import { DataType, encodeModel } from "./onnx/proto.ts";
-import { COTANGENT_SUFFIX, GRAD_SUFFIX, vjpSource } from "./onnx/vjp.ts";
+import { COTANGENT_SUFFIX, GRAD_SUFFIX, type VjpModelSource, vjpSource } from "./onnx/vjp.ts";
 import { type Affine, lcmBoundary, predictionAffine, type PredictionType } from "./sampling/mod.ts";
 
 /** One ONNX network of a prior. */
@@ -396,8 +396,8 @@ export interface HeadVjp {
   grads: Record<string, string>;
 }
 
-/** Options of {@link headVjp}. */
-export interface HeadVjpOptions {
+/** What to differentiate through a head: the VJP model of `compose(network)`. */
+export interface HeadVjpSpec {
   /** A name for the head in cache keys, e.g. "denoiser-head". */
   head: string;
   /** Compose the head over the raw model. */
@@ -408,6 +408,10 @@ export interface HeadVjpOptions {
   wrt: string[];
   /** Concrete dims of the head's inputs (the VJP model is specialised to them). */
   inputShapes: Record<string, number[]>;
+}
+
+/** Options of {@link headVjp}. */
+export interface HeadVjpOptions extends HeadVjpSpec {
   /** The session pool and device request. */
   pool: SessionPool;
   /** "auto" | "cpu" | "cuda" | "webgpu". */
@@ -415,17 +419,15 @@ export interface HeadVjpOptions {
 }
 
 /**
- * The VJP model of `head(network)` for one set of input shapes, loaded in the pool and counted as
- * VJP calls of the network. The transformed model is built once per process (`vjpSource`) and
- * references the network's external weight files. An op the transform cannot differentiate is an
- * InputError naming the network.
+ * The VJP model of `head(network)` as a pool source (bytes, or a path referencing the network's
+ * external weight files), built once per process (`vjpSource`). An op the transform cannot
+ * differentiate is an InputError naming the network.
  */
-export async function headVjp(net: NetworkSource, o: HeadVjpOptions): Promise<HeadVjp> {
-  let src;
+export async function headVjpSource(net: NetworkSource, o: HeadVjpSpec): Promise<VjpModelSource> {
   try {
     const { model, baseDir } = await networkModel(net);
     const bytes = encodeModel(o.compose(model));
-    src = await vjpSource(
+    return await vjpSource(
       {
         key: `${modelKey(net.source)}#${o.head}`,
         bytes,
@@ -441,6 +443,14 @@ export async function headVjp(net: NetworkSource, o: HeadVjpOptions): Promise<He
     }
     throw e;
   }
+}
+
+/**
+ * The VJP model of `head(network)` for one set of input shapes, loaded in the pool and counted as
+ * VJP calls of the network ({@link headVjpSource}).
+ */
+export async function headVjp(net: NetworkSource, o: HeadVjpOptions): Promise<HeadVjp> {
+  const src = await headVjpSource(net, o);
   const session = await o.pool.session(net.name, src, { device: o.device, kind: "vjp" });
   return {
     session,

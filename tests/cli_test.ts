@@ -429,7 +429,7 @@ Deno.test("bench: runs end to end at a tiny size and writes its JSON", async () 
   }
 });
 
-Deno.test("bench:vjp: both widths at a tiny size; a missing torch reference is reported, not fatal", async () => {
+Deno.test("bench:vjp: both widths and the built-in prior at a tiny size; a missing torch reference is reported, not fatal", async () => {
   const out = join("bench-results", `test-vjp-${crypto.randomUUID()}.json`);
   try {
     const r = await task(
@@ -442,6 +442,8 @@ Deno.test("bench:vjp: both widths at a tiny size; a missing torch reference is r
       "0",
       "--torch-python",
       "/nonexistent/python3",
+      "--prior-sizes",
+      "16",
       "--out",
       out,
     );
@@ -462,6 +464,23 @@ Deno.test("bench:vjp: both widths at a tiny size; a missing torch reference is r
       assert.match(x.torch.error ?? "", /\/nonexistent\/python3: /);
     }
     assert.match(r.stderr, /torch reference \(sd15, 8\): /);
+    // the prior section: every network's forward and VJP method, with peak memory
+    const prior = report.prior as {
+      network: string;
+      size: number;
+      ratio: number;
+      peakMB: { forward?: number; vjp?: number };
+    }[];
+    assert.deepEqual(prior.map((x) => `${x.network}@${x.size}`), [
+      "unet@16",
+      "consistency_unet@16",
+      "vae_decoder@16",
+      "vae_encoder@16",
+    ]);
+    for (const x of prior) {
+      assert.ok(Number.isFinite(x.ratio) && x.ratio > 0, `${x.network} ratio ${x.ratio}`);
+      assert.ok(x.peakMB.forward !== undefined && x.peakMB.vjp !== undefined, x.network);
+    }
     expectInputError(
       await task("bench:vjp", "--widths", "sd21"),
       /--widths "sd21": expected one of sd15, narrow/,

@@ -26,6 +26,7 @@ import {
   HEAD,
   type HeadVjp,
   headVjp,
+  type HeadVjpSpec,
   type NetworkSource,
 } from "../networks.ts";
 import type { Affine } from "../sampling/mod.ts";
@@ -51,6 +52,45 @@ function sumBatch(t: Tensor): Tensor {
   return { data: out, shape: [1, ...t.shape.slice(1)] };
 }
 
+/**
+ * The VJP model of a UNet: its denoiser head (`prediction = coef_z · sample + coef_out · output`)
+ * w.r.t. the latent and every differentiable conditioning input, at the given input shapes.
+ */
+export function denoiserVjpSpec(
+  net: DenoiserNetwork,
+  inputShapes: Record<string, number[]>,
+): HeadVjpSpec {
+  return {
+    head: "denoiser-head",
+    compose: (model) => denoiserHead(model, net),
+    of: HEAD.prediction,
+    wrt: [net.sample, ...net.differentiable],
+    inputShapes,
+  };
+}
+
+/** The VJP model of the decoder head (`latent` → D(latent/s + shift)) at a latent shape. */
+export function decoderVjpSpec(net: DecoderNetwork, latentShape: readonly number[]): HeadVjpSpec {
+  return {
+    head: "decoder-head",
+    compose: (model) => decoderHead(model, net),
+    of: net.output,
+    wrt: [HEAD.latent],
+    inputShapes: { [HEAD.latent]: [...latentShape] },
+  };
+}
+
+/** The VJP model of the encoder head (x → s·(mean E(x) − shift)) at an image shape. */
+export function encoderVjpSpec(net: EncoderNetwork, imageShape: readonly number[]): HeadVjpSpec {
+  return {
+    head: "encoder-head",
+    compose: (model) => encoderHead(model, net),
+    of: HEAD.latent,
+    wrt: [net.input],
+    inputShapes: { [net.input]: [...imageShape] },
+  };
+}
+
 /** The VJP models of one prior's networks. */
 export class PriorGradients {
   #pool: SessionPool;
@@ -67,26 +107,11 @@ export class PriorGradients {
     this.#device = device;
   }
 
-  #model(
-    net: NetworkSource,
-    head: string,
-    compose: Parameters<typeof headVjp>[1]["compose"],
-    of: string,
-    wrt: string[],
-    inputShapes: Record<string, number[]>,
-  ): Promise<HeadVjp> {
-    const key = `${net.name}|${head}|${JSON.stringify(inputShapes)}`;
+  #model(net: NetworkSource, spec: HeadVjpSpec): Promise<HeadVjp> {
+    const key = `${net.name}|${spec.head}|${JSON.stringify(spec.inputShapes)}`;
     let p = this.#models.get(key);
     if (!p) {
-      p = headVjp(net, {
-        head,
-        compose,
-        of,
-        wrt,
-        inputShapes,
-        pool: this.#pool,
-        device: this.#device,
-      }).then((m) => {
+      p = headVjp(net, { ...spec, pool: this.#pool, device: this.#device }).then((m) => {
         this.#sessions.push(m.session);
         return m;
       });
@@ -122,19 +147,11 @@ export class PriorGradients {
         );
       }
     }
-    const inputs = [net.sample, ...net.differentiable];
     const shapes: Record<string, number[]> = {};
     for (const name of [net.sample, net.timestep.name, ...net.conditioning]) {
       shapes[name] = [...feeds[name].shape];
     }
-    const m = await this.#model(
-      net,
-      "denoiser-head",
-      (model) => denoiserHead(model, net),
-      HEAD.prediction,
-      inputs,
-      shapes,
-    );
+    const m = await this.#model(net, denoiserVjpSpec(net, shapes));
     const grads = wrt.map((w) => m.grads[w === LATENT ? net.sample : w]);
     const out = await m.session.run({
       ...feeds,
@@ -152,14 +169,7 @@ export class PriorGradients {
 
   /** ∂⟨g, D(z/s + shift)⟩/∂z. */
   async decoder(net: DecoderNetwork, z: Tensor, g: Tensor): Promise<VjpResult> {
-    const m = await this.#model(
-      net,
-      "decoder-head",
-      (model) => decoderHead(model, net),
-      net.output,
-      [HEAD.latent],
-      { [HEAD.latent]: [...z.shape] },
-    );
+    const m = await this.#model(net, decoderVjpSpec(net, z.shape));
     const out = await m.session.run({
       [HEAD.latent]: z,
       [m.cotangent]: g,
@@ -169,14 +179,7 @@ export class PriorGradients {
 
   /** ∂⟨g, s·(mean E(x) − shift)⟩/∂x. */
   async encoder(net: EncoderNetwork, x: Tensor, g: Tensor): Promise<VjpResult> {
-    const m = await this.#model(
-      net,
-      "encoder-head",
-      (model) => encoderHead(model, net),
-      HEAD.latent,
-      [net.input],
-      { [net.input]: [...x.shape] },
-    );
+    const m = await this.#model(net, encoderVjpSpec(net, x.shape));
     const out = await m.session.run({
       [net.input]: x,
       [m.cotangent]: g,
