@@ -28,6 +28,8 @@ export * from "./core/linalg/nonlinear_prox.ts";
 export * from "./core/linalg/fft.ts";
 export * from "./core/linalg/dct.ts";
 export * from "./core/operator_suite.ts";
+export * from "./core/linear_operator.ts";
+export * from "./core/prox.ts";
 export * from "./core/onnx/proto.ts";
 export * from "./core/onnx/builder.ts";
 export * from "./core/onnx/vjp.ts";

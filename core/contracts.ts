@@ -26,7 +26,11 @@ export interface OperatorCapabilities {
   linear: boolean;
   /** `proxL2` is exact and direct (FFT, DCT, elementwise), not an iterative solve. */
   closedFormProx: boolean;
-  /** `vjp` is available (true for every built-in operator). */
+  /**
+   * `vjp` computes J_A(x)ᵀ g (true for every built-in operator). When false, `vjp` throws, the
+   * contract suite skips its VJP checks, and a solver that declares
+   * `requires.operator.differentiable` refuses the operator before it runs.
+   */
   differentiable: boolean;
 }
 
@@ -73,13 +77,19 @@ export interface ForwardOperator {
   forward(x: Tensor): Promise<Tensor>;
   /** Aᵀ y; present exactly when `capabilities.linear`. */
   adjoint?(y: Tensor): Promise<Tensor>;
-  /** J_A(x)ᵀ g, the vector-Jacobian product. */
+  /** J_A(x)ᵀ g, the vector-Jacobian product (throws when `capabilities.differentiable` is false). */
   vjp(x: Tensor, g: Tensor): Promise<Tensor>;
   /**
    * argmin_u (γ/2)‖A u − y‖² + ½‖u − z‖², or argmin_u (γ/2) D_y(u) + ½‖u − z‖² when the operator
    * declares `proxDataTerm`.
    */
   proxL2(z: Tensor, y: Tensor, gamma: number, options?: ProxOptions): Promise<Tensor>;
+  /**
+   * The prox bound to one measurement y: `prox(y).apply(z, γ)` = `proxL2(z, y, γ)`, with y checked
+   * once and what depends only on y computed once (Aᵀy of a CG prox). Solvers call the prox through
+   * this (`proxOf` in core/prox.ts falls back to `proxL2` for operators without it).
+   */
+  prox?(y: Tensor): Prox;
   /**
    * The data term `proxL2` minimises when it is not ‖A u − y‖² (a named deviation from the
    * contract; see {@link ProxDataTerm}). Absent for operators that follow the contract.
@@ -143,12 +153,20 @@ export interface ProxDataTerm {
   halfGradient(u: Tensor, y: Tensor): Promise<Tensor>;
 }
 
-/** The prox of a data term g(u) = ‖A u − y‖² / (2σ²), bound to one measurement. */
+/**
+ * An operator's prox bound to one measurement y (what {@link ForwardOperator.prox} hands out and
+ * solvers call at every step).
+ */
 export interface Prox {
-  /** "closed-form" when exact and direct, "cg" or "iterative" otherwise. */
+  /** "closed-form" when exact and direct, "cg" for a linear CG solve, "iterative" otherwise. */
   readonly method: "closed-form" | "cg" | "iterative";
-  /** prox_{δ g}(z) = argmin_u δ g(u) + ½‖u − z‖². */
-  apply(z: Tensor, delta: number): Promise<Tensor>;
+  /** The measurement it is bound to. */
+  readonly y: Tensor;
+  /**
+   * argmin_u (γ/2)‖A u − y‖² + ½‖u − z‖² (or with the operator's declared `proxDataTerm`): the
+   * operator's `proxL2(z, y, γ, options)` for the bound y.
+   */
+  apply(z: Tensor, gamma: number, options?: ProxOptions): Promise<Tensor>;
 }
 
 /** A text (or other) conditioning, already encoded by the prior's text encoder. */

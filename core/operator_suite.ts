@@ -21,6 +21,7 @@ import { allFinite, dot, norm, numel, sameShape, type Tensor, tensor } from "./t
 import { cgProxL2 } from "./linalg/cg.ts";
 import { formatSpec } from "./spec.ts";
 import { onnxBackedOperator } from "./onnx/exported_operator.ts";
+import { proxOf } from "./prox.ts";
 
 /** Tolerances of the suite (defaults are the project's acceptance thresholds). */
 export interface SuiteTolerances {
@@ -73,6 +74,8 @@ export interface SuiteReport {
   proxDataTermGradientError?: number;
   /** Relative closed-form vs CG difference (closed-form linear operators). */
   proxVsCg?: number;
+  /** Checks skipped, with why (e.g. the VJP checks of an operator declared non-differentiable). */
+  skipped: string[];
 }
 
 const DEFAULT_TOL: SuiteTolerances = {
@@ -103,6 +106,67 @@ function axpy(a: number, x: Tensor, y: Tensor): Tensor {
 
 async function transposeApply(op: ForwardOperator, at: Tensor, r: Tensor): Promise<Tensor> {
   return op.adjoint ? await op.adjoint(r) : await op.vjp(at, r);
+}
+
+/**
+ * The relative optimality residual ‖γ·½∇D_y(u) + u − z‖/‖z‖ of a prox point u, with
+ * ½∇D_y = J_Aᵀ(A u − y) unless the operator declares another data term.
+ */
+async function optimality(
+  op: ForwardOperator,
+  dt: ForwardOperator["proxDataTerm"],
+  z: Tensor,
+  y: Tensor,
+  u: Tensor,
+  gamma: number,
+): Promise<number> {
+  const jtr = dt
+    ? await dt.halfGradient(u, y)
+    : await transposeApply(op, u, axpy(-1, y, await op.forward(u)));
+  let s = 0;
+  for (let i = 0; i < u.data.length; i++) {
+    const e = gamma * jtr.data[i] + u.data[i] - z.data[i];
+    s += e * e;
+  }
+  return Math.sqrt(s) / norm(z);
+}
+
+/**
+ * Worst relative error of Jᵀg against central finite differences of x ↦ <g, A(x)>, along Jᵀg and
+ * along a random direction (asserted below `s.tol`).
+ */
+async function vjpError(
+  op: ForwardOperator,
+  x: Tensor,
+  s: { seed: number; eps: number; tol: number; label: string },
+): Promise<number> {
+  const shape = [...op.inputShape];
+  let worst = 0;
+  const g = gaussian(op.outputShape, s.seed, "vjp-g");
+  const jtg = await op.vjp(x, g);
+  assert.ok(sameShape(jtg.shape, shape), `${s.label}: vjp shape [${jtg.shape}]`);
+  assert.ok(allFinite(jtg), `${s.label}: vjp produced a non-finite value`);
+  const f = async (t: Tensor) => dot(g, await op.forward(t));
+  const directions: [string, Tensor][] = [];
+  const jn = norm(jtg);
+  if (jn > 0) directions.push(["along Jᵀg", { data: jtg.data.map((v) => v / jn), shape }]);
+  const rv = gaussian(shape, s.seed, "vjp-v");
+  const rvn = norm(rv);
+  directions.push(["random", { data: rv.data.map((v) => v / rvn), shape }]);
+  for (const [name, dir] of directions) {
+    // Scale the step so that the per-pixel perturbation is about eps.
+    const h = s.eps * Math.sqrt(numel(shape));
+    const fd = (await f(axpy(h, dir, x)) - await f(axpy(-h, dir, x))) / (2 * h);
+    const an = dot(jtg, dir);
+    const denom = name === "random" ? jn : Math.max(Math.abs(an), 1e-30);
+    const err = Math.abs(fd - an) / denom;
+    worst = Math.max(worst, err);
+    assert.ok(
+      err < s.tol,
+      `${s.label}: VJP vs finite differences (${name}) error ${err.toExponential(2)}`,
+    );
+  }
+  return worst;
 }
 
 /**
@@ -143,7 +207,7 @@ export async function testOperator(
     sameShape(op.inputShape, shape),
     `${label}: inputShape [${op.inputShape}] ≠ [${shape}]`,
   );
-  const report: SuiteReport = { spec, vjpError: 0, proxOptimality: 0 };
+  const report: SuiteReport = { spec, vjpError: 0, proxOptimality: 0, skipped: [] };
 
   // Shapes, finiteness, determinism under seed.
   const x = uniform(shape, seed, "x", 0.15, 0.85);
@@ -174,30 +238,14 @@ export async function testOperator(
     assert.ok(err < tol.adjoint, `${label}: adjointness error ${err.toExponential(2)}`);
   }
 
-  // VJP against central finite differences of f(x) = <g, A(x)>.
-  assert.ok(op.capabilities.differentiable, `${label}: operator is not differentiable`);
-  const g = gaussian(op.outputShape, seed, "vjp-g");
-  const jtg = await op.vjp(x, g);
-  assert.ok(sameShape(jtg.shape, shape), `${label}: vjp shape [${jtg.shape}]`);
-  assert.ok(allFinite(jtg), `${label}: vjp produced a non-finite value`);
-  const f = async (t: Tensor) => dot(g, await op.forward(t));
-  const directions: [string, Tensor][] = [];
-  const jn = norm(jtg);
-  if (jn > 0) directions.push(["along Jᵀg", { data: jtg.data.map((v) => v / jn), shape }]);
-  const rv = gaussian(shape, seed, "vjp-v");
-  const rvn = norm(rv);
-  directions.push(["random", { data: rv.data.map((v) => v / rvn), shape }]);
-  for (const [name, dir] of directions) {
-    // Scale the step so that the per-pixel perturbation is about eps.
-    const h = eps * Math.sqrt(numel(shape));
-    const fd = (await f(axpy(h, dir, x)) - await f(axpy(-h, dir, x))) / (2 * h);
-    const an = dot(jtg, dir);
-    const denom = name === "random" ? jn : Math.max(Math.abs(an), 1e-30);
-    const err = Math.abs(fd - an) / denom;
-    report.vjpError = Math.max(report.vjpError, err);
-    assert.ok(
-      err < tol.vjp,
-      `${label}: VJP vs finite differences (${name}) error ${err.toExponential(2)}`,
+  // VJP against central finite differences of f(x) = <g, A(x)> (differentiable operators).
+  if (op.capabilities.differentiable) {
+    report.vjpError = await vjpError(op, x, { seed, eps, tol: tol.vjp, label });
+  } else {
+    report.skipped.push("vjp: the operator declares differentiable: false");
+    await assert.rejects(
+      async () => await op.vjp(x, tensor(op.outputShape)),
+      `${label}: vjp of an operator declared non-differentiable must throw`,
     );
   }
 
@@ -226,25 +274,37 @@ export async function testOperator(
       `${label}: ${dt.name} gradient vs finite differences error ${err.toExponential(2)}`,
     );
   }
+  // The prox bound to y (what solvers call) must reject a wrongly shaped y and equal proxL2.
+  if (op.prox) {
+    await assert.rejects(
+      async () => await op.prox!(tensor([m + 1])).apply(z, 1),
+      `${label}: prox(y) accepted a wrongly shaped y`,
+    );
+  }
+  const bound = proxOf(op, y);
+  // Optimality needs Jᵀ(A u − y) or ½∇D_y: not available for a non-differentiable operator.
+  const checkable = op.capabilities.linear || op.capabilities.differentiable || dt !== undefined;
+  if (!checkable) {
+    report.skipped.push("prox optimality: no adjoint, VJP or declared data term to check it with");
+  }
   for (const gamma of gammas) {
     const u = await op.proxL2(z, y, gamma, proxOptions);
+    const ub = await bound.apply(z, gamma, proxOptions);
+    assert.deepEqual(
+      ub.data,
+      u.data,
+      `${label}: the bound prox(y) differs from proxL2 at γ=${gamma}`,
+    );
     assert.ok(sameShape(u.shape, shape), `${label}: prox shape [${u.shape}]`);
     assert.ok(allFinite(u), `${label}: prox produced a non-finite value`);
-    // The optimality residual of what the prox claims to solve: J_Aᵀ(A u − y) or ½∇D_y(u).
-    const jtr = dt
-      ? await dt.halfGradient(u, y)
-      : await transposeApply(op, u, axpy(-1, y, await op.forward(u)));
-    let s = 0;
-    for (let i = 0; i < u.data.length; i++) {
-      const e = gamma * jtr.data[i] + u.data[i] - z.data[i];
-      s += e * e;
+    if (checkable) {
+      const opt = await optimality(op, dt, z, y, u, gamma);
+      report.proxOptimality = Math.max(report.proxOptimality, opt);
+      assert.ok(
+        opt < tol.proxOptimality,
+        `${label}: prox optimality residual ${opt.toExponential(2)} at γ=${gamma}`,
+      );
     }
-    const opt = Math.sqrt(s) / norm(z);
-    report.proxOptimality = Math.max(report.proxOptimality, opt);
-    assert.ok(
-      opt < tol.proxOptimality,
-      `${label}: prox optimality residual ${opt.toExponential(2)} at γ=${gamma}`,
-    );
     if (op.capabilities.closedFormProx && op.capabilities.linear) {
       const ucg = await cgProxL2(op, z, y, gamma, { maxIter: 5000, tol: 1e-10 });
       let d = 0;

@@ -30,8 +30,8 @@ import { z } from "zod";
 import type { ForwardOperator, ProxOptions } from "../core/contracts.ts";
 import { defineOperator, type OperatorPlugin } from "../core/registry.ts";
 import { InputError } from "../core/errors.ts";
-import { assertShape, type Tensor, tensor } from "../core/tensor.ts";
-import { cgProxL2 } from "../core/linalg/cg.ts";
+import { type Tensor, tensor } from "../core/tensor.ts";
+import { linearOperator } from "../core/linear_operator.ts";
 import { fastFft32Size, type RealFft2F32, rfft2f32 } from "../core/linalg/fft32.ts";
 import { dct2 } from "../core/linalg/dct.ts";
 import {
@@ -588,49 +588,30 @@ export function makeBlurOperator(
   } else engine = new PaddedEngine(kernel, H, W, "reflect");
 
   const imageShape = [...shape];
-  // deno-lint-ignore require-await -- async so that shape errors reject instead of throwing
-  const run = async (t: Tensor, what: string, f: (x: Float32Array, out: Float32Array) => void) => {
-    assertShape(t, imageShape, what);
+  const apply = (t: Tensor, f: (x: Float32Array, out: Float32Array) => void) => {
     const out = tensor(imageShape);
     f(t.data, out.data);
     return out;
   };
-  const forward = (x: Tensor) => run(x, "blur: x", (x, out) => engine.forward(x, out));
-  const adjoint = (y: Tensor) => run(y, "blur: y", (y, out) => engine.adjoint(y, out));
-  const op: BlurOperator = {
+  const adjoint = (y: Tensor) => apply(y, (y, out) => engine.adjoint(y, out));
+  const prox = engine.prox?.bind(engine);
+  return linearOperator({
     name: "blur",
     options,
     inputShape: imageShape,
     outputShape: imageShape,
-    capabilities: { linear: true, closedFormProx: engine.prox !== undefined, differentiable: true },
-    kernel,
-    boundary,
-    dctDiagonal,
-    forward,
+    forward: (x) => apply(x, (x, out) => engine.forward(x, out)),
     adjoint,
-    // deno-lint-ignore require-await -- async so that shape errors reject instead of throwing
-    async vjp(x: Tensor, g: Tensor) {
-      assertShape(x, imageShape, "blur: x");
-      return adjoint(g);
-    },
-    async proxL2(zt: Tensor, y: Tensor, gamma: number, proxOptions?: ProxOptions) {
-      assertShape(zt, imageShape, "blur: z");
-      assertShape(y, imageShape, "blur: y");
-      if (!(gamma >= 0) || !Number.isFinite(gamma)) {
-        throw new RangeError(`blur: prox step γ must be finite and ≥ 0, got ${gamma}`);
-      }
-      if (!engine.prox) return await cgProxL2(op, zt, y, gamma, proxOptions);
-      const out = proxOptions?.out ?? tensor(imageShape);
-      assertShape(out, imageShape, "blur: out");
-      const report = proxOptions?.report;
-      const r2 = engine.prox(zt.data, y.data, gamma, out.data, report !== undefined);
+    prox: prox && ((zt: Tensor, y: Tensor, gamma: number, proxOptions: ProxOptions) => {
+      const out = proxOptions.out ?? tensor(imageShape);
+      const report = proxOptions.report;
+      const r2 = prox(zt.data, y.data, gamma, out.data, report !== undefined);
       if (report) report.residual = Math.sqrt(r2);
       return out;
-    },
+    }),
     /** Aᵀy, LATINO's initialisation. */
     pseudoInverse: adjoint,
     artifacts: () => ({ kernel: kernelTensor(kernel) }),
     exportOnnx: (o) => blurOnnx(kernel, boundary, imageShape, o),
-  };
-  return op;
+  }, { kernel, boundary, dctDiagonal });
 }

@@ -22,7 +22,8 @@ import type { ForwardOperator } from "../core/contracts.ts";
 import { InputError } from "../core/errors.ts";
 import { defineOperator, type OperatorPlugin } from "../core/registry.ts";
 import type { RandomStream } from "../core/rng.ts";
-import { assertShape, type Tensor, tensor } from "../core/tensor.ts";
+import { type Tensor, tensor } from "../core/tensor.ts";
+import { linearOperator } from "../core/linear_operator.ts";
 import {
   bandMask,
   boxMask,
@@ -271,45 +272,34 @@ export const inpaintPlugin: OperatorPlugin<InpaintOptions> = defineOperator({
     const mask = await makeInpaintMask(o, h, w, rng);
     const m = mask.data, hw = h * w;
     const s = [...shape];
-    const applyMask = (t: Tensor, what: string): Promise<Tensor> => {
-      assertShape(t, s, `inpaint: ${what}`);
+    const applyMask = (t: Tensor): Tensor => {
       const out = tensor(s);
       for (let k = 0; k < t.data.length; k++) {
         const mk = m[k % hw];
         out.data[k] = mk === 0 ? 0 : mk * t.data[k]; // +0 in the hole (not −0)
       }
-      return Promise.resolve(out);
+      return out;
     };
-    return {
+    return linearOperator({
       name: "inpaint",
       options: o,
       inputShape: s,
       outputShape: s,
-      capabilities: { linear: true, closedFormProx: true, differentiable: true },
-      forward: (x) => applyMask(x, "x"),
-      adjoint: (y) => applyMask(y, "y"),
-      vjp: (x, g) => {
-        assertShape(x, s, "inpaint: x");
-        return applyMask(g, "cotangent");
-      },
+      forward: applyMask,
+      adjoint: applyMask,
       /** u = (z + γ m y)/(1 + γ m²), elementwise. */
-      proxL2(zt, y, gamma) {
-        assertShape(zt, s, "inpaint: z");
-        assertShape(y, s, "inpaint: y");
-        const out = tensor(s);
+      prox(zt, y, gamma, po) {
+        const out = po.out ?? tensor(s);
         for (let k = 0; k < zt.data.length; k++) {
           const mk = m[k % hw];
           out.data[k] = (zt.data[k] + gamma * mk * y.data[k]) / (1 + gamma * mk * mk);
         }
-        return Promise.resolve(out);
+        return out;
       },
-      projectMeasurement: (y) => applyMask(y, "y"),
-      pseudoInverse: (y) => {
-        assertShape(y, s, "inpaint: y");
-        return Promise.resolve(fillHole(y, mask));
-      },
+      projectMeasurement: applyMask,
+      pseudoInverse: (y) => fillHole(y, mask),
       artifacts: () => ({ mask: tensor([1, 1, h, w], m.slice()) }),
       exportOnnx: (eo) => inpaintOnnx(m, s, eo),
-    };
+    });
   },
 });

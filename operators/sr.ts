@@ -34,10 +34,10 @@
 import { z } from "zod";
 import type { ForwardOperator, ProxOptions } from "../core/contracts.ts";
 import { InputError } from "../core/errors.ts";
-import { cgProxL2 } from "../core/linalg/cg.ts";
+import { linearOperator } from "../core/linear_operator.ts";
 import { fft2 } from "../core/linalg/fft.ts";
 import { defineOperator, type OperatorPlugin } from "../core/registry.ts";
-import { assertShape, type Tensor, tensor } from "../core/tensor.ts";
+import { type Tensor, tensor } from "../core/tensor.ts";
 import { srOnnx } from "./sr_onnx.ts";
 
 /**
@@ -349,14 +349,6 @@ export const srPlugin: OperatorPlugin<SrOptions> = defineOperator({
       }
       return out;
     };
-    const forward = (x: Tensor): Promise<Tensor> => {
-      assertShape(x, inShape, "sr: x");
-      return Promise.resolve(tensor(outShape, Float32Array.from(forwardF64(x.data))));
-    };
-    const adjoint = (y: Tensor): Promise<Tensor> => {
-      assertShape(y, outShape, "sr: y");
-      return Promise.resolve(tensor(inShape, Float32Array.from(adjointF64(y.data))));
-    };
 
     // Closed-form prox when one exists: avgpool (any boundary) and circular bicubic.
     let solveLowRes: ((v: Float64Array, gamma: number) => Float64Array) | null = null;
@@ -387,26 +379,20 @@ export const srPlugin: OperatorPlugin<SrOptions> = defineOperator({
       };
     }
 
-    const proxL2 = (zt: Tensor, y: Tensor, gamma: number, po?: ProxOptions): Promise<Tensor> => {
-      assertShape(zt, inShape, "sr: z");
-      assertShape(y, outShape, "sr: y");
-      if (!solveLowRes) {
-        return cgProxL2({ forward, adjoint, inputShape: inShape }, zt, y, gamma, po);
-      }
-      // u = b − γ Aᵀ (I + γAAᵀ)⁻¹ A b,  b = γ Aᵀy + z.
+    // u = b − γ Aᵀ (I + γAAᵀ)⁻¹ A b,  b = γ Aᵀy + z.
+    const closedForm = (zt: Tensor, y: Tensor, gamma: number, po: ProxOptions): Tensor => {
       const aty = adjointF64(y.data);
       const b = new Float64Array(c * hi);
       for (let k = 0; k < b.length; k++) b[k] = gamma * aty[k] + zt.data[k];
-      const corr = adjointF64(solveLowRes(forwardF64(b), gamma));
-      const u = tensor(inShape);
+      const corr = adjointF64(solveLowRes!(forwardF64(b), gamma));
+      const u = po.out ?? tensor(inShape);
       for (let k = 0; k < b.length; k++) u.data[k] = b[k] - gamma * corr[k];
-      return Promise.resolve(u);
+      return u;
     };
 
     const ir = interpPlan(h, f, o.filter, o.boundary);
     const ic = interpPlan(w, f, o.filter, o.boundary);
-    const pseudoInverse = (y: Tensor): Promise<Tensor> => {
-      assertShape(y, outShape, "sr: y");
+    const pseudoInverse = (y: Tensor): Tensor => {
       const out = tensor(inShape), tmp = new Float64Array(mh * w);
       for (let ch = 0; ch < c; ch++) {
         const src = y.data.subarray(ch * lo, (ch + 1) * lo);
@@ -427,27 +413,22 @@ export const srPlugin: OperatorPlugin<SrOptions> = defineOperator({
           }
         }
       }
-      return Promise.resolve(out);
+      return out;
     };
 
     const kernelTensor = srOuterKernel(kernel);
-    return {
+    return linearOperator({
       name: "sr",
       options: o,
       inputShape: inShape,
       outputShape: outShape,
-      capabilities: { linear: true, closedFormProx: solveLowRes !== null, differentiable: true },
-      forward,
-      adjoint,
-      vjp: (x, g) => {
-        assertShape(x, inShape, "sr: x");
-        return adjoint(g);
-      },
-      proxL2,
+      forward: (x) => tensor(outShape, Float32Array.from(forwardF64(x.data))),
+      adjoint: (y) => tensor(inShape, Float32Array.from(adjointF64(y.data))),
+      prox: solveLowRes ? closedForm : undefined,
       pseudoInverse,
       artifacts: () => ({ kernel: { data: kernelTensor.data.slice(), shape: [1, 1, ks, ks] } }),
       exportOnnx: (eo) => srOnnx(kernel, f, offset, o.boundary, inShape, eo),
-    };
+    });
   },
 });
 

@@ -22,7 +22,8 @@
  *
  * Scale bookkeeping. Operators work on [0,1] images; the solver works on [-1,1]. With x' = 2x − 1
  * and the consistent measurement y' = 2y − A(1), ‖A x' − y'‖ = 2‖A x − y‖ and ‖x' − z'‖ = 2‖x − z‖, so
- * the prox with the same γ is computed on [0,1] images: u = op.proxL2((x+1)/2, y, γ), x_p = 2u − 1.
+ * the prox with the same γ is computed on [0,1] images: u = prox_y((x+1)/2, γ) (the operator's
+ * prox bound to y, i.e. op.proxL2((x+1)/2, y, γ)), x_p = 2u − 1.
  * For operators with A(1) = 1 (normalised blur and SR kernels) this is exactly the official
  * y' = 2y − 1.
  *
@@ -48,6 +49,7 @@ import type {
   StepEvent,
 } from "../core/contracts.ts";
 import { defineSolver } from "../core/registry.ts";
+import { proxOf } from "../core/prox.ts";
 import { InputError } from "../core/errors.ts";
 import type { RandomStream } from "../core/rng.ts";
 import { clamp, type Tensor, toImageScale, toModelScale } from "../core/tensor.ts";
@@ -255,6 +257,7 @@ export async function* runLatino(
   const renoise = ctx.rng.child("renoise");
   const dfNoise = o.residualNoise ? ctx.rng.child("residual") : null;
   const proxOpts = { maxIter: o.proxMaxIter, tol: o.proxTol };
+  const prox = proxOf(op, problem.y); // the operator's prox bound to y
   const c: Conditioning = await prior.condition(o.prompt);
 
   // Initialisation ("y_noise"): z = √ᾱ_{t0} E(clip(x_init)) + √(1−ᾱ_{t0}) ξ.
@@ -276,7 +279,7 @@ export async function* runLatino(
     deltas.push(delta);
     const gamma = delta * (1 - abar[t]) / (sigmaPrime * sigmaPrime);
     // Likelihood half: x_p = prox_{γ/2‖A·−y‖²}(x), on [0,1] (same γ, see module doc).
-    const u = await op.proxL2(x01, problem.y, gamma, proxOpts);
+    const u = await prox.apply(x01, gamma, proxOpts);
     const xp = clipModel(toModelScale(u), o.clip);
     // Encode and re-noise to the next timestep.
     const z0 = await encode(xp);

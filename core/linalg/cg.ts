@@ -159,10 +159,12 @@ function toF32(v: Float64Array, shape: readonly number[]): Tensor {
 }
 
 /**
- * The L2 prox of a linear operator by CG on (γAᵀA + I)u = γAᵀy + z, warm-started at z.
+ * The L2 prox of a linear operator by CG on (γAᵀA + I)u = γAᵀy + z, warm-started at z. Writes
+ * into `options.out` when given.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { cgProxL2 } from "./cg.ts";
  * import type { ForwardOperator } from "../contracts.ts";
  * const half: Pick<ForwardOperator, "forward" | "adjoint" | "inputShape"> = {
@@ -173,7 +175,7 @@ function toF32(v: Float64Array, shape: readonly number[]): Tensor {
  * const z = { data: new Float32Array([1, 1]), shape: [1, 1, 1, 2] };
  * const y = { data: new Float32Array([0, 0]), shape: [1, 1, 1, 2] };
  * const u = await cgProxL2(half, z, y, 4); // (4·¼ + 1) u = z  ⇒  u = ½
- * console.assert(Math.abs(u.data[0] - 0.5) < 1e-6);
+ * assert.ok(Math.abs(u.data[0] - 0.5) < 1e-6);
  * ```
  */
 export async function cgProxL2(
@@ -184,9 +186,38 @@ export async function cgProxL2(
   options: ProxOptions = {},
 ): Promise<Tensor> {
   if (!op.adjoint) throw new Error("cgProxL2 needs a linear operator with an adjoint");
+  return await cgProxFromAdjointY(op, z, await op.adjoint(y), gamma, options);
+}
+
+/**
+ * {@link cgProxL2} given Aᵀy instead of y: a prox bound to one measurement computes Aᵀy once and
+ * saves one adjoint per call.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { cgProxFromAdjointY } from "./cg.ts";
+ * const id = {
+ *   inputShape: [1, 1, 1, 2],
+ *   forward: (x: { data: Float32Array; shape: number[] }) => Promise.resolve(x),
+ *   adjoint: (y: { data: Float32Array; shape: number[] }) => Promise.resolve(y),
+ * };
+ * const z = { data: new Float32Array([1, 3]), shape: [1, 1, 1, 2] };
+ * const aty = { data: new Float32Array([3, 1]), shape: [1, 1, 1, 2] };
+ * const u = await cgProxFromAdjointY(id, z, aty, 1); // (I + I) u = Aᵀy + z  ⇒  u = (2, 2)
+ * assert.ok(Math.abs(u.data[0] - 2) < 1e-6 && Math.abs(u.data[1] - 2) < 1e-6);
+ * ```
+ */
+export async function cgProxFromAdjointY(
+  op: Pick<ForwardOperator, "forward" | "adjoint" | "inputShape">,
+  z: Tensor,
+  aty: Tensor,
+  gamma: number,
+  options: ProxOptions = {},
+): Promise<Tensor> {
+  if (!op.adjoint) throw new Error("cgProxL2 needs a linear operator with an adjoint");
   const adjoint = op.adjoint.bind(op);
   const shape = op.inputShape;
-  const aty = await adjoint(y);
   const b = new Float64Array(z.data.length);
   for (let i = 0; i < b.length; i++) b[i] = gamma * aty.data[i] + z.data[i];
   const apply = async (v: Float64Array) => {
@@ -200,5 +231,7 @@ export async function cgProxL2(
     maxIter: options.maxIter,
     tol: options.tol,
   });
-  return toF32(res.x, shape);
+  if (!options.out) return toF32(res.x, shape);
+  options.out.data.set(res.x);
+  return options.out;
 }
