@@ -218,7 +218,72 @@ export function formatIssues(error: { issues: readonly SchemaIssue[] }): string 
 }
 
 /**
- * Validate options against a plugin's schema, or throw an InputError naming the plugin.
+ * The snake_case spelling of an option key: `minArea` → `min_area`, `proxMaxIter` →
+ * `prox_max_iter` (keys without capitals are returned as they are).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { snakeCase } from "./registry.ts";
+ * assert.equal(snakeCase("residualNoise"), "residual_noise");
+ * assert.equal(snakeCase("sigma_x"), "sigma_x");
+ * ```
+ */
+export function snakeCase(key: string): string {
+  return key.replace(/(?<=[a-z0-9])([A-Z])/g, "_$1").toLowerCase();
+}
+
+const warnedKeys = new Set<string>();
+
+/**
+ * The option-key convention, applied to every plugin in one place: keys are snake_case. A
+ * camelCase key whose snake_case spelling the schema knows (and the camelCase one it does not) is
+ * a deprecated alias: it is renamed, with one line `warning: …` on stderr (once per plugin and key
+ * per process). Giving both spellings is an error. Schemas without a `shape` (not zod objects) are
+ * left alone.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { z } from "zod";
+ * import { normaliseOptionKeys } from "./registry.ts";
+ * const plugin = { kind: "operator", name: "demo", options: z.strictObject({ min_area: z.number() }) };
+ * assert.deepEqual(normaliseOptionKeys(plugin, { min_area: 0.1 }), { min_area: 0.1 });
+ * assert.deepEqual(normaliseOptionKeys(plugin, { minArea: 0.1 }), { min_area: 0.1 }); // + a warning
+ * assert.throws(() => normaliseOptionKeys(plugin, { minArea: 0.1, min_area: 0.2 }), /not both/);
+ * ```
+ */
+export function normaliseOptionKeys(
+  plugin: { kind: string; name: string; options: unknown },
+  options: unknown,
+): unknown {
+  const shape = (plugin.options as { shape?: Record<string, unknown> } | null)?.shape;
+  if (!shape || typeof options !== "object" || options === null || Array.isArray(options)) {
+    return options;
+  }
+  let out: Record<string, unknown> | undefined;
+  for (const [key, value] of Object.entries(options)) {
+    const snake = snakeCase(key);
+    if (snake === key || key in shape || !(snake in shape)) continue;
+    const where = `${plugin.kind} "${plugin.name}"`;
+    if (snake in options) {
+      throw new InputError(`${where}: give either "${key}" or "${snake}", not both`);
+    }
+    out ??= { ...options };
+    delete out[key];
+    out[snake] = value;
+    if (!warnedKeys.has(`${where}/${key}`)) {
+      warnedKeys.add(`${where}/${key}`);
+      console.error(`warning: ${where}: option "${key}" is deprecated, use "${snake}"`);
+    }
+  }
+  return out ?? options;
+}
+
+/**
+ * Validate options against a plugin's schema, or throw an InputError naming the plugin. Keys
+ * follow the snake_case convention; deprecated camelCase spellings are accepted with a warning
+ * ({@link normaliseOptionKeys}).
  *
  * @example
  * ```ts
@@ -234,7 +299,7 @@ export function validateOptions<O>(
   plugin: { kind: string; name: string; options: OptionsSchema<O> },
   options: unknown,
 ): O {
-  const r = plugin.options.safeParse(options);
+  const r = plugin.options.safeParse(normaliseOptionKeys(plugin, options));
   if (!r.success) {
     throw new InputError(`${plugin.kind} "${plugin.name}": ${formatIssues(r.error)}`);
   }

@@ -165,23 +165,28 @@ const APPLIES: Record<string, readonly (typeof MASKS)[number][]> = {
   size: ["box"],
   p: ["random"],
   path: ["file"],
-  minArea: ["freeform"],
-  maxArea: ["freeform"],
+  min_area: ["freeform"],
+  max_area: ["freeform"],
 };
 
 const options = z.strictObject({
   /** Mask type. */
-  mask: z.enum(MASKS).default("box"),
+  mask: z.enum(MASKS).default("box").describe("box | band | random | freeform | file"),
   /** box: side of the centred square hole as a fraction of min(H, W) (default 0.5). */
-  size: z.number().gt(0).max(1).optional(),
+  size: z.number().gt(0).max(1).optional()
+    .describe("box: hole side as a fraction of min(H, W) (default 0.5)"),
   /** random: probability that a pixel is KEPT (default 0.2, i.e. P2L's 80 % pixel drop). */
-  p: z.number().gt(0).max(1).optional(),
+  p: z.number().gt(0).max(1).optional()
+    .describe("random: probability that a pixel is kept (default 0.2)"),
   /** file: path of a mask image, white = kept, black = missing, same size as the image. */
-  path: z.string().min(1).optional(),
+  path: z.string().min(1).optional()
+    .describe("file: mask image, white = kept, black = missing, same size as the image"),
   /** freeform: smallest hole fraction (default 0.1). */
-  minArea: z.number().gt(0).lt(1).optional(),
+  min_area: z.number().gt(0).lt(1).optional()
+    .describe("freeform: smallest hole fraction (default 0.1)"),
   /** freeform: largest hole fraction (default 0.2). */
-  maxArea: z.number().gt(0).lt(1).optional(),
+  max_area: z.number().gt(0).lt(1).optional()
+    .describe("freeform: largest hole fraction (default 0.2)"),
 }).superRefine((o, ctx) => {
   for (const [key, masks] of Object.entries(APPLIES)) {
     if (o[key as keyof typeof o] !== undefined && !masks.includes(o.mask)) {
@@ -195,8 +200,8 @@ const options = z.strictObject({
   if (o.mask === "file" && o.path === undefined) {
     ctx.addIssue({ code: "custom", path: ["path"], message: "mask=file needs path=FILE" });
   }
-  if ((o.minArea ?? 0.1) > (o.maxArea ?? 0.2)) {
-    ctx.addIssue({ code: "custom", path: ["minArea"], message: "must not exceed maxArea" });
+  if ((o.min_area ?? 0.1) > (o.max_area ?? 0.2)) {
+    ctx.addIssue({ code: "custom", path: ["min_area"], message: "must not exceed max_area" });
   }
 });
 
@@ -211,9 +216,9 @@ export interface InpaintOptions {
   /** file: mask image path, white = kept, black = missing, same size as the image. */
   path?: string;
   /** freeform: smallest hole fraction (default 0.1). */
-  minArea?: number;
+  min_area?: number;
   /** freeform: largest hole fraction (default 0.2). */
-  maxArea?: number;
+  max_area?: number;
 }
 
 /**
@@ -242,7 +247,7 @@ export async function makeInpaintMask(
     case "random":
       return randomMask(height, width, o.p ?? 0.2, rng);
     case "freeform":
-      return freeformMask(height, width, rng, { minArea: o.minArea, maxArea: o.maxArea });
+      return freeformMask(height, width, rng, { minArea: o.min_area, maxArea: o.max_area });
     case "file":
       return await readMaskFile(o.path!, height, width);
   }
@@ -264,7 +269,7 @@ export const inpaintPlugin: OperatorPlugin<InpaintOptions> = defineOperator({
   kind: "operator",
   name: "inpaint",
   description:
-    "inpainting y = m⊙x: mask=box (size=0.5 of min side, centred) | band (LATINO) | random (p = keep prob., 0.2) | freeform (minArea=0.1, maxArea=0.2) | file (path, white = kept)",
+    "inpainting y = m⊙x: mask=box (size=0.5 of min side, centred) | band (LATINO) | random (p = keep prob., 0.2) | freeform (min_area=0.1, max_area=0.2) | file (path, white = kept)",
   options,
   async create(o, { shape, rng }): Promise<ForwardOperator> {
     const [, c, h, w] = shape;

@@ -267,11 +267,14 @@ function interpPlan(
 
 const options = z.strictObject({
   /** Integer downsampling factor f ≥ 2. */
-  factor: z.number().int().min(2).default(4),
+  factor: z.number().int().min(2).default(4)
+    .describe("integer downsampling factor f ≥ 2; H and W must be multiples of f"),
   /** Anti-aliasing filter. */
-  filter: z.enum(["bicubic", "avgpool"]).default("bicubic"),
+  filter: z.enum(["bicubic", "avgpool"]).default("bicubic")
+    .describe("anti-aliasing filter: bicubic (deepinv 4f×4f Keys) | avgpool (f×f mean)"),
   /** Boundary of the bicubic filter; circular has a closed-form prox, reflect is LATINO's (CG). */
-  boundary: z.enum(["circular", "reflect"]).default("circular"),
+  boundary: z.enum(["circular", "reflect"]).default("circular")
+    .describe("filter boundary: circular (closed-form prox) | reflect (LATINO's; CG prox)"),
 });
 
 /** Options of the "sr" operator (after defaults). */

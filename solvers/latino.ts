@@ -90,13 +90,13 @@ export const latinoOptions = z.strictObject({
   init: z.enum(["pseudo-inverse", "adjoint"]).default("pseudo-inverse")
     .describe("initial image: pseudo-inverse (default) | adjoint (official Aᵀy')"),
   /** Draw the measurement-like noise inside df, as deepinv's physics does. */
-  residualNoise: z.boolean().default(true)
+  residual_noise: z.boolean().default(true)
     .describe("add measurement-like noise inside the residual df, as deepinv does (default true)"),
   /** Max iterations of an iterative prox (CG / nonlinear). */
-  proxMaxIter: z.number().int().positive().optional()
+  prox_max_iter: z.number().int().positive().optional()
     .describe("max iterations of an iterative prox (CG / nonlinear)"),
   /** Tolerance of an iterative prox. */
-  proxTol: z.number().positive().optional().describe("tolerance of an iterative prox"),
+  prox_tol: z.number().positive().optional().describe("tolerance of an iterative prox"),
 });
 
 /** Parsed LATINO options. */
@@ -255,8 +255,8 @@ export async function* runLatino(
   if (!(sigmaPrime > 0)) throw new InputError("latino: noise σ_y must be > 0 (γ = δ(1−ᾱ)/σ'²)");
   const { rule, label } = chooseDeltaRule(o, prior, op);
   const renoise = ctx.rng.child("renoise");
-  const dfNoise = o.residualNoise ? ctx.rng.child("residual") : null;
-  const proxOpts = { maxIter: o.proxMaxIter, tol: o.proxTol };
+  const dfNoise = o.residual_noise ? ctx.rng.child("residual") : null;
+  const proxOpts = { maxIter: o.prox_max_iter, tol: o.prox_tol };
   const prox = proxOf(op, problem.y); // the operator's prox bound to y
   const c: Conditioning = await prior.condition(o.prompt);
 

@@ -191,7 +191,7 @@ Deno.test("latino: runs with every built-in operator, JPEG included (iterative p
   ) {
     const op = await createOperator(registry, spec, shape, 0);
     const y = await measure(op, x, SIGMA, streams(0).get("measurement-noise"));
-    const o = latinoOptions.parse({ proxMaxIter: 10 });
+    const o = latinoOptions.parse({ prox_max_iter: 10 });
     const solver = await latinoPlugin.create(o, {});
     const it = solver.run(
       { y, operator: op, noise: { kind: "gaussian", sigma: SIGMA }, imageShape: shape },

@@ -4,8 +4,9 @@
  * download; every quantity is known in closed form (see closed_form.ts).
  *
  * Options (spec string `builtin:lossy=0.5,scale=1`):
- * - `lossy`: keep only the low-frequency block of the latent: a per-axis fraction in (0,1] or a
- *   block "KhxKw" (e.g. `lossy=16x24`); absent: lossless (latent [1,3,H,W]).
+ * - `lossy`: keep only the low-frequency block of the latent: a per-axis fraction in (0,1], a
+ *   block "KhxKw" (e.g. `lossy=16x24`), or `true` (= {@link DEFAULT_LOSSY_FRACTION}); absent or
+ *   `false`: lossless (latent [1,3,H,W]).
  * - `scale`: the latent scaling factor s (VAE `scaling_factor`), default 1.
  * - `ref_size`: the size reference N_ref of the prior's size scaling (0: none), default 16.
  * - `write_model`: also write the emitted folder to this (new) directory, to inspect it.
@@ -21,10 +22,13 @@ import { buildExactModelFiles, writeExactModelFolder } from "./emit.ts";
 import { createExactModel, type ExactModel } from "./model.ts";
 import { DEFAULT_SPECTRUM } from "./params.ts";
 
+/** The per-axis keep fraction `lossy=true` stands for. */
+export const DEFAULT_LOSSY_FRACTION = 0.5;
+
 /** Options of the builtin prior (after validation). */
 export interface BuiltinPriorOptions {
-  /** Per-axis keep fraction, or "KhxKw". */
-  lossy?: number | string;
+  /** Per-axis keep fraction, "KhxKw", or true (= {@link DEFAULT_LOSSY_FRACTION}) / false. */
+  lossy?: number | string | boolean;
   /** Latent scaling factor s. */
   scale: number;
   /** Size reference N_ref (0 disables the size scaling). */
@@ -35,11 +39,12 @@ export interface BuiltinPriorOptions {
 
 /** Parse the `lossy` option. */
 function lossyOf(
-  v: number | string | undefined,
+  v: number | string | boolean | undefined,
   H: number,
   W: number,
 ): [number, number] | number | undefined {
-  if (v === undefined) return undefined;
+  if (v === undefined || v === false) return undefined;
+  if (v === true) return DEFAULT_LOSSY_FRACTION;
   if (typeof v === "number") return v;
   const m = /^(\d+)x(\d+)$/.exec(v);
   if (!m) {
@@ -89,10 +94,17 @@ export const builtinPlugin: PriorPlugin<BuiltinPriorOptions> = definePrior<Built
     lossy: z.union([
       z.number().gt(0).max(1),
       z.string().regex(/^\d+x\d+$/, "expected KhxKw, e.g. 16x24"),
-    ]).optional(),
-    scale: z.number().positive().default(1),
-    ref_size: z.number().min(0).default(DEFAULT_SPECTRUM.refSize),
-    write_model: z.string().min(1).optional(),
+      z.boolean(),
+    ]).optional().describe(
+      `keep only the low-frequency latent block: fraction in (0,1], KhxKw, or true (= ${DEFAULT_LOSSY_FRACTION}); default lossless`,
+    ),
+    scale: z.number().positive().default(1).describe(
+      "latent scaling factor s (VAE scaling_factor)",
+    ),
+    ref_size: z.number().min(0).default(DEFAULT_SPECTRUM.refSize)
+      .describe("size reference N_ref of the prior's size scaling κ = √(HW)/N_ref (0: none)"),
+    write_model: z.string().min(1).optional()
+      .describe("also write the emitted model folder to this new directory"),
   }),
   async create(o, ctx) {
     const shape = ctx.imageShape;

@@ -25,8 +25,9 @@ export const diffusersPlugin: PriorPlugin<DiffusersPluginOptions> = definePrior(
   description:
     "diffusers/Optimum ONNX pipeline folder (SD 1.x/2.x, SDXL, LCM): unet, vae_encoder, vae_decoder, text encoders",
   options: z.strictObject({
-    path: z.string().min(1),
-    lcm_guidance: z.number().positive().default(DEFAULT_LCM_GUIDANCE),
+    path: z.string().min(1).describe("the pipeline folder (model_index.json, unet/, vae_*/, …)"),
+    lcm_guidance: z.number().positive().default(DEFAULT_LCM_GUIDANCE)
+      .describe("LCM guidance scale w+1 for timestep_cond (diffusers default 8.5)"),
   }),
   async create(options, ctx) {
     let isDir = false;
