@@ -209,7 +209,16 @@ export interface PriorCapabilities {
   encoderGradients: boolean;
 }
 
-/** One line per prior capability, for messages ("prior X lacks …"). */
+/**
+ * One line per prior capability, for messages ("prior X lacks …").
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { PRIOR_CAPABILITY_TEXT } from "./contracts.ts";
+ * assert.equal(PRIOR_CAPABILITY_TEXT.encoderGradients, "gradients through the encoder");
+ * ```
+ */
 export const PRIOR_CAPABILITY_TEXT: Readonly<Record<keyof PriorCapabilities, string>> = {
   consistency: "a consistency map",
   denoise: "a denoiser (ε/v/x0 network)",
@@ -243,7 +252,17 @@ export interface VjpResult {
   grad: Tensor;
 }
 
-/** The name of the latent z_t among the gradients of a denoiser VJP. */
+/**
+ * The name of the latent z_t among the gradients of a denoiser VJP (the other names are the
+ * conditioning tensors').
+ *
+ * @example
+ * ```ts ignore
+ * import { LATENT } from "./contracts.ts";
+ * const { grads } = await prior.denoiseVjp!(zt, t, c, g, { wrt: [LATENT, "encoder_hidden_states"] });
+ * console.log(grads[LATENT].shape, grads.encoder_hidden_states.shape);
+ * ```
+ */
 export const LATENT = "latent";
 
 /** Options of `Prior.denoiseVjp` and `Prior.consistencyVjp`. */

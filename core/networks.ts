@@ -98,7 +98,16 @@ export interface PriorNetworks {
   encoder?: EncoderNetwork;
 }
 
-/** Names the heads add: inputs `coef_z`/`coef_out`, outputs `prediction`/`latent`. */
+/**
+ * Names the heads add: inputs `coef_z`/`coef_out`, outputs `prediction`/`latent`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { HEAD } from "./networks.ts";
+ * assert.equal(`${HEAD.prediction}.cotangent`, "prediction.cotangent"); // the VJP model's input
+ * ```
+ */
 export const HEAD = {
   coefZ: "head.coef_z",
   coefOut: "head.coef_out",
@@ -143,6 +152,17 @@ export function denoiserAffine(
 /**
  * Decode a network's model (from its path, or its bytes with in-memory external data inlined).
  * `baseDir` is the folder external data is relative to (for models read from disk).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GraphBuilder } from "./onnx/builder.ts";
+ * import { networkModel } from "./networks.ts";
+ * const g = new GraphBuilder("unet");
+ * g.output(g.op("Neg", [g.input("sample", "float32", [1, 4])]), "out_sample", "float32", [1, 4]);
+ * const { model } = await networkModel({ name: "unet", source: { key: "u", bytes: g.toBytes() } });
+ * assert.equal(model.graph?.output?.[0].name, "out_sample");
+ * ```
  */
 export async function networkModel(
   net: NetworkSource,
@@ -422,6 +442,24 @@ export interface HeadVjpOptions extends HeadVjpSpec {
  * The VJP model of `head(network)` as a pool source (bytes, or a path referencing the network's
  * external weight files), built once per process (`vjpSource`). An op the transform cannot
  * differentiate is an InputError naming the network.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GraphBuilder } from "./onnx/builder.ts";
+ * import { denoiserHead, HEAD, headVjpSource } from "./networks.ts";
+ * const g = new GraphBuilder("unet");
+ * g.output(g.op("Neg", [g.input("sample", "float32", [1, 4])]), "out_sample", "float32", [1, 4]);
+ * const net = { name: "unet", source: { key: "tiny-unet", bytes: g.toBytes() } };
+ * const src = await headVjpSource(net, {
+ *   head: "denoiser-head",
+ *   compose: (m) => denoiserHead(m, { sample: "sample", output: "out_sample" }),
+ *   of: HEAD.prediction,
+ *   wrt: ["sample"],
+ *   inputShapes: { sample: [1, 4] },
+ * });
+ * assert.ok(src.key.startsWith("tiny-unet#denoiser-head#vjp"));
+ * ```
  */
 export async function headVjpSource(net: NetworkSource, o: HeadVjpSpec): Promise<VjpModelSource> {
   try {
@@ -448,6 +486,37 @@ export async function headVjpSource(net: NetworkSource, o: HeadVjpSpec): Promise
 /**
  * The VJP model of `head(network)` for one set of input shapes, loaded in the pool and counted as
  * VJP calls of the network ({@link headVjpSource}).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GraphBuilder } from "./onnx/builder.ts";
+ * import { SessionPool } from "./backend/pool.ts";
+ * import { decoderHead, HEAD, headVjp } from "./networks.ts";
+ * // D(u) = 3u with s = 0.5: decode(z) = D(z / 0.5) = 6z, so ∂⟨g, decode⟩/∂z = 6g
+ * const g = new GraphBuilder("vae_decoder");
+ * const u = g.input("latent_sample", "float32", [1, 2]);
+ * g.output(g.op("Mul", [u, g.constF("three", [], [3])]), "sample", "float32", [1, 2]);
+ * const net = { name: "vae_decoder", source: { key: "tiny-decoder", bytes: g.toBytes() } };
+ * const spec = { input: "latent_sample", output: "sample", scalingFactor: 0.5, shiftFactor: 0 };
+ * const pool = new SessionPool({ threads: 1 });
+ * const m = await headVjp(net, {
+ *   head: "decoder-head",
+ *   compose: (model) => decoderHead(model, spec),
+ *   of: "sample",
+ *   wrt: [HEAD.latent],
+ *   inputShapes: { [HEAD.latent]: [1, 2] },
+ *   pool,
+ *   device: "cpu",
+ * });
+ * const out = await m.session.run({
+ *   [HEAD.latent]: { data: [1, 2], shape: [1, 2] },
+ *   [m.cotangent]: { data: [1, 1], shape: [1, 2] },
+ * });
+ * assert.deepEqual(Array.from(out[m.grads[HEAD.latent]].data), [6, 6]);
+ * assert.deepEqual(pool.stats().vjp, { vae_decoder: 1 }); // counted as a VJP of the decoder
+ * await pool.release();
+ * ```
  */
 export async function headVjp(net: NetworkSource, o: HeadVjpOptions): Promise<HeadVjp> {
   const src = await headVjpSource(net, o);

@@ -38,6 +38,7 @@ import {
 } from "../core/networks.ts";
 import { decodeModel, encodeModel } from "../core/onnx/proto.ts";
 import { vjpTransform } from "../core/onnx/vjp.ts";
+import { sessionPool } from "../core/backend/pool.ts";
 
 const EHS = "encoder_hidden_states";
 
@@ -190,6 +191,13 @@ Deno.test("prior VJPs with a lossy latent and s = 0.5: scaling lives inside the 
   const gx = Float64Array.from(normals(3 * 64 * 64, "gx"), Math.fround);
   const dec = await s.prior.decodeVjp!(f32(s.latentShape, zt), f32(s.imageShape, gx));
   assert.ok(relErr(dec.grad.data, decodeAdjoint64(gx, model.layout)) <= 1e-5);
+  // each VJP model is built once per process: another t, and another prior over the same model,
+  // reuse it (the pool holds one session per model)
+  const pooled = sessionPool().size;
+  const again = await setup(64, { lossy: 0.5, scale: 0.5 });
+  await again.prior.denoiseVjp!(f32(s.latentShape, zt), 20, again.c, f32(s.latentShape, g));
+  await s.prior.denoiseVjp!(f32(s.latentShape, zt), 999, s.c, f32(s.latentShape, g));
+  assert.equal(sessionPool().size, pooled);
   // only the requested gradients come back; an unknown name is refused
   const only = await s.prior.denoiseVjp!(f32(s.latentShape, zt), t, s.c, f32(s.latentShape, g));
   assert.deepEqual(Object.keys(only.grads), [LATENT]);
