@@ -21,6 +21,7 @@ export * from "./core/spec.ts";
 export * from "./core/registry.ts";
 export * from "./core/noise.ts";
 export * from "./core/sampling/mod.ts";
+export * from "./core/sapg.ts";
 export * from "./core/networks.ts";
 export * from "./core/context.ts";
 export * from "./core/linalg/cg.ts";

@@ -11,3 +11,4 @@ export * from "./bpe_vocab.ts";
 export * from "./model.ts";
 export * from "./emit.ts";
 export * from "./plugin.ts";
+export * from "./sapg_exact.ts";
