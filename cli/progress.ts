@@ -209,7 +209,7 @@ export class Progress {
   /**
    * Report a solver's step events (call it just before the solver starts): a task of `ev.total`
    * steps, created at the first event, showing
-   * t, the residual, the model calls and the VJP calls. JSON lines keep the solver's fields
+   * t, the residual, a gradient solver's loss and ‖∇‖, the model calls and the VJP calls. JSON lines keep the solver's fields
    * (`{"event":"step","step":…,"total":…,"t":…,"nfe":…,"vjp":…,"residual":…,"ms":…,"eta_s":…}`).
    */
   solverSteps(options: { parent?: ProgressTask; label?: string } = {}): StepProgress {
@@ -227,6 +227,8 @@ export class Progress {
         task.update(ev.step + 1, {
           t: ev.t ?? "-",
           "‖Ax−y‖": ev.residual !== undefined ? ev.residual.toExponential(3) : "-",
+          loss: ev.loss !== undefined ? ev.loss.toExponential(3) : undefined,
+          "‖∇‖": ev.gradNorm !== undefined ? ev.gradNorm.toExponential(3) : undefined,
           nfe: Object.entries(ev.nfe).filter(([, v]) => v > 0).map(([k, v]) => `${k}=${v}`)
             .join(" "),
           vjp: Object.entries(ev.vjp ?? {}).filter(([, v]) => v > 0)

@@ -10,13 +10,14 @@
  *
  * @module
  */
-import type {
-  ForwardOperator,
-  Prior,
-  Problem,
-  Solver,
-  SolveResult,
-  StepEvent,
+import {
+  addModelStats,
+  type ForwardOperator,
+  type Prior,
+  type Problem,
+  type Solver,
+  type SolveResult,
+  type StepEvent,
 } from "../core/contracts.ts";
 import { measure } from "../core/noise.ts";
 import { solveContext } from "../core/context.ts";
@@ -137,16 +138,13 @@ export async function runSolver(
   const before = prior.stats();
   const started = performance.now();
   const steps: StepRecord[] = [];
-  const it = solver.run(
-    problem,
-    prior,
-    solveContext(problem, prior, {
-      rng: streams(options.seed).get(STREAMS.solver),
-      device: options.device,
-      signal: options.signal,
-      previews: options.previews ?? false,
-    }),
-  );
+  const ctx = solveContext(problem, prior, {
+    rng: streams(options.seed).get(STREAMS.solver),
+    device: options.device,
+    signal: options.signal,
+    previews: options.previews ?? false,
+  });
+  const it = solver.run(problem, prior, ctx);
   let result: SolveResult;
   while (true) {
     const r = await it.next();
@@ -166,7 +164,8 @@ export async function runSolver(
     await options.onStep?.(ev);
   }
   const totalMs = performance.now() - started;
-  const after = prior.stats();
+  // the prior's counters, plus the calls the solver ran outside the prior (whole-loss graphs)
+  const after = addModelStats(prior.stats(), ctx.modelStats);
   return {
     result,
     steps,

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Prior, Problem, SolveContext } from "./contracts.ts";
+import { emptyModelStats, type Prior, type Problem, type SolveContext } from "./contracts.ts";
 import type { RandomStream } from "./rng.ts";
 import { type SessionPool, sessionPool } from "./backend/pool.ts";
 
@@ -49,5 +49,6 @@ export function solveContext(
     latentShape: prior.latentShape(problem.imageShape),
     device: options.device ?? "auto",
     sessions: options.sessions ?? sessionPool(),
+    modelStats: emptyModelStats(),
   };
 }

@@ -403,6 +403,10 @@ export interface StepEvent {
   vjp: Record<string, number>;
   /** ‖A x − y‖ on the [0,1] scale for the current estimate. */
   residual?: number;
+  /** The loss a gradient solver differentiated at this step (e.g. LDPS's ‖y' − A(D(ẑ0))‖). */
+  loss?: number;
+  /** The norm of that loss's gradient (w.r.t. what the solver differentiates, e.g. z_t). */
+  gradNorm?: number;
   /** Milliseconds spent in this step. */
   ms: number;
   /** Current image estimate on [0,1], when previews were asked for. */
@@ -447,6 +451,54 @@ export interface SolveContext {
    * network) are loaded here once, on `device`, next to the prior's networks.
    */
   sessions: SessionPool;
+  /**
+   * Model calls the solver makes outside the prior's methods (a whole-loss graph runs the prior's
+   * networks in its own session): the solver adds them here, per network name, and run reports
+   * add them to the prior's counters ({@link addModelStats}).
+   */
+  modelStats: ModelStats;
+}
+
+/**
+ * An empty {@link ModelStats}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { emptyModelStats } from "./contracts.ts";
+ * assert.deepEqual(emptyModelStats(), { calls: {}, ms: {}, vjp: {}, vjpMs: {} });
+ * ```
+ */
+export function emptyModelStats(): ModelStats {
+  return { calls: {}, ms: {}, vjp: {}, vjpMs: {} };
+}
+
+/**
+ * a + b per counter and model name (a new object).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { addModelStats, emptyModelStats } from "./contracts.ts";
+ * const a = { ...emptyModelStats(), calls: { unet: 2 } };
+ * const b = { ...emptyModelStats(), calls: { unet: 1, vae_decoder: 1 }, vjp: { unet: 5 } };
+ * const s = addModelStats(a, b);
+ * assert.deepEqual(s.calls, { unet: 3, vae_decoder: 1 });
+ * assert.deepEqual(s.vjp, { unet: 5 });
+ * ```
+ */
+export function addModelStats(a: ModelStats, b: ModelStats): ModelStats {
+  const add = (x: Record<string, number>, y: Record<string, number>) => {
+    const out = { ...x };
+    for (const [k, v] of Object.entries(y)) out[k] = (out[k] ?? 0) + v;
+    return out;
+  };
+  return {
+    calls: add(a.calls, b.calls),
+    ms: add(a.ms, b.ms),
+    vjp: add(a.vjp, b.vjp),
+    vjpMs: add(a.vjpMs, b.vjpMs),
+  };
 }
 
 /** A solver: an async generator of step events that returns the result. */
