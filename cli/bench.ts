@@ -1,15 +1,16 @@
 /**
- * `deno task bench`: operator throughput, with a SciPy reference measured in the same run.
+ * `deno task bench:operators`: operator throughput, and equal-work NumPy/SciPy references for the
+ * closed-form proxes measured in the same run.
  *
  * For every built-in operator plugin (`operatorPlugins`), with representative options per plugin
  * name (plugins without an entry are tried with their defaults, and skipped with a note when that
  * fails), at each size (512² and 1024² RGB by default) on the procedural test scene:
  * - forward A(x) and prox_L2 (γ = 1) wall time: median, p10, p90 of N runs after a warm-up, in ms,
  *   and megapixels per second (H·W / time);
- * - the reference: SciPy's closed-form circular Gaussian-blur prox (σ = 3, kernel spectrum
- *   precomputed, `scipy.fft.rfft2/irfft2` in float32, RGB), 1 and 2 workers, run by `python3` in
- *   this same invocation, and the ratio ours/reference for our circular Gaussian-blur prox
- *   (ratio > 1: we are slower).
+ * - the references (`cli/bench_reference.ts`): for the circular Gaussian blur (σ = 3), circular
+ *   bicubic SR ×4 and box inpainting, our prox_L2 and an equal-work NumPy/SciPy float32 version of
+ *   the same closed form (same caching, one thread; blur also with two FFT workers), timed call by
+ *   call interleaved in the same run, and the ratio ours/reference of the medians (> 1: slower).
  *
  * Results go to `bench-results/operators.json` (or `--out`), and a short table to stdout. Further
  * benchmark sections (e.g. VJPs) plug in through {@link BenchSection} and `SECTIONS` below, using
@@ -28,26 +29,22 @@ import { InputError } from "../core/errors.ts";
 import { operatorPlugins } from "../operators/mod.ts";
 import { firstLine, main, parseCli, parseNumber, registryFromFlags } from "./common.ts";
 import { Progress, type ProgressTask } from "./progress.ts";
-import {
-  formatTable,
-  megapixelsPerSecond,
-  runPythonJson,
-  timeIt,
-  type Timing,
-} from "./bench_util.ts";
+import { formatTable, megapixelsPerSecond, summarize, timeIt, type Timing } from "./bench_util.ts";
+import { type ReferenceCase, type ReferenceServer, startReference } from "./bench_reference.ts";
 
 const USAGE =
   `Usage: deno task bench:operators [--sizes 512,1024] [--runs 7] [--out bench-results/operators.json]
 
-Operator forward/prox throughput at each size (RGB, procedural scene) and the SciPy circular
-Gaussian-blur prox reference measured in the same run (python3 + scipy), with the ratio ours/ref.
+Operator forward/prox throughput at each size (RGB, procedural scene), and the blur, SR and
+inpainting proxes against equal-work NumPy/SciPy references timed interleaved with ours in the
+same run (python3 + numpy + scipy), with the ratio ours/reference.
 
 Options:
   --sizes LIST        square sizes, comma-separated (default 512,1024)
   --runs N            timed runs per measurement (default 7; fewer for very slow ones)
   --warmup N          untimed runs first (default 1)
   --only LIST         benchmark only these operator plugins (comma-separated names)
-  --no-reference      skip the python3/SciPy reference
+  --no-reference      skip the python3 NumPy/SciPy references
   --out PATH          JSON output (default bench-results/operators.json)
   --quiet             no progress bar (it goes to stderr, with an ETA)
 `;
@@ -70,14 +67,18 @@ const REPRESENTATIVE: Record<string, { specs: string[]; all?: boolean }> = {
   jpeg: { specs: ["jpeg:quality=10", "jpeg:quality=10,differentiable=true"] },
 };
 
-/** The spec whose prox is compared with the SciPy reference: circular Gaussian blur, σ = 3. */
-function isReferenceBlur(op: ForwardOperator): boolean {
-  const o = op.options as Record<string, unknown>;
-  const sx = o.sigma_x ?? o.sigma, sy = o.sigma_y ?? o.sigma;
-  return op.name === "blur" && (o.kernel ?? "gaussian") === "gaussian" && sx === 3 && sy === 3 &&
-    (o.angle ?? 0) === 0 && (o.boundary ?? "circular") === "circular" &&
-    op.capabilities.closedFormProx;
-}
+/** The proxes compared with an equal-work NumPy/SciPy reference, and the reference cases. */
+const REFERENCE_CASES: {
+  spec: string;
+  cases: (size: number) => ReferenceCase[];
+}[] = [
+  {
+    spec: "blur:kernel=gaussian,sigma=3,boundary=circular",
+    cases: (size) => [1, 2].map((workers) => ({ kind: "blur", size, workers })),
+  },
+  { spec: "sr:factor=4", cases: (size) => [{ kind: "sr", size, factor: 4, workers: 1 }] },
+  { spec: "inpaint:mask=box", cases: (size) => [{ kind: "inpaint", size }] },
+];
 
 /** One timed measurement in the JSON. */
 interface TimedEntry extends Timing {
@@ -199,9 +200,6 @@ const operatorSection: BenchSection & { only?: string[] } = {
             forward: entry(forward, size),
             prox: entry(prox, size),
           };
-          if (isReferenceBlur(op)) {
-            (r as OperatorResult & { referenceBlur?: true }).referenceBlur = true;
-          }
           results.push(r);
           rows.push([
             spec,
@@ -224,113 +222,73 @@ const operatorSection: BenchSection & { only?: string[] } = {
   },
 };
 
-/** SciPy circular Gaussian-blur prox, the throughput anchor (see shared perf-anchors.md). */
-const REFERENCE_SCRIPT = `
-import json, sys, time
-import numpy as np
-import scipy, scipy.fft as sfft
-
-sizes = [int(s) for s in sys.argv[1].split(",")]
-runs, warmup = int(sys.argv[2]), int(sys.argv[3])
-sigma, gamma = 3.0, 1.0
-out = {"scipy": scipy.__version__, "numpy": np.__version__, "sigma": sigma, "results": []}
-for n in sizes:
-    # Centred Gaussian kernel, circularly shifted so its centre is at (0, 0); spectrum precomputed.
-    r = np.arange(n) - n // 2
-    g = np.exp(-0.5 * (r[:, None] ** 2 + r[None, :] ** 2) / sigma ** 2)
-    k = np.fft.ifftshift((g / g.sum()).astype(np.float32))
-    rng = np.random.default_rng(0)
-    z = rng.random((3, n, n), dtype=np.float32)
-    y = rng.random((3, n, n), dtype=np.float32)
-    for workers in (1, 2):
-        K = sfft.rfft2(k, workers=workers)
-        cK = (gamma * np.conj(K)).astype(np.complex64)
-        den = (1.0 + gamma * np.abs(K) ** 2).astype(np.float32)
-        Y = sfft.rfft2(y, workers=workers) * cK
-        # u = F⁻¹[(F z + γ conj(K) F y) / (1 + γ |K|²)]
-        variants = {
-            # the same work as proxL2(z, y, γ): transforms of z and y, one inverse transform
-            "same-work": lambda: sfft.irfft2(
-                (sfft.rfft2(z, workers=workers) + sfft.rfft2(y, workers=workers) * cK) / den,
-                s=(n, n), workers=workers),
-            # γ conj(K) F y precomputed too (fixed y inside a solver): two transforms
-            "precomputed-y": lambda: sfft.irfft2(
-                (sfft.rfft2(z, workers=workers) + Y) / den, s=(n, n), workers=workers),
-        }
-        for variant, prox in variants.items():
-            for _ in range(warmup):
-                prox()
-            times = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                u = prox()
-                times.append((time.perf_counter() - t0) * 1000)
-            assert u.dtype == np.float32
-            t = np.array(times)
-            out["results"].append({"size": n, "workers": workers, "variant": variant,
-                "median": float(np.median(t)), "p10": float(np.percentile(t, 10)),
-                "p90": float(np.percentile(t, 90)), "runs": times})
-print(json.dumps(out))
-`;
-
-/** Run the SciPy reference; an unavailable python3/scipy gives `{ error }` instead of failing. */
-function scipyReference(ctx: BenchContext): Promise<Record<string, unknown>> {
-  return runPythonJson(["python3"], [
-    "-c",
-    REFERENCE_SCRIPT,
-    ctx.sizes.join(","),
-    String(ctx.runs),
-    String(ctx.warmup),
-  ]);
+/** One interleaved comparison of our prox with its reference. */
+interface ReferenceResult {
+  spec: string;
+  size: number;
+  reference: ReferenceCase;
+  ours: Timing;
+  ref: Timing;
+  /** ours / reference, medians. */
+  ratio: number;
 }
 
 /**
- * Ratios ours / SciPy of the circular Gaussian-blur prox per size, against each SciPy variant
- * ("same-work": SciPy transforms y too, as one proxL2(z, y, γ) call must; "precomputed-y": the
- * spectrum of y is reused, as perf-anchors.md measured) and worker count.
+ * Our prox and the reference's, alternated call by call (`runs` each after a warm-up), so both see
+ * the same load; medians and their ratio.
  */
-function compare(
-  results: OperatorResult[],
-  ref: Record<string, unknown>,
-): { rows: string[][]; ratios: Record<string, unknown>[] } {
-  type Ref = { size: number; workers: number; variant: string; median: number };
-  const refResults = (ref.results ?? []) as Ref[];
-  const ratios: Record<string, unknown>[] = [];
-  const rows: string[][] = [[
-    "blur prox σ=3",
-    "size",
-    "ours ms",
-    "scipy variant",
-    "workers",
-    "scipy ms",
-    "ratio",
-  ]];
-  for (const r of refResults) {
-    const ours = results.find((o) =>
-      o.size === r.size && (o as { referenceBlur?: true }).referenceBlur
-    );
-    const ratio = ours ? ours.prox.median / r.median : null;
-    ratios.push({
-      size: r.size,
-      variant: r.variant,
-      workers: r.workers,
-      spec: ours?.spec ?? null,
-      oursMs: ours?.prox.median ?? null,
-      scipyMs: r.median,
-      ratio,
-      ...(ours ? {} : { note: "no circular Gaussian blur operator with σ = 3 is registered" }),
-    });
-    rows.push([
-      ours?.spec ?? "(none)",
-      `${r.size}²`,
-      ours ? ours.prox.median.toFixed(1) : "-",
-      r.variant,
-      String(r.workers),
-      r.median.toFixed(1),
-      ratio === null ? "-" : ratio.toFixed(2),
-    ]);
+async function referenceSection(
+  ctx: BenchContext,
+  server: ReferenceServer,
+  only: string[] | undefined,
+): Promise<{ results: ReferenceResult[]; rows: string[][] }> {
+  const registry = await registryFromFlags({});
+  const results: ReferenceResult[] = [];
+  const rows: string[][] = [["prox", "size", "reference", "ours ms", "ref ms", "ratio"]];
+  for (const { spec, cases } of REFERENCE_CASES) {
+    if (only && !only.includes(spec.split(":")[0])) continue;
+    for (const size of ctx.sizes) {
+      const shape = [1, 3, size, size];
+      const op = await createOperator(registry, spec, shape, 0);
+      const x = testScene(size, size);
+      const y = await measure(op, x, 0.01, streams(0).get("measurement-noise"));
+      const z = { data: x.data.slice(), shape: [...x.shape] };
+      const out = { data: new Float32Array(x.data.length), shape: [...x.shape] };
+      const ours = () => op.proxL2(z, y, 1, { out });
+      for (const c of cases(size)) {
+        for (let i = 0; i < Math.max(1, ctx.warmup); i++) {
+          await ours();
+          await server.time(c);
+        }
+        const a: number[] = [], b: number[] = [];
+        for (let i = 0; i < ctx.runs; i++) {
+          const t0 = performance.now();
+          await ours();
+          a.push(performance.now() - t0);
+          b.push(await server.time(c));
+        }
+        const r: ReferenceResult = {
+          spec,
+          size,
+          reference: c,
+          ours: summarize(a),
+          ref: summarize(b),
+          ratio: NaN,
+        };
+        r.ratio = r.ours.median / r.ref.median;
+        results.push(r);
+        rows.push([
+          spec,
+          `${size}²`,
+          `${c.kind}${c.workers ? `, ${c.workers} worker${c.workers > 1 ? "s" : ""}` : ""}`,
+          r.ours.median.toFixed(1),
+          r.ref.median.toFixed(1),
+          r.ratio.toFixed(2),
+        ]);
+      }
+    }
   }
-  return { rows, ratios };
+  return { results, rows };
 }
 
 /** Every section, in order. Other benchmarks add themselves here. */
@@ -421,14 +379,25 @@ export async function runOperatorBench(plan: OperatorBenchPlan): Promise<void> {
       tables.push(`\n${section.name}\n${table}`);
     }
     if (plan.reference) {
-      cases.update(cases.value, { case: "SciPy reference" });
-      const ref = await scipyReference(ctx);
-      cases.tick({ case: "SciPy reference" });
-      const results = (report.operators as { results: OperatorResult[] }).results;
-      const { rows, ratios } = compare(results, ref);
-      report.reference = { kind: "scipy circular Gaussian-blur prox, float32", ...ref, ratios };
-      if (ref.error) tables.push(`\nreference skipped: ${ref.error}`);
-      else tables.push(`\nreference (ratio = ours / scipy)\n${formatTable(rows)}`);
+      cases.update(cases.value, { case: "NumPy/SciPy references" });
+      const server = await startReference();
+      if ("error" in server) {
+        report.reference = { error: server.error };
+        tables.push(`\nreferences skipped: ${server.error}`);
+      } else {
+        try {
+          const { results, rows } = await referenceSection(ctx, server, plan.only);
+          report.reference = {
+            kind: "equal-work NumPy/SciPy float32 references, interleaved call by call with ours",
+            ...server.info,
+            results,
+          };
+          tables.push(`\nequal-work references (ratio = ours / reference)\n${formatTable(rows)}`);
+        } finally {
+          await server.close();
+        }
+      }
+      cases.tick({ case: "NumPy/SciPy references" });
     }
   } finally {
     cases.done();

@@ -49,6 +49,19 @@ export async function timeIt(
     await fn();
     times.push(performance.now() - t0);
   }
+  return summarize(times);
+}
+
+/**
+ * Median, p10 and p90 of timings in ms (kept in their order under `runs`).
+ *
+ * @example
+ * ```ts
+ * import { summarize } from "./bench_util.ts";
+ * console.assert(summarize([3, 1, 2]).median === 2);
+ * ```
+ */
+export function summarize(times: number[]): Timing {
   const sorted = [...times].sort((a, b) => a - b);
   return {
     median: percentile(sorted, 0.5),

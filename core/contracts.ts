@@ -91,6 +91,19 @@ export interface ForwardOperator {
    */
   prox?(y: Tensor): Prox;
   /**
+   * Optional: the same prox with a step size that depends on A z (residual-based step-size rules,
+   * e.g. LATINO's δ ∝ ‖A x + σn − y‖): `gammaOf(az)` is called once with A z and returns γ. An
+   * operator whose prox transforms z (FFT) computes A z from that same transform, so the pair
+   * costs one inverse transform more than the prox alone. Without it, solvers call `forward` and
+   * then `proxL2`.
+   */
+  proxL2Adaptive?(
+    z: Tensor,
+    y: Tensor,
+    gammaOf: (az: Tensor) => number,
+    options?: ProxOptions,
+  ): Promise<Tensor>;
+  /**
    * The data term `proxL2` minimises when it is not ‖A u − y‖² (a named deviation from the
    * contract; see {@link ProxDataTerm}). Absent for operators that follow the contract.
    */

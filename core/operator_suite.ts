@@ -76,6 +76,8 @@ export interface SuiteReport {
   proxVsCg?: number;
   /** Checks skipped, with why (e.g. the VJP checks of an operator declared non-differentiable). */
   skipped: string[];
+  /** The prox reported ‖A u − y‖ through `ProxOptions.report` (and it matched). */
+  reportedResidual?: boolean;
 }
 
 const DEFAULT_TOL: SuiteTolerances = {
@@ -312,6 +314,27 @@ export async function testOperator(
       const rel = Math.sqrt(d) / norm(ucg);
       report.proxVsCg = Math.max(report.proxVsCg ?? 0, rel);
       assert.ok(rel < tol.proxVsCg, `${label}: closed-form vs CG prox ${rel.toExponential(2)}`);
+    }
+    // proxL2Adaptive: gammaOf sees A z, and the result is the prox at the γ it returns.
+    if (op.proxL2Adaptive) {
+      let seen: Float32Array | undefined;
+      const ua = await op.proxL2Adaptive(z, y, (az) => (seen = az.data.slice(), gamma));
+      const az = await op.forward(z);
+      const e1 = norm(axpy(-1, az, { data: seen!, shape: az.shape })) / Math.max(norm(az), 1e-30);
+      const e2 = norm(axpy(-1, u, ua)) / Math.max(norm(u), 1e-30);
+      assert.ok(e1 < 1e-6 && e2 < 1e-6, `${label}: proxL2Adaptive: A z ${e1}, prox ${e2}`);
+    }
+    // ProxOptions.out / report (closed-form proxes; iterative ones would double the suite's
+    // cost): with out= the prox gives the same values, and a residual it reports is ‖A u − y‖.
+    if (!op.capabilities.closedFormProx) continue;
+    const out = tensor(shape), told: { residual?: number } = {};
+    const u2 = await op.proxL2(z, y, gamma, { ...proxOptions, out, report: told });
+    assert.deepEqual(u2.data, u.data, `${label}: prox with out= differs from the plain call`);
+    if (told.residual !== undefined && !dt) {
+      const want = norm(axpy(-1, y, await op.forward(u2)));
+      const e = Math.abs(told.residual - want) / Math.max(want, 1e-30);
+      assert.ok(e < 1e-5, `${label}: reported residual ${told.residual} vs ‖Au − y‖ ${want}`);
+      report.reportedResidual = true;
     }
   }
   return report;

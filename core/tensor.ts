@@ -127,6 +127,26 @@ export function sameShape(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /**
+ * Whether two float32 arrays hold the same bits (a cheap exact test for caches keyed by data, e.g.
+ * an operator's spectra of the last measurement y).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sameBits } from "./tensor.ts";
+ * assert.ok(sameBits(Float32Array.of(1, 2), Float32Array.of(1, 2)));
+ * assert.ok(!sameBits(Float32Array.of(0), Float32Array.of(-0))); // different bits
+ * ```
+ */
+export function sameBits(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  const x = new Int32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Int32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/**
  * Throw a clear error when `t` does not have the `expected` shape.
  *
  * @example

@@ -30,7 +30,7 @@ import { z } from "zod";
 import type { ForwardOperator, ProxOptions } from "../core/contracts.ts";
 import { defineOperator, type OperatorPlugin } from "../core/registry.ts";
 import { InputError } from "../core/errors.ts";
-import { type Tensor, tensor } from "../core/tensor.ts";
+import { assertShape, sameBits, type Tensor, tensor } from "../core/tensor.ts";
 import { linearOperator } from "../core/linear_operator.ts";
 import { fastFft32Size, type RealFft2F32, rfft2f32 } from "../core/linalg/fft32.ts";
 import { dct2 } from "../core/linalg/dct.ts";
@@ -64,15 +64,6 @@ export interface BlurOperator extends ForwardOperator {
 // ---------------------------------------------------------------------------------------------
 // Engines: the math on the tensors' float32 data, C planes of H·W, channel by channel.
 
-/** Equality of two float32 arrays, bit for bit (for the measurement cache). */
-function sameData(a: Float32Array, b: Float32Array): boolean {
-  if (a.length !== b.length) return false;
-  const x = new Int32Array(a.buffer, a.byteOffset, a.length);
-  const y = new Int32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
-  return true;
-}
-
 /**
  * The operator on float32 data (C planes of H·W, row-major). `out` may be the input array.
  * `prox` returns ‖A u − y‖² of its result when `residual` is asked (free by Parseval for the
@@ -86,6 +77,14 @@ interface Engine {
     z: Float32Array,
     y: Float32Array,
     gamma: number,
+    out: Float32Array,
+    residual: boolean,
+  ): number;
+  /** The prox with γ = gammaOf(A z), sharing the transforms of z (see `proxL2Adaptive`). */
+  proxAdaptive?(
+    z: Float32Array,
+    y: Float32Array,
+    gammaOf: (az: Float32Array) => number,
     out: Float32Array,
     residual: boolean,
   ): number;
@@ -115,6 +114,9 @@ class CircularEngine implements Engine {
   readonly #weight: Float32Array;
   /** For the last y: conj(K)·F(y_c) and F(y_c) per channel. */
   #cache: { y: Float32Array; ky: Float32Array[]; fy: Float32Array[] } | null = null;
+  /** proxAdaptive's copies of F(z_c), and its A z (valid during the gammaOf call only). */
+  #kept: Float32Array[] | null = null;
+  #az: Float32Array | null = null;
 
   constructor(k: Kernel2, H: number, W: number) {
     this.#fft = rfft2f32(H, W);
@@ -157,7 +159,7 @@ class CircularEngine implements Engine {
 
   /** conj(K)·F(y_c) and F(y_c) per channel, cached for the last y (solvers reuse one y). */
   #measurementSpectra(y: Float32Array): { ky: Float32Array[]; fy: Float32Array[] } {
-    if (this.#cache && sameData(this.#cache.y, y)) return this.#cache;
+    if (this.#cache && sameBits(this.#cache.y, y)) return this.#cache;
     const n = this.#n, ky: Float32Array[] = [], fy: Float32Array[] = [];
     for (let c = 0; c < y.length / n; c++) {
       const Y = this.#fft.forward(y.subarray(c * n, (c + 1) * n));
@@ -180,31 +182,70 @@ class CircularEngine implements Engine {
     out: Float32Array,
     residual: boolean,
   ): number {
-    const { ky, fy } = this.#measurementSpectra(y);
-    const K = this.#K, K2 = this.#K2, wt = this.#weight, n = this.#n;
+    const cache = this.#measurementSpectra(y), n = this.#n;
     let r2 = 0;
     for (let c = 0; c < z.length / n; c++) {
-      const S = this.#fft.forward(z.subarray(c * n, (c + 1) * n)), KY = ky[c], Y = fy[c];
-      if (!residual) {
-        for (let f = 0, p = 0; p < S.length; f++, p += 2) {
-          const s = 1 / (gamma * K2[f] + 1);
-          S[p] = (gamma * KY[p] + S[p]) * s;
-          S[p + 1] = (gamma * KY[p + 1] + S[p + 1]) * s;
-        }
-      } else {
-        for (let f = 0, p = 0; p < S.length; f++, p += 2) {
-          const s = 1 / (gamma * K2[f] + 1);
-          const ur = (gamma * KY[p] + S[p]) * s, ui = (gamma * KY[p + 1] + S[p + 1]) * s;
-          S[p] = ur;
-          S[p + 1] = ui;
-          const kr = K[p], ki = K[p + 1];
-          const er = kr * ur - ki * ui - Y[p], ei = kr * ui + ki * ur - Y[p + 1];
-          r2 += wt[f] * (er * er + ei * ei);
-        }
-      }
+      const S = this.#fft.forward(z.subarray(c * n, (c + 1) * n));
+      r2 += this.#solve(S, cache.ky[c], cache.fy[c], gamma, residual);
       this.#fft.inverse(out.subarray(c * n, (c + 1) * n));
     }
     return residual ? r2 / n : NaN;
+  }
+
+  /**
+   * The prox with γ = gammaOf(A z): F(z_c) once per channel (kept), A z from it (one inverse per
+   * channel), then the solve from the kept spectra.
+   */
+  proxAdaptive(
+    z: Float32Array,
+    y: Float32Array,
+    gammaOf: (az: Float32Array) => number,
+    out: Float32Array,
+    residual: boolean,
+  ): number {
+    const cache = this.#measurementSpectra(y), n = this.#n, C = z.length / n;
+    const kept = this.#kept ??= [];
+    if (this.#az?.length !== z.length) this.#az = new Float32Array(z.length);
+    const az = this.#az;
+    for (let c = 0; c < C; c++) {
+      const S = this.#fft.forward(z.subarray(c * n, (c + 1) * n));
+      (kept[c] ??= new Float32Array(S.length)).set(S);
+      multiplySpectrum(S, this.#K, false);
+      this.#fft.inverse(az.subarray(c * n, (c + 1) * n));
+    }
+    const gamma = gammaOf(az);
+    let r2 = 0;
+    for (let c = 0; c < C; c++) {
+      const S = this.#fft.spectrum();
+      S.set(kept[c]);
+      r2 += this.#solve(S, cache.ky[c], cache.fy[c], gamma, residual);
+      this.#fft.inverse(out.subarray(c * n, (c + 1) * n));
+    }
+    return residual ? r2 / n : NaN;
+  }
+
+  /** The prox's pointwise step on one channel's spectrum S, in place; returns Σ weight·|KU − Y|². */
+  #solve(S: Float32Array, KY: Float32Array, Y: Float32Array, gamma: number, residual: boolean) {
+    const K = this.#K, K2 = this.#K2, wt = this.#weight;
+    let r2 = 0;
+    if (!residual) {
+      for (let f = 0, p = 0; p < S.length; f++, p += 2) {
+        const s = 1 / (gamma * K2[f] + 1);
+        S[p] = (gamma * KY[p] + S[p]) * s;
+        S[p + 1] = (gamma * KY[p + 1] + S[p + 1]) * s;
+      }
+    } else {
+      for (let f = 0, p = 0; p < S.length; f++, p += 2) {
+        const s = 1 / (gamma * K2[f] + 1);
+        const ur = (gamma * KY[p] + S[p]) * s, ui = (gamma * KY[p + 1] + S[p + 1]) * s;
+        S[p] = ur;
+        S[p + 1] = ui;
+        const kr = K[p], ki = K[p + 1];
+        const er = kr * ur - ki * ui - Y[p], ei = kr * ui + ki * ur - Y[p + 1];
+        r2 += wt[f] * (er * er + ei * ei);
+      }
+    }
+    return r2;
   }
 }
 
@@ -357,7 +398,7 @@ class DctEngine implements Engine {
     residual: boolean,
   ): number {
     const d = dct2(this.#H, this.#W), h = this.diag, n = this.#H * this.#W, q = this.#q;
-    if (!this.#cache || !sameData(this.#cache.y, y)) {
+    if (!this.#cache || !sameBits(this.#cache.y, y)) {
       const fy: Float64Array[] = [];
       for (let c = 0; c < y.length / n; c++) {
         const p = Float64Array.from(y.subarray(c * n, (c + 1) * n));
@@ -595,6 +636,29 @@ export function makeBlurOperator(
   };
   const adjoint = (y: Tensor) => apply(y, (y, out) => engine.adjoint(y, out));
   const prox = engine.prox?.bind(engine);
+  // The prox with γ from A z, sharing the transforms of z (circular blur); see proxL2Adaptive.
+  // deno-lint-ignore require-await -- async so that shape errors reject instead of throwing
+  const proxL2Adaptive = async (
+    zt: Tensor,
+    y: Tensor,
+    gammaOf: (az: Tensor) => number,
+    po?: ProxOptions,
+  ): Promise<Tensor> => {
+    assertShape(zt, imageShape, "blur: z");
+    assertShape(y, imageShape, "blur: y");
+    const out = po?.out ?? tensor(imageShape);
+    assertShape(out, imageShape, "blur: out");
+    const step = (az: Float32Array) => {
+      const gamma = gammaOf({ data: az, shape: [...imageShape] });
+      if (!(gamma >= 0) || !Number.isFinite(gamma)) {
+        throw new RangeError(`blur: prox step γ must be finite and ≥ 0, got ${gamma}`);
+      }
+      return gamma;
+    };
+    const r2 = engine.proxAdaptive!(zt.data, y.data, step, out.data, po?.report !== undefined);
+    if (po?.report) po.report.residual = Math.sqrt(r2);
+    return out;
+  };
   return linearOperator({
     name: "blur",
     options,
@@ -613,5 +677,5 @@ export function makeBlurOperator(
     pseudoInverse: adjoint,
     artifacts: () => ({ kernel: kernelTensor(kernel) }),
     exportOnnx: (o) => blurOnnx(kernel, boundary, imageShape, o),
-  }, { kernel, boundary, dctDiagonal });
+  }, { kernel, boundary, dctDiagonal, ...(engine.proxAdaptive ? { proxL2Adaptive } : {}) });
 }

@@ -278,13 +278,18 @@ export const inpaintPlugin: OperatorPlugin<InpaintOptions> = defineOperator({
     const m = mask.data, hw = h * w;
     const s = [...shape];
     const applyMask = (t: Tensor): Tensor => {
-      const out = tensor(s);
-      for (let k = 0; k < t.data.length; k++) {
-        const mk = m[k % hw];
-        out.data[k] = mk === 0 ? 0 : mk * t.data[k]; // +0 in the hole (not −0)
+      const out = tensor(s), src = t.data, dst = out.data;
+      for (let ch = 0, o = 0; ch < c; ch++, o += hw) {
+        for (let k = 0; k < hw; k++) {
+          const mk = m[k];
+          dst[o + k] = mk === 0 ? 0 : mk * src[o + k]; // +0 in the hole (not −0)
+        }
       }
       return out;
     };
+    // Per-pixel factors of the prox for the last γ: γm and 1/(1 + γm²), shared by the channels.
+    const gm = new Float32Array(hw), inv = new Float32Array(hw);
+    let factorsFor = NaN;
     return linearOperator({
       name: "inpaint",
       options: o,
@@ -292,13 +297,30 @@ export const inpaintPlugin: OperatorPlugin<InpaintOptions> = defineOperator({
       outputShape: s,
       forward: applyMask,
       adjoint: applyMask,
-      /** u = (z + γ m y)/(1 + γ m²), elementwise. */
+      /** u = (z + γ m y)/(1 + γ m²), elementwise; ‖m u − y‖ on request, in the same pass. */
       prox(zt, y, gamma, po) {
         const out = po.out ?? tensor(s);
-        for (let k = 0; k < zt.data.length; k++) {
-          const mk = m[k % hw];
-          out.data[k] = (zt.data[k] + gamma * mk * y.data[k]) / (1 + gamma * mk * mk);
+        if (gamma !== factorsFor) {
+          for (let k = 0; k < hw; k++) {
+            gm[k] = gamma * m[k];
+            inv[k] = 1 / (1 + gamma * m[k] * m[k]);
+          }
+          factorsFor = gamma;
         }
+        const z = zt.data, yd = y.data, u = out.data;
+        let r2 = 0;
+        for (let ch = 0, o = 0; ch < c; ch++, o += hw) {
+          if (po.report) {
+            for (let k = 0; k < hw; k++) {
+              const v = (z[o + k] + gm[k] * yd[o + k]) * inv[k];
+              u[o + k] = v;
+              r2 += (m[k] * v - yd[o + k]) ** 2;
+            }
+          } else {
+            for (let k = 0; k < hw; k++) u[o + k] = (z[o + k] + gm[k] * yd[o + k]) * inv[k];
+          }
+        }
+        if (po.report) po.report.residual = Math.sqrt(r2);
         return out;
       },
       projectMeasurement: applyMask,

@@ -35,9 +35,9 @@ import { z } from "zod";
 import type { ForwardOperator, ProxOptions } from "../core/contracts.ts";
 import { InputError } from "../core/errors.ts";
 import { linearOperator } from "../core/linear_operator.ts";
-import { fft2 } from "../core/linalg/fft.ts";
+import { rfft2f32 } from "../core/linalg/fft32.ts";
 import { defineOperator, type OperatorPlugin } from "../core/registry.ts";
-import { type Tensor, tensor } from "../core/tensor.ts";
+import { sameBits, type Tensor, tensor } from "../core/tensor.ts";
 import { srOnnx } from "./sr_onnx.ts";
 
 /**
@@ -136,6 +136,12 @@ interface AxisPlan {
   taps: Float64Array;
   /** idx[a·K + k] = r(f·a + k − offset). */
   idx: Int32Array;
+  /** Decimation factor f and filter offset: output a reads f·a − offset … f·a − offset + K − 1. */
+  factor: number;
+  offset: number;
+  /** Outputs lo ≤ a < hi read a window inside [0, n): contiguous, no index map needed. */
+  lo: number;
+  hi: number;
 }
 
 function axisPlan(
@@ -153,24 +159,36 @@ function axisPlan(
       idx[a * k + j] = boundaryIndex(factor * a + j - offset, n, boundary);
     }
   }
-  return { n, m, taps, idx };
+  let lo = 0, hi = m;
+  while (lo < m && factor * lo - offset < 0) lo++;
+  while (hi > lo && factor * (hi - 1) - offset + k > n) hi--;
+  return { n, m, taps, idx, factor, offset, lo, hi };
 }
 
-/** A x on one H×W plane → (H/f)×(W/f), separable: rows (along W) first, then columns. */
+/**
+ * A x on one H×W plane → (H/f)×(W/f), separable: rows (along W) first, into `tmp` (H×W/f), then
+ * columns. Windows inside the image are read contiguously; the index map serves the borders.
+ */
 function applyPlane(
   x: ArrayLike<number>,
   rows: AxisPlan,
   cols: AxisPlan,
-  out: Float64Array,
+  tmp: Float64Array,
+  out: Float32Array | Float64Array,
 ): void {
   const h = rows.n, w = cols.n, mw = cols.m, kw = cols.taps.length, kh = rows.taps.length;
-  const tmp = new Float64Array(h * mw);
+  const ct = cols.taps, ci = cols.idx, f = cols.factor, off = cols.offset;
   for (let i = 0; i < h; i++) {
-    const base = i * w;
+    const base = i * w, t = i * mw;
     for (let b = 0; b < mw; b++) {
       let s = 0;
-      for (let l = 0; l < kw; l++) s += cols.taps[l] * x[base + cols.idx[b * kw + l]];
-      tmp[i * mw + b] = s;
+      if (b >= cols.lo && b < cols.hi) {
+        const p = base + f * b - off;
+        for (let l = 0; l < kw; l++) s += ct[l] * x[p + l];
+      } else {
+        for (let l = 0; l < kw; l++) s += ct[l] * x[base + ci[b * kw + l]];
+      }
+      tmp[t + b] = s;
     }
   }
   out.fill(0);
@@ -187,25 +205,41 @@ function adjointPlane(
   y: ArrayLike<number>,
   rows: AxisPlan,
   cols: AxisPlan,
-  out: Float64Array,
+  tmp: Float64Array,
+  out: Float32Array | Float64Array,
 ): void {
   const h = rows.n, w = cols.n, mw = cols.m, kw = cols.taps.length, kh = rows.taps.length;
-  const tmp = new Float64Array(h * mw);
+  const ct = cols.taps, ci = cols.idx, f = cols.factor, off = cols.offset;
+  tmp.fill(0);
   for (let a = 0; a < rows.m; a++) {
     for (let k = 0; k < kh; k++) {
       const wk = rows.taps[k], dst = rows.idx[a * kh + k] * mw, src = a * mw;
       for (let b = 0; b < mw; b++) tmp[dst + b] += wk * y[src + b];
     }
   }
-  out.fill(0);
+  // Rows: scatter into a float64 row (cache-resident; no float32 rounding per add), then store.
+  const row = rowScratch(w);
   for (let i = 0; i < h; i++) {
-    const base = i * w;
+    const base = i * w, t = i * mw;
+    row.fill(0);
     for (let b = 0; b < mw; b++) {
-      const v = tmp[i * mw + b];
-      if (v === 0) continue;
-      for (let l = 0; l < kw; l++) out[base + cols.idx[b * kw + l]] += cols.taps[l] * v;
+      const v = tmp[t + b];
+      if (b >= cols.lo && b < cols.hi) {
+        const p = f * b - off;
+        for (let l = 0; l < kw; l++) row[p + l] += ct[l] * v;
+      } else {
+        for (let l = 0; l < kw; l++) row[ci[b * kw + l]] += ct[l] * v;
+      }
     }
+    for (let j = 0; j < w; j++) out[base + j] = row[j];
   }
+}
+
+let rowBuffer = new Float64Array(0);
+/** A float64 scratch row of length ≥ n (shared: every call is synchronous). */
+function rowScratch(n: number): Float64Array {
+  if (rowBuffer.length < n) rowBuffer = new Float64Array(n);
+  return rowBuffer.length === n ? rowBuffer : rowBuffer.subarray(0, n);
 }
 
 /**
@@ -336,60 +370,74 @@ export const srPlugin: OperatorPlugin<SrOptions> = defineOperator({
     const inShape = [...shape], outShape = [1, c, mh, mw];
     const hi = h * w, lo = mh * mw;
 
-    const forwardF64 = (x: ArrayLike<number>): Float64Array => {
-      const out = new Float64Array(c * lo), plane = new Float64Array(lo);
+    // Preallocated: the row-pass buffer of one plane (H × W/f), and the prox's buffers.
+    const tmp = new Float64Array(h * mw);
+    /** out ← A x, channel by channel (x: C·H·W values, out: C·(H/f)·(W/f)). */
+    const forwardInto = (x: ArrayLike<number>, out: Float32Array): Float32Array => {
       for (let ch = 0; ch < c; ch++) {
-        applyPlane(sub(x, ch * hi, hi), rows, cols, plane);
-        out.set(plane, ch * lo);
+        applyPlane(sub(x, ch * hi, hi), rows, cols, tmp, out.subarray(ch * lo, (ch + 1) * lo));
       }
       return out;
     };
-    const adjointF64 = (y: ArrayLike<number>): Float64Array => {
-      const out = new Float64Array(c * hi), plane = new Float64Array(hi);
+    /** out ← Aᵀ y, channel by channel. */
+    const adjointInto = (y: ArrayLike<number>, out: Float32Array): Float32Array => {
       for (let ch = 0; ch < c; ch++) {
-        adjointPlane(sub(y, ch * lo, lo), rows, cols, plane);
-        out.set(plane, ch * hi);
+        adjointPlane(sub(y, ch * lo, lo), rows, cols, tmp, out.subarray(ch * hi, (ch + 1) * hi));
       }
       return out;
     };
 
-    // Closed-form prox when one exists: avgpool (any boundary) and circular bicubic.
-    let solveLowRes: ((v: Float64Array, gamma: number) => Float64Array) | null = null;
+    // Closed-form prox when one exists: avgpool (any boundary) and circular bicubic. Both solve
+    // (I + γAAᵀ) w = v in place on the low-resolution planes.
+    let solveLowRes: ((v: Float32Array, gamma: number) => void) | null = null;
     if (o.filter === "avgpool") {
       // (I + γ AAᵀ)⁻¹ = (1 + γ/f²)⁻¹ I.
-      solveLowRes = (v, gamma) => v.map((e) => e / (1 + gamma / (f * f)));
-    } else if (o.boundary === "circular") {
-      const dr = aliasedPower(rows, f, offset), dc = aliasedPower(cols, f, offset);
-      const plan = fft2(mh, mw);
       solveLowRes = (v, gamma) => {
-        const out = new Float64Array(v.length);
-        const re = new Float64Array(lo), im = new Float64Array(lo);
+        const s = 1 / (1 + gamma / (f * f));
+        for (let k = 0; k < v.length; k++) v[k] *= s;
+      };
+    } else if (o.boundary === "circular") {
+      // AAᵀ = F⁻¹ diag(d_row ⊗ d_col) F on the low-resolution grid: one float32 real FFT per
+      // channel (fft32's transposed half spectrum: column q ≤ W/2f, row u), a division, an inverse.
+      const dr = aliasedPower(rows, f, offset), dc = aliasedPower(cols, f, offset);
+      const plan = rfft2f32(mh, mw);
+      solveLowRes = (v, gamma) => {
         for (let ch = 0; ch < c; ch++) {
-          re.set(v.subarray(ch * lo, (ch + 1) * lo));
-          im.fill(0);
-          plan.forward(re, im);
-          for (let u = 0; u < mh; u++) {
-            for (let q = 0; q < mw; q++) {
-              const s = 1 / (1 + gamma * dr[u] * dc[q]);
-              re[u * mw + q] *= s;
-              im[u * mw + q] *= s;
+          const plane = v.subarray(ch * lo, (ch + 1) * lo), S = plan.forward(plane);
+          for (let q = 0, p = 0; q < plan.wh; q++) {
+            const gq = gamma * dc[q];
+            for (let u = 0; u < mh; u++, p += 2) {
+              const s = 1 / (1 + gq * dr[u]);
+              S[p] *= s;
+              S[p + 1] *= s;
             }
           }
-          plan.inverse(re, im);
-          out.set(re, ch * lo);
+          plan.inverse(plane);
         }
-        return out;
       };
     }
 
-    // u = b − γ Aᵀ (I + γAAᵀ)⁻¹ A b,  b = γ Aᵀy + z.
+    // Aᵀy of the last measurement (solvers reuse one y), and the prox's work buffers.
+    let atyCache: { y: Float32Array; aty: Float32Array } | null = null;
+    const bBuf = new Float32Array(c * hi), vBuf = new Float32Array(c * lo);
+    // u = b − γ Aᵀ w,  w = (I + γAAᵀ)⁻¹ A b,  b = γ Aᵀy + z. Also A u = w (Woodbury), so the
+    // residual ‖A u − y‖ comes free.
     const closedForm = (zt: Tensor, y: Tensor, gamma: number, po: ProxOptions): Tensor => {
-      const aty = adjointF64(y.data);
-      const b = new Float64Array(c * hi);
-      for (let k = 0; k < b.length; k++) b[k] = gamma * aty[k] + zt.data[k];
-      const corr = adjointF64(solveLowRes!(forwardF64(b), gamma));
+      if (!atyCache || !sameBits(atyCache.y, y.data)) {
+        atyCache = { y: y.data.slice(), aty: adjointInto(y.data, new Float32Array(c * hi)) };
+      }
+      const aty = atyCache.aty, z = zt.data, b = bBuf;
+      for (let k = 0; k < b.length; k++) b[k] = gamma * aty[k] + z[k];
+      const w = forwardInto(b, vBuf);
+      solveLowRes!(w, gamma);
+      if (po.report) {
+        let r2 = 0;
+        for (let k = 0; k < w.length; k++) r2 += (w[k] - y.data[k]) ** 2;
+        po.report.residual = Math.sqrt(r2);
+      }
       const u = po.out ?? tensor(inShape);
-      for (let k = 0; k < b.length; k++) u.data[k] = b[k] - gamma * corr[k];
+      adjointInto(w, u.data);
+      for (let k = 0; k < b.length; k++) u.data[k] = b[k] - gamma * u.data[k];
       return u;
     };
 
@@ -425,8 +473,8 @@ export const srPlugin: OperatorPlugin<SrOptions> = defineOperator({
       options: o,
       inputShape: inShape,
       outputShape: outShape,
-      forward: (x) => tensor(outShape, Float32Array.from(forwardF64(x.data))),
-      adjoint: (y) => tensor(inShape, Float32Array.from(adjointF64(y.data))),
+      forward: (x) => tensor(outShape, forwardInto(x.data, new Float32Array(c * lo))),
+      adjoint: (y) => tensor(inShape, adjointInto(y.data, new Float32Array(c * hi))),
       prox: solveLowRes ? closedForm : undefined,
       pseudoInverse,
       artifacts: () => ({ kernel: { data: kernelTensor.data.slice(), shape: [1, 1, ks, ks] } }),

@@ -12,7 +12,8 @@
  *
  *   ẑ0  = G(z, t, c)                          consistency map (1 NFE)
  *   x   = clip(D(ẑ0), −1, 1)                  decode
- *   df  = ‖A(x) + σ'n − y'‖                  residual with fresh measurement-like noise
+ *   df  = ‖A(x) + σ'n − y'‖                  residual with fresh measurement-like noise (only
+ *                                              when the δ rule reads it)
  *   δ   = rule(t, df);  γ = δ (1−ᾱ_t)/σ'²
  *   x_p = argmin_u (γ/2)‖A u − y'‖² + ½‖u − x‖²
  *   z0' = E(clip(x_p, −1, 1))                 encode (mean)
@@ -52,7 +53,7 @@ import { defineSolver } from "../core/registry.ts";
 import { proxOf } from "../core/prox.ts";
 import { InputError } from "../core/errors.ts";
 import type { RandomStream } from "../core/rng.ts";
-import { clamp, type Tensor, toImageScale, toModelScale } from "../core/tensor.ts";
+import { clamp, type Tensor, tensor, toImageScale, toModelScale } from "../core/tensor.ts";
 import { addNoise } from "../core/sampling/mod.ts";
 import { constantDelta, DELTA_PRESETS, deltaAt, type DeltaRule } from "./delta.ts";
 
@@ -201,21 +202,54 @@ function clipModel(x: Tensor, on: boolean): Tensor {
   return on ? clamp(x, -1, 1) : x;
 }
 
-/** ‖2(A(x) + σ n − y)‖ = ‖A(x') + σ'n − y'‖ on the [-1,1] scale (x on [0,1]). */
-async function residualNorm(
-  op: ForwardOperator,
-  x01: Tensor,
-  y: Tensor,
+/**
+ * df² = ‖2(A(x) + σ n − y)‖² = ‖A(x') + σ'n − y'‖² on the [-1,1] scale, from A(x) on [0,1]; the
+ * noise n (when drawn) comes from `rng` in chunks, fused with the sum.
+ */
+function residualNormSq(
+  ax: Float32Array,
+  y: Float32Array,
   sigma: number,
   rng: RandomStream | null,
-): Promise<number> {
-  const ax = await op.forward(x01);
+) {
   let s = 0;
-  for (let i = 0; i < ax.data.length; i++) {
-    const r = ax.data[i] + (rng ? sigma * rng.normal() : 0) - y.data[i];
-    s += 4 * r * r;
+  if (!rng) {
+    for (let i = 0; i < ax.length; i++) s += 4 * (ax[i] - y[i]) ** 2;
+    return s;
   }
-  return Math.sqrt(s);
+  const n = DF_CHUNK;
+  for (let i0 = 0; i0 < ax.length; i0 += n.length) {
+    const m = Math.min(n.length, ax.length - i0);
+    rng.fillNormal(m === n.length ? n : n.subarray(0, m));
+    for (let j = 0; j < m; j++) {
+      const r = ax[i0 + j] + sigma * n[j] - y[i0 + j];
+      s += 4 * r * r;
+    }
+  }
+  return s;
+}
+
+/** Scratch for the residual's noise draws (fillNormal into float64 = successive normal() calls). */
+const DF_CHUNK = new Float64Array(4096);
+
+/** out ← clip(0.5·x + 0.5, 0, 1) when `clip` (= (clip(x, −1, 1) + 1)/2), else 0.5·x + 0.5. */
+function toUnitInto(x: Float32Array, out: Float32Array, clip: boolean): void {
+  if (clip) {
+    for (let i = 0; i < x.length; i++) {
+      const v = 0.5 * x[i] + 0.5;
+      out[i] = v < 0 ? 0 : v > 1 ? 1 : v;
+    }
+  } else for (let i = 0; i < x.length; i++) out[i] = 0.5 * x[i] + 0.5;
+}
+
+/** out ← clip(2u − 1, −1, 1) when `clip`, else 2u − 1. */
+function toModelInto(u: Float32Array, out: Float32Array, clip: boolean): void {
+  if (clip) {
+    for (let i = 0; i < u.length; i++) {
+      const v = 2 * u[i] - 1;
+      out[i] = v < -1 ? -1 : v > 1 ? 1 : v;
+    }
+  } else for (let i = 0; i < u.length; i++) out[i] = 2 * u[i] - 1;
 }
 
 async function initialImage(o: LatinoOptions, problem: Problem): Promise<Tensor> {
@@ -255,8 +289,8 @@ export async function* runLatino(
   if (!(sigmaPrime > 0)) throw new InputError("latino: noise σ_y must be > 0 (γ = δ(1−ᾱ)/σ'²)");
   const { rule, label } = chooseDeltaRule(o, prior, op);
   const renoise = ctx.rng.child("renoise");
-  const dfNoise = o.residual_noise ? ctx.rng.child("residual") : null;
-  const proxOpts = { maxIter: o.prox_max_iter, tol: o.prox_tol };
+  // The residual df (and its noise draw) only when the δ rule reads it.
+  const dfNoise = rule.scale !== "one" && o.residual_noise ? ctx.rng.child("residual") : null;
   const prox = proxOf(op, problem.y); // the operator's prox bound to y
   const c: Conditioning = await prior.condition(o.prompt);
 
@@ -264,38 +298,56 @@ export async function* runLatino(
   const xInit = clipModel(toModelScale(await initialImage(o, problem)), o.clip);
   let z = addNoise(await encode(xInit), abar[ts[0]], renoise);
   const deltas: number[] = [];
+  // Image-sized buffers, reused by every step: x on [0,1], the prox's u, x_p on [-1,1].
+  const shape = [...problem.imageShape];
+  const x01 = tensor(shape), u = tensor(shape), xp = tensor(shape);
+  const y = problem.y;
 
   for (let k = 0; k < ts.length; k++) {
     if (ctx.signal?.aborted) throw new DOMException("LATINO was cancelled", "AbortError");
     const started = performance.now();
     const t = ts[k];
-    // Prior half: consistency map, decode.
+    // Prior half: consistency map, decode; x01 = (clip(x, −1, 1) + 1)/2 in one pass.
     const z0hat = await prior.consistency(z, t, c);
-    const x = clipModel(await prior.decode(z0hat), o.clip);
-    const x01 = toImageScale(x);
-    // Step size: δ from the rule, γ = δ(1−ᾱ_t)/σ'².
-    const df = await residualNorm(op, x01, problem.y, sigma, dfNoise);
-    const delta = deltaAt(rule, t, df, sigmaPrime);
-    deltas.push(delta);
-    const gamma = delta * (1 - abar[t]) / (sigmaPrime * sigmaPrime);
-    // Likelihood half: x_p = prox_{γ/2‖A·−y‖²}(x), on [0,1] (same γ, see module doc).
-    const u = await prox.apply(x01, gamma, proxOpts);
-    const xp = clipModel(toModelScale(u), o.clip);
-    // Encode and re-noise to the next timestep.
+    toUnitInto((await prior.decode(z0hat)).data, x01.data, o.clip);
+    // Step size: δ from the rule (df = ‖A(x') + σ'n − y'‖ when it reads it), γ = δ(1−ᾱ_t)/σ'².
+    const stepSize = (df: number) => {
+      const delta = deltaAt(rule, t, df, sigmaPrime);
+      deltas.push(delta);
+      return delta * (1 - abar[t]) / (sigmaPrime * sigmaPrime);
+    };
+    // Likelihood half: u = prox_{γ/2‖A·−y‖²}(x), on [0,1] (same γ, see module doc), into the
+    // reused buffer where the operator supports it; closed-form proxes report ‖A u − y‖ free.
+    const report: { residual?: number } = {};
+    const proxOpts = { maxIter: o.prox_max_iter, tol: o.prox_tol, out: u, report };
+    let ut: Tensor;
+    if (rule.scale === "one") {
+      ut = await prox.apply(x01, stepSize(NaN), proxOpts);
+    } else {
+      // df needs A x: an operator with proxL2Adaptive computes it from the prox's own transforms.
+      const gammaOf = (ax: Tensor) =>
+        stepSize(Math.sqrt(residualNormSq(ax.data, y.data, sigma, dfNoise)));
+      ut = op.proxL2Adaptive
+        ? await op.proxL2Adaptive(x01, y, gammaOf, proxOpts)
+        : await prox.apply(x01, gammaOf(await op.forward(x01)), proxOpts);
+    }
+    // Encode clip(2u − 1) and re-noise to the next timestep (in place in the encoder's output).
+    toModelInto(ut.data, xp.data, o.clip);
     const z0 = await encode(xp);
-    z = k + 1 < ts.length ? addNoise(z0, abar[ts[k + 1]], renoise) : z0;
-
+    z = k + 1 < ts.length ? addNoise(z0, abar[ts[k + 1]], renoise, z0) : z0;
     const stats = prior.stats();
-    const au = await op.forward(u);
-    let r = 0;
-    for (let i = 0; i < au.data.length; i++) r += (au.data[i] - problem.y.data[i]) ** 2;
+
+    if (report.residual === undefined) {
+      // Iterative proxes do not report it: one A(u) for the step event.
+      report.residual = Math.sqrt(residualNormSq((await op.forward(ut)).data, y.data, 0, null)) / 2;
+    }
     yield {
       step: k,
       total: ts.length,
       t,
       nfe: { ...stats.calls },
       vjp: { ...stats.vjp },
-      residual: Math.sqrt(r),
+      residual: report.residual,
       ms: performance.now() - started,
       preview: ctx.previews ? clamp(toImageScale(xp), 0, 1) : undefined,
     };

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { testOperator } from "../core/operator_suite.ts";
-import { createOperator, PluginRegistry } from "../core/registry.ts";
+import { createOperator, type OperatorPlugin, PluginRegistry } from "../core/registry.ts";
+import { srPlugin } from "../operators/sr.ts";
+import { inpaintPlugin } from "../operators/inpaint.ts";
 import { InputError } from "../core/errors.ts";
 import { streams } from "../core/rng.ts";
 import { type Tensor, tensor } from "../core/tensor.ts";
@@ -99,8 +101,8 @@ Deno.test("blur passes the operator contract suite: every kernel × boundary, bo
     { kernel: "motion", size: 9 },
     { kernel: "file", path },
   ];
-  // 32×64 runs circular blur on PFFFT (float32); 32×40 on the float64 fallback of fft32 (PFFFT
-  // needs widths that are multiples of 32). Padded boundaries always pick a PFFFT plane size.
+  // 32×64 runs circular blur on PFFFT directly; 32×40 through Bluestein on PFFFT (rows must be
+  // multiples of 32 for PFFFT). Padded boundaries always pick a direct PFFFT plane size.
   assert.ok(pffftSupports(32, 64) && !pffftSupports(32, 40));
   for (const [h, w] of [[32, 64], [32, 40]]) {
     for (const k of kernels) {
@@ -454,26 +456,19 @@ Deno.test("kernel=file reads PNG kernels: asymmetric values, symmetric ones get 
   });
 });
 
-Deno.test("blur prox: out= is written and returned; report gets ‖A u − y‖ (Parseval / DCT)", async () => {
-  const registry = new PluginRegistry().register(blurPlugin);
-  for (const spec of ["blur:sigma=2,boundary=circular", "blur:sigma=2,boundary=symmetric"]) {
-    for (const [h, w] of [[32, 64], [20, 30]]) {
-      const shape = [1, 3, h, w];
-      const op = await createOperator(registry, spec, shape, 0);
-      const r = streams(3).get("blur-report");
-      const z = tensor(shape, r.fillNormal(new Float32Array(3 * h * w)));
-      const y = tensor(shape, r.fillNormal(new Float32Array(3 * h * w)));
-      const out = tensor(shape), report: { residual?: number } = {};
-      const u = await op.proxL2(z, y, 0.7, { out, report });
-      assert.equal(u, out);
-      const au = await op.forward(u);
-      let want = 0;
-      for (let i = 0; i < au.data.length; i++) want += (au.data[i] - y.data[i]) ** 2;
-      want = Math.sqrt(want);
-      const got = report.residual!;
-      assert.ok(Math.abs(got - want) / want < 1e-5, `${spec} ${h}×${w}: ${got} vs ${want}`);
-      const plain = await op.proxL2(z, y, 0.7);
-      assert.deepEqual(plain.data, u.data);
-    }
+Deno.test("the closed-form proxes report ‖A u − y‖ through ProxOptions.report (checked by the suite)", async () => {
+  const { path } = await asymmetricKernelFile();
+  const cases: [OperatorPlugin<never>, Record<string, unknown>, number[]][] = [
+    [blurPlugin as OperatorPlugin<never>, { sigma: 2 }, [1, 3, 32, 64]],
+    [blurPlugin as OperatorPlugin<never>, { sigma: 2 }, [1, 3, 20, 30]],
+    [blurPlugin as OperatorPlugin<never>, { sigma: 2, boundary: "symmetric" }, [1, 3, 20, 30]],
+    [blurPlugin as OperatorPlugin<never>, { kernel: "file", path }, [1, 3, 32, 64]],
+    [srPlugin as OperatorPlugin<never>, { factor: 2 }, [1, 3, 64, 128]],
+    [srPlugin as OperatorPlugin<never>, { factor: 4, filter: "avgpool" }, [1, 3, 32, 48]],
+    [inpaintPlugin as OperatorPlugin<never>, { mask: "random", p: 0.5 }, [1, 3, 24, 40]],
+  ];
+  for (const [plugin, options, shape] of cases) {
+    const r = await testOperator(plugin, options as never, { shape });
+    assert.equal(r.reportedResidual, true, `${r.spec} ${shape}: no residual reported`);
   }
 });

@@ -429,6 +429,59 @@ Deno.test("bench: runs end to end at a tiny size and writes its JSON", async () 
   }
 });
 
+Deno.test("bench:solver: every configuration at a tiny size, per-step times and the draw in its JSON", async () => {
+  const out = join("bench-results", `test-solver-${crypto.randomUUID()}.json`);
+  try {
+    const r = await task(
+      "bench:solver",
+      "--sizes",
+      "32",
+      "--steps",
+      "3",
+      "--runs",
+      "1",
+      "--out",
+      out,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const report = JSON.parse(await Deno.readTextFile(join(ROOT, out)));
+    assert.deepEqual(
+      report.results.map((x: { config: string }) => x.config),
+      ["blur", "sr", "inpaint", "blur, residual δ rule"],
+    );
+    for (const x of report.results) {
+      assert.equal(x.steps.length, 3);
+      assert.ok(x.median.model > 0 && x.median.prox > 0 && x.latentDrawMs > 0);
+      assert.equal(typeof x.holds, "boolean");
+    }
+    assert.equal(report.samplers[0].latentValues, 3 * 32 * 32);
+    expectInputError(await task("bench:solver", "--only", "nope"), /--only nope/);
+  } finally {
+    await Deno.remove(join(ROOT, out)).catch(() => {});
+    await Deno.remove(join(ROOT, "bench-results")).catch(() => {}); // only when left empty
+  }
+});
+
+Deno.test("bench:fft: the candidates at a small size; failures are reported per candidate", async () => {
+  const out = join("bench-results", `test-fft-${crypto.randomUUID()}.json`);
+  try {
+    const r = await task("bench:fft", "--sizes", "64x96", "--runs", "1", "--out", out);
+    assert.equal(r.code, 0, r.stderr);
+    const report = JSON.parse(await Deno.readTextFile(join(ROOT, out)));
+    const fft32 = report.results.find((x: { candidate: string }) =>
+      x.candidate.startsWith("fft32")
+    );
+    assert.ok(fft32.ours.median > 0, "fft32 measured");
+    const webfft = report.results.find((x: { candidate: string }) =>
+      x.candidate.startsWith("webfft")
+    );
+    assert.match(webfft.skipped, /powers of two only/);
+  } finally {
+    await Deno.remove(join(ROOT, out)).catch(() => {});
+    await Deno.remove(join(ROOT, "bench-results")).catch(() => {}); // only when left empty
+  }
+});
+
 Deno.test("bench:vjp: both widths and the built-in prior at a tiny size; a missing torch reference is reported, not fatal", async () => {
   const out = join("bench-results", `test-vjp-${crypto.randomUUID()}.json`);
   try {

@@ -24,13 +24,16 @@ const SIZES: [number, number][] = [
   [768, 512], // Kodak portrait
   [1024, 1024],
   [480, 640],
-  // Sizes PFFFT cannot do (odd, primes, not multiples of 32/16): the float64 fallback.
+  // Sizes PFFFT cannot do directly (odd, primes, not multiples of 32/16): Bluestein on PFFFT,
+  // rows paired into complex transforms.
   [63, 65],
   [100, 100],
   [97, 101],
   [1, 64],
   [64, 1],
   [3, 7],
+  [1000, 1000],
+  [1, 1],
 ];
 
 function plane(n: number, name: string): Float64Array {
@@ -49,7 +52,7 @@ function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
 for (const [h, w] of SIZES) {
   Deno.test(`fft32 ${h}×${w}: forward and inverse within ${BOUND} of float64`, () => {
     const p = rfft2f32(h, w), q = rfft2(h, w);
-    assert.equal(p.engine, pffftSupports(h, w) ? "pffft" : "float64 fallback");
+    assert.equal(p.engine, pffftSupports(h, w) ? "pffft" : "pffft + Bluestein");
     assert.equal(p.wh, q.wh);
     const x = plane(h * w, `${h}x${w}`);
     const re = new Float64Array(h * q.wh), im = new Float64Array(h * q.wh);

@@ -212,3 +212,36 @@ Deno.test("latino: runs with every built-in operator, JPEG included (iterative p
     );
   }
 });
+
+Deno.test("latino: a residual δ rule gives the same run through proxL2Adaptive as through forward + proxL2", async () => {
+  const shape = [1, 3, 32, 64]; // circular blur on the PFFFT path
+  const registry = new PluginRegistry().register(blurPlugin);
+  const op = await createOperator(registry, "blur:sigma=1.5", shape, 0);
+  assert.ok(op.proxL2Adaptive, "circular blur shares its transforms");
+  const y = await measure(op, testScene(32, 64), SIGMA, streams(0).get("measurement-noise"));
+  const prior = await builtinPlugin.create(validateOptions(builtinPlugin, {}), {
+    device: "cpu",
+    imageShape: shape,
+  });
+  const { proxL2Adaptive: _, ...plain } = op;
+  const run = async (operator: ForwardOperator) => {
+    const o = latinoOptions.parse({ preset: "sd15-lcm/gaussian", steps: 4 });
+    const it = (await latinoPlugin.create(o, {})).run(
+      { y, operator, noise: { kind: "gaussian", sigma: SIGMA }, imageShape: shape },
+      prior,
+      solveContext({ imageShape: shape }, prior, { rng: streams(3).get("solver"), device: "cpu" }),
+    );
+    const residuals: number[] = [];
+    while (true) {
+      const r = await it.next();
+      if (r.done) return { x: r.value.x, deltas: r.value.info.deltas, residuals };
+      residuals.push(r.value.residual!);
+    }
+  };
+  const a = await run(op), b = await run(plain as ForwardOperator);
+  assert.equal((a.deltas as number[]).length, 4);
+  assert.deepEqual(a.deltas, b.deltas, "the same δ (df from the same A x and noise)");
+  assert.deepEqual(a.x.data, b.x.data);
+  assert.deepEqual(a.residuals, b.residuals);
+  assert.ok(a.residuals.every((r) => r > 0 && Number.isFinite(r)));
+});

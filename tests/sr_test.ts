@@ -9,6 +9,7 @@ import {
   testOperator,
 } from "../mod.ts";
 import { bicubicTaps, keysCubic, srPlugin } from "../operators/sr.ts";
+import { pffftSupports } from "../core/linalg/fft32.ts";
 
 const registry = new PluginRegistry().register(srPlugin);
 const make = (spec: string, shape: number[]) => createOperator(registry, spec, shape, 0);
@@ -39,6 +40,14 @@ for (const filter of ["bicubic", "avgpool"]) {
     }
   }
 }
+
+Deno.test("sr circular bicubic ×2 passes the suite with its low-resolution solve on PFFFT", async () => {
+  assert.ok(pffftSupports(32, 64)); // the 32×64 low-resolution grid of a 64×128 image
+  const r = await testOperator(srPlugin, { factor: 2, filter: "bicubic", boundary: "circular" }, {
+    shape: [1, 3, 64, 128],
+  });
+  console.log(JSON.stringify(r));
+});
 
 Deno.test("closed-form prox claims: circular bicubic and avgpool yes, reflect bicubic no", async () => {
   const shape = [1, 1, 16, 16];

@@ -12,12 +12,16 @@
  * forward + inverse pair instead of four. The spectrum lives in the plan's WebAssembly buffer
  * (`forward` returns a view of it), so the hot path copies only the image in and out.
  *
- * Why PFFFT. Measured 2026-12-04 on the shared 2-core dev machine in one run, forward + inverse of
- * a 1024² real plane (`deno task bench:operators`, section "fft"; every candidate with the best
- * 2-D driver its API allows, medians): see README "Benchmarks" and the issue-14 note for every
- * candidate's figures. PFFFT needs lengths 2^a·3^b·5^c, multiples of 32 along rows (real) and of
- * 16 along columns (complex); other sizes fall back to the float64 plan of `fft.ts` (any size, 2–3×
- * slower), with the same layout, so callers never see the difference.
+ * Why PFFFT. Measured on the shared 2-core dev machine with `deno task bench:fft` (forward +
+ * inverse of one real plane against SciPy's float32 `rfft2`/`irfft2` on one worker, interleaved
+ * call by call; issue-14 note for every run): at 1024² PFFFT through this driver is 0.98–1.3× SciPy,
+ * fft.js + our mixed radix (float64) 2.6–4.8×, kissfft-wasm's own 2-D real transform 3.4×, webfft
+ * (its fastest sub-library, complex, powers of two only) 11–22×. PFFFT transforms rows of a
+ * multiple of 32 and columns of a multiple of 16 with factors 2, 3, 5 directly (Kodak's 768×512
+ * and 512×768, every power of two ≥ 32); any other length goes through Bluestein's algorithm on
+ * PFFFT transforms (odd widths pair two real rows into one complex transform), 3–5× SciPy at
+ * 999² and 1000², where the float64 path is 8×. If the module cannot be loaded (no
+ * `--allow-read`), every plan falls back to the float64 `fft.ts` with the same layout.
  *
  * Accuracy: float32, relative error ≈ 1e-7·log₂(n) (tests/fft32_test.ts states the bound against
  * the float64 path). Closed-form tests that need 1e-12 (the exact model's DCT diagonal) keep using
@@ -26,7 +30,7 @@
  * @module
  */
 import PFFFT from "@echogarden/pffft-wasm/simd";
-import { type RealFft2, rfft2 } from "./fft.ts";
+import { fft2, type RealFft2, rfft2 } from "./fft.ts";
 
 /** The WebAssembly module's functions we use (Emscripten exports). */
 interface PffftModule {
@@ -63,6 +67,11 @@ function alloc(floats: number): number {
   return p;
 }
 
+/** Can PFFFT transform real length n directly (a multiple of 32, factors 2, 3, 5)? */
+function pffftReal(n: number): boolean {
+  return n % 32 === 0 && smooth235(n);
+}
+
 /** 2^a·3^b·5^c? */
 function smooth235(n: number): boolean {
   for (const p of [2, 3, 5]) while (n % p === 0) n /= p;
@@ -82,8 +91,11 @@ export interface RealFft2F32 {
   readonly wh: number;
   /** Floats in a spectrum: 2·h·wh (wh columns of h interleaved complex values). */
   readonly spectrumLength: number;
-  /** "pffft" or "float64 fallback" (sizes PFFFT cannot do). */
-  readonly engine: "pffft" | "float64 fallback";
+  /**
+   * "pffft" (both axes direct), "pffft + Bluestein" (an axis PFFFT cannot do directly), or
+   * "float64 fallback" (the module could not be loaded).
+   */
+  readonly engine: "pffft" | "pffft + Bluestein" | "float64 fallback";
   /**
    * The transposed half spectrum of the real h×w plane x (row-major; h·w values, any array
    * type). Returns the plan's spectrum buffer: valid, and editable in place, until the next call.
@@ -103,32 +115,135 @@ export interface RealFft2F32 {
 /** Transpose block size (floats per side); 16 keeps both sides in L1. */
 const BLOCK = 16;
 
+/**
+ * A complex 1-D transform of length n on interleaved (re, im) floats in the module's heap, in place
+ * at byte offset `ptr`: forward (e^{−2πi·}) or inverse without the 1/n factor.
+ */
+interface ComplexLine {
+  readonly n: number;
+  /** "pffft" or "bluestein". */
+  readonly kind: "pffft" | "bluestein";
+  run(ptr: number, inverse: boolean): void;
+}
+
+/** Can PFFFT transform complex length n directly (a multiple of 16, factors 2, 3, 5)? */
+function pffftComplex(n: number): boolean {
+  return n % 16 === 0 && smooth235(n);
+}
+
+/** PFFFT directly. */
+function directLine(m: PffftModule, n: number): ComplexLine {
+  const setup = m._pffft_new_setup(n, PFFFT_COMPLEX);
+  if (!setup) throw new RangeError(`fft32: PFFFT cannot do complex length ${n}`);
+  const work = alloc(2 * n);
+  return {
+    n,
+    kind: "pffft",
+    run(ptr, inverse) {
+      m._pffft_transform_ordered(setup, ptr, ptr, work, inverse ? BACKWARD : FORWARD);
+    },
+  };
+}
+
+/**
+ * Any n, by Bluestein's chirp-z algorithm on PFFFT transforms of length M ≥ 2n − 1 (the smallest
+ * multiple of 16 with factors 2, 3, 5): with c_k = exp(−πi k²/n),
+ * X_k = c_k · Σ_j (x_j c_j) · conj(c_{k−j}), a circular convolution of length M. The chirp and the
+ * spectrum of conj(c) (scaled by 1/M) are computed in float64 and stored in float32. The inverse
+ * is conj ∘ forward ∘ conj.
+ */
+function bluesteinLine(m: PffftModule, n: number): ComplexLine {
+  let M = 16 * Math.ceil((2 * n - 1) / 16);
+  while (!smooth235(M)) M += 16;
+  const inner = directLine(m, M);
+  const cr = new Float32Array(n), ci = new Float32Array(n);
+  for (let k = 0; k < n; k++) {
+    const a = (-Math.PI * ((k * k) % (2 * n))) / n; // k² mod 2n keeps the angle exact
+    cr[k] = Math.cos(a);
+    ci[k] = Math.sin(a);
+  }
+  const bre = new Float64Array(M), bim = new Float64Array(M);
+  for (let k = 0; k < n; k++) {
+    const a = (Math.PI * ((k * k) % (2 * n))) / n; // conj(c_k)
+    bre[k] = Math.cos(a);
+    bim[k] = Math.sin(a);
+    if (k > 0) {
+      bre[M - k] = bre[k];
+      bim[M - k] = bim[k];
+    }
+  }
+  fft2(1, M).forward(bre, bim);
+  const B = new Float32Array(2 * M);
+  for (let k = 0; k < M; k++) {
+    B[2 * k] = bre[k] / M;
+    B[2 * k + 1] = bim[k] / M;
+  }
+  const a = alloc(2 * M);
+  return {
+    n,
+    kind: "bluestein",
+    run(ptr, inverse) {
+      const H = m.HEAPF32, x = ptr >> 2, o = a >> 2, s = inverse ? -1 : 1;
+      for (let k = 0; k < n; k++) {
+        const xr = H[x + 2 * k], xi = s * H[x + 2 * k + 1];
+        H[o + 2 * k] = xr * cr[k] - xi * ci[k];
+        H[o + 2 * k + 1] = xr * ci[k] + xi * cr[k];
+      }
+      H.fill(0, o + 2 * n, o + 2 * M);
+      inner.run(a, false);
+      for (let k = 0; k < 2 * M; k += 2) {
+        const ar = H[o + k], ai = H[o + k + 1], br = B[k], bi = B[k + 1];
+        H[o + k] = ar * br - ai * bi;
+        H[o + k + 1] = ar * bi + ai * br;
+      }
+      inner.run(a, true);
+      for (let k = 0; k < n; k++) {
+        const ar = H[o + 2 * k], ai = H[o + 2 * k + 1];
+        H[x + 2 * k] = ar * cr[k] - ai * ci[k];
+        H[x + 2 * k + 1] = s * (ar * ci[k] + ai * cr[k]);
+      }
+    },
+  };
+}
+
+function complexLine(m: PffftModule, n: number): ComplexLine {
+  return pffftComplex(n) ? directLine(m, n) : bluesteinLine(m, n);
+}
+
 class PffftPlan implements RealFft2F32 {
   readonly wh: number;
   readonly spectrumLength: number;
-  readonly engine = "pffft" as const;
+  readonly engine: "pffft" | "pffft + Bluestein";
   readonly #m: PffftModule;
+  /** PFFFT real setup of the rows (w a multiple of 32, factors 2, 3, 5), else 0. */
   readonly #rows: number;
-  readonly #cols: number;
+  /** Otherwise: complex transforms of two real rows at once (a + i·b). */
+  readonly #rowLine: ComplexLine | null;
+  readonly #cols: ComplexLine;
   readonly #x: number;
   readonly #c: number;
+  readonly #z: number;
   readonly #work: number;
   #X: Float32Array;
   #C: Float32Array;
+  #Z: Float32Array;
 
   constructor(readonly h: number, readonly w: number) {
     this.wh = (w >> 1) + 1;
     this.spectrumLength = 2 * h * this.wh;
     if (!wasm) throw new RangeError("fft32: PFFFT is not loaded");
     this.#m = wasm;
-    this.#rows = wasm._pffft_new_setup(w, PFFFT_REAL);
-    this.#cols = wasm._pffft_new_setup(h, PFFFT_COMPLEX);
-    if (!this.#rows || !this.#cols) throw new RangeError(`fft32: PFFFT cannot do ${h}×${w}`);
+    this.#rows = pffftReal(w) ? wasm._pffft_new_setup(w, PFFFT_REAL) : 0;
+    this.#rowLine = this.#rows ? null : complexLine(wasm, w);
+    this.#cols = complexLine(wasm, h);
+    this.engine = this.#rowLine || this.#cols.kind === "bluestein" ? "pffft + Bluestein" : "pffft";
     this.#x = alloc(h * w);
     this.#c = alloc(this.spectrumLength);
+    this.#z = alloc(2 * w);
     this.#work = alloc(2 * Math.max(h, w));
     this.#X = heap(this.#x, h * w);
     this.#C = heap(this.#c, this.spectrumLength);
+    this.#Z = heap(this.#z, 2 * w);
   }
 
   /** Re-make the heap views if another plan grew the memory since. */
@@ -136,6 +251,7 @@ class PffftPlan implements RealFft2F32 {
     if (this.#X.buffer !== this.#m.HEAPF32.buffer) {
       this.#X = heap(this.#x, this.h * this.w);
       this.#C = heap(this.#c, this.spectrumLength);
+      this.#Z = heap(this.#z, 2 * this.w);
     }
   }
 
@@ -148,13 +264,30 @@ class PffftPlan implements RealFft2F32 {
     const { h, w } = this;
     if (x.length !== h * w) throw new RangeError(`fft32 ${h}×${w}: got ${x.length} values`);
     this.#views();
-    const X = this.#X, C = this.#C;
+    if (this.#rowLine) this.#pairedRowsForward(x);
+    else this.#realRowsForward(x);
+    // Columns: complex transforms in place.
+    for (let v = 0, p = this.#c; v < this.wh; v++, p += 8 * h) this.#cols.run(p, false);
+    return this.#C;
+  }
+
+  inverse(out: Float32Array | Float64Array, scale = 1 / (this.h * this.w)): void {
+    const { h, w } = this;
+    if (out.length !== h * w) throw new RangeError(`fft32 ${h}×${w}: got ${out.length} values`);
+    this.#views();
+    for (let v = 0, p = this.#c; v < this.wh; v++, p += 8 * h) this.#cols.run(p, true);
+    if (this.#rowLine) this.#pairedRowsInverse(out, scale);
+    else this.#realRowsInverse(out, scale);
+  }
+
+  /** PFFFT real row transforms, then the transpose into wh columns (DC and Nyquist are real). */
+  #realRowsForward(x: ArrayLike<number>): void {
+    const { h, w } = this, X = this.#X, C = this.#C;
     X.set(x);
-    // Rows: ordered real transforms in place: [X0, X_{w/2}, re 1, im 1, …, re w/2−1, im w/2−1].
+    // Ordered real transforms in place: [X0, X_{w/2}, re 1, im 1, …, re w/2−1, im w/2−1].
     for (let i = 0, p = this.#x; i < h; i++, p += 4 * w) {
       this.#m._pffft_transform_ordered(this.#rows, p, p, this.#work, FORWARD);
     }
-    // Transpose into wh columns of h complex values (DC and Nyquist are real).
     const half = w >> 1, nyq = 2 * half * h;
     for (let i0 = 0; i0 < h; i0 += BLOCK) {
       const i1 = Math.min(h, i0 + BLOCK);
@@ -176,21 +309,10 @@ class PffftPlan implements RealFft2F32 {
         }
       }
     }
-    // Columns: complex transforms in place.
-    for (let v = 0, p = this.#c; v < this.wh; v++, p += 8 * h) {
-      this.#m._pffft_transform_ordered(this.#cols, p, p, this.#work, FORWARD);
-    }
-    return C;
   }
 
-  inverse(out: Float32Array | Float64Array, scale = 1 / (this.h * this.w)): void {
-    const { h, w } = this;
-    if (out.length !== h * w) throw new RangeError(`fft32 ${h}×${w}: got ${out.length} values`);
-    this.#views();
-    const X = this.#X, C = this.#C;
-    for (let v = 0, p = this.#c; v < this.wh; v++, p += 8 * h) {
-      this.#m._pffft_transform_ordered(this.#cols, p, p, this.#work, BACKWARD);
-    }
+  #realRowsInverse(out: Float32Array | Float64Array, scale: number): void {
+    const { h, w } = this, X = this.#X, C = this.#C;
     const half = w >> 1, nyq = 2 * half * h;
     for (let i0 = 0; i0 < h; i0 += BLOCK) {
       const i1 = Math.min(h, i0 + BLOCK);
@@ -214,6 +336,55 @@ class PffftPlan implements RealFft2F32 {
       this.#m._pffft_transform_ordered(this.#rows, p, p, this.#work, BACKWARD);
     }
     for (let k = 0; k < out.length; k++) out[k] = scale * X[k];
+  }
+
+  /**
+   * Two real rows a, b per complex transform of z = a + i·b; then A_v = (Z_v + conj Z_{−v})/2,
+   * B_v = (Z_v − conj Z_{−v})/(2i), written into the columns.
+   */
+  #pairedRowsForward(x: ArrayLike<number>): void {
+    const { h, w, wh } = this, Z = this.#Z, C = this.#C;
+    for (let i = 0; i < h; i += 2) {
+      const two = i + 1 < h, o = i * w;
+      for (let j = 0; j < w; j++) {
+        Z[2 * j] = x[o + j];
+        Z[2 * j + 1] = two ? x[o + w + j] : 0;
+      }
+      this.#rowLine!.run(this.#z, false);
+      for (let v = 0; v < wh; v++) {
+        const m = v === 0 ? 0 : w - v, d = 2 * (v * h + i);
+        const zr = Z[2 * v], zi = Z[2 * v + 1], cr = Z[2 * m], ci = Z[2 * m + 1];
+        C[d] = 0.5 * (zr + cr);
+        C[d + 1] = 0.5 * (zi - ci);
+        if (two) {
+          C[d + 2] = 0.5 * (zi + ci);
+          C[d + 3] = -0.5 * (zr - cr);
+        }
+      }
+    }
+  }
+
+  /** Z = A + i·B over the full (Hermitian) rows, an inverse transform, real and imaginary rows. */
+  #pairedRowsInverse(out: Float32Array | Float64Array, scale: number): void {
+    const { h, w, wh } = this, Z = this.#Z, C = this.#C;
+    for (let i = 0; i < h; i += 2) {
+      const two = i + 1 < h;
+      for (let v = 0; v < w; v++) {
+        const k = v < wh ? v : w - v, d = 2 * (k * h + i);
+        // conj above w/2; the DC and (even w) Nyquist columns are real, as in irfft2.
+        const cj = k === 0 || 2 * k === w ? 0 : v < wh ? 1 : -1;
+        const ar = C[d], ai = cj * C[d + 1];
+        const br = two ? C[d + 2] : 0, bi = two ? cj * C[d + 3] : 0;
+        Z[2 * v] = ar - bi;
+        Z[2 * v + 1] = ai + br;
+      }
+      this.#rowLine!.run(this.#z, true);
+      const o = i * w;
+      for (let j = 0; j < w; j++) {
+        out[o + j] = scale * Z[2 * j];
+        if (two) out[o + w + j] = scale * Z[2 * j + 1];
+      }
+    }
   }
 }
 
@@ -295,7 +466,8 @@ export function fastFft32Size(n: number, multiple: 16 | 32): number {
 const plans = new Map<string, RealFft2F32>();
 
 /**
- * Whether PFFFT handles an h×w real plane (else `rfft2f32` falls back to float64 internally).
+ * Whether PFFFT transforms both axes of an h×w real plane directly: rows of a multiple of 32 and
+ * columns of a multiple of 16, with factors 2, 3, 5 (other axes go through Bluestein on PFFFT).
  *
  * @example
  * ```ts
@@ -306,7 +478,7 @@ const plans = new Map<string, RealFft2F32>();
  * ```
  */
 export function pffftSupports(h: number, w: number): boolean {
-  return wasm !== null && w % 32 === 0 && h % 16 === 0 && smooth235(w) && smooth235(h);
+  return wasm !== null && pffftReal(w) && pffftComplex(h);
 }
 
 /**
@@ -332,7 +504,7 @@ export function rfft2f32(h: number, w: number): RealFft2F32 {
   const key = `${h}x${w}`;
   let p = plans.get(key);
   if (!p) {
-    p = pffftSupports(h, w) ? new PffftPlan(h, w) : new FallbackPlan(h, w);
+    p = wasm ? new PffftPlan(h, w) : new FallbackPlan(h, w);
     plans.set(key, p);
   }
   return p;

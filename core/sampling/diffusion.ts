@@ -119,10 +119,20 @@ export function addNoise(
     const xi = noise.data;
     for (let i = 0; i < o.length; i++) o[i] = a * z[i] + b * xi[i];
   } else {
-    for (let i = 0; i < o.length; i++) o[i] = a * z[i] + b * noise.normal();
+    // Draws in chunks (fillNormal into float64 equals successive normal() calls), fused with the
+    // affine combination: one pass over z, no image-sized scratch.
+    const xi = NOISE_CHUNK;
+    for (let i0 = 0; i0 < o.length; i0 += xi.length) {
+      const n = Math.min(xi.length, o.length - i0);
+      noise.fillNormal(n === xi.length ? xi : xi.subarray(0, n));
+      for (let j = 0; j < n; j++) o[i0 + j] = a * z[i0 + j] + b * xi[j];
+    }
   }
   return r;
 }
+
+/** Scratch for addNoise's chunked draws (JavaScript is single-threaded; no call re-enters). */
+const NOISE_CHUNK = new Float64Array(4096);
 
 /**
  * x̂0 = (z_t − √(1−ᾱ) ε̂)/√ᾱ.
