@@ -57,6 +57,7 @@ import { geometry, type JpegSubsampling } from "./jpeg/colour.ts";
 import { quantiser } from "./jpeg/quantise.ts";
 import { JpegModel } from "./jpeg/model.ts";
 import {
+  BIN_SHRINK_DEFAULT,
   binDataTerm,
   binDataTermHalfGradient,
   binProxImage,
@@ -89,8 +90,10 @@ export type JpegOptions = {
   softness: number;
   /** What `proxL2` minimises: the distance to y's quantisation bins (default) or ‖A(u) − y‖². */
   data_term: "bins" | "surrogate";
-  /** Levels by which each bin is shrunk on both sides in the bin data term (at most Q/4). */
+  /** Levels by which each bin is at least shrunk on both sides in the bin data term. */
   bin_margin: number;
+  /** Fraction of Q by which each bin is shrunk on both sides (the larger of the two wins, ≤ Q/4). */
+  bin_shrink: number;
 };
 
 /** The jpeg operator: a ForwardOperator plus the surrogate's second-order prox model. */
@@ -124,10 +127,11 @@ const optionsSchema = z.strictObject({
   softness: z.number().min(0.05).max(64).default(1),
   data_term: z.enum(["bins", "surrogate"]).default("bins"),
   bin_margin: z.number().min(0).max(64).default(2),
+  bin_shrink: z.number().min(0).max(0.25).default(BIN_SHRINK_DEFAULT),
 });
 
 /** The bins of every image of y, computed once per measurement (LATINO calls the prox 8 times). */
-function binCache(model: JpegModel, margin: number) {
+function binCache(model: JpegModel, margin: number, shrink: number) {
   let last: { y: Float32Array; bins: JpegBins[] } | null = null;
   return (y: Tensor): JpegBins[] => {
     if (last && last.y.length === y.data.length && last.y.every((v, i) => v === y.data[i])) {
@@ -137,7 +141,13 @@ function binCache(model: JpegModel, margin: number) {
     const bins = Array.from(
       { length: nb },
       (_, b) =>
-        measurementBins(y.data.subarray(b * per, (b + 1) * per), model.geo, model.qz, margin),
+        measurementBins(
+          y.data.subarray(b * per, (b + 1) * per),
+          model.geo,
+          model.qz,
+          margin,
+          shrink,
+        ),
     );
     last = { y: y.data.slice(), bins };
     return bins;
@@ -188,14 +198,15 @@ export const jpegPlugin: OperatorPlugin<JpegOptions> = defineOperator({
       }
       return m;
     };
-    const bins = binCache(model, options.bin_margin);
+    const bins = binCache(model, options.bin_margin, options.bin_shrink);
     const per = model.per;
     const perImage = <T>(t: Tensor, f: (x: Float32Array, b: number) => T): T[] =>
       Array.from({ length: nb }, (_, b) => f(t.data.subarray(b * per, (b + 1) * per), b));
     const dataTerm: ProxDataTerm = {
       name: "jpeg-bins",
       description:
-        `Σ ω dist(DCT coefficient, y's quantisation bin shrunk by ${options.bin_margin} levels)² / 255²`,
+        `Σ ω dist(DCT coefficient, y's quantisation bin shrunk by max(${options.bin_margin} levels, ` +
+        `${options.bin_shrink}·Q))² / 255²`,
       value(u: Tensor, y: Tensor) {
         assertShape(u, shape, "jpeg: u");
         assertShape(y, shape, "jpeg: y");

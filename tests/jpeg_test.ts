@@ -372,6 +372,7 @@ Deno.test("jpeg: bad options and shapes are InputErrors", async () => {
       { blocks: 8 },
       { data_term: "l1" },
       { bin_margin: -1 },
+      { bin_shrink: 0.3 },
     ]
   ) {
     assert.throws(() => validateOptions(jpegPlugin, options), InputError, JSON.stringify(options));
@@ -386,6 +387,7 @@ Deno.test("jpeg: bad options and shapes are InputErrors", async () => {
     softness: 1,
     data_term: "bins",
     bin_margin: 2,
+    bin_shrink: 0.5 - 1 / Math.sqrt(12),
   });
 });
 

@@ -39,7 +39,17 @@ import type { ProxOptions } from "../../core/contracts.ts";
 import { type Geometry, PLANE_WEIGHT } from "./colour.ts";
 import { codedPlanes, codedSize, encode, encodeT } from "./linear.ts";
 import type { Quantiser } from "./quantise.ts";
-import { normalisedStiffness, woodburyPreconditioner } from "./precondition.ts";
+import { normalisedStiffness, WoodburyPreconditioner } from "./precondition.ts";
+
+/**
+ * Default fraction of Q taken off each side of a bin: ½ − 1/√12 ≈ 0.211. The prox maps every prior
+ * draw that falls outside a bin to the bin's nearest edge, so where the prior is wide compared with
+ * the bin (low frequencies at low quality) LATINO's outputs pile up on the two edges: a two-point
+ * law with variance (Q/2)², three times the Q²/12 of the uniform law the bin itself implies.
+ * Shrinking by this fraction puts the two points at ±Q/√12 from the centre, where their variance is
+ * Q²/12. (It also keeps a restored image ≥ 0.21·Q inside the real bins.)
+ */
+export const BIN_SHRINK_DEFAULT = 0.5 - 1 / Math.sqrt(12);
 
 /** Defaults of the bin prox: Newton steps, relative optimality residual, CG iterations per step. */
 export const JPEG_BIN_PROX_DEFAULTS = { maxIter: 50, tol: 1e-5, maxCg: 50 } as const;
@@ -59,13 +69,14 @@ function planeEnergy(g: Geometry, k: number): number {
 
 /**
  * The quantisation bins of a decoded JPEG y (one image, 3·h·w on [0,1]): k = round((E y + s)/Q),
- * B = [Q(k − ½) + m, Q(k + ½) − m] − s with the margin m = min(margin, Q/4) levels.
+ * B = [Q(k − ½) + m, Q(k + ½) − m] − s with m = min(max(margin, shrink·Q), Q/4) levels.
  */
 export function measurementBins(
   y: ArrayLike<number>,
   g: Geometry,
   qz: Quantiser,
   margin: number,
+  shrink: number,
 ): JpegBins {
   const c = encode(y, g);
   const lo: Float64Array[] = [], hi: Float64Array[] = [];
@@ -77,7 +88,8 @@ export function measurementBins(
         const idx = i * pw + j, pos = (i & 7) * 8 + (j & 7), qk = q[pos];
         // Level shift −128 on Y: the DC coefficient of an 8×8 block of −128 is −1024.
         const s = k === 0 && pos === 0 ? -1024 : 0;
-        const bin = Math.round((ck[idx] + s) / qk), m = Math.min(margin, qk / 4);
+        const bin = Math.round((ck[idx] + s) / qk),
+          m = Math.min(Math.max(margin, shrink * qk), qk / 4);
         l[idx] = qk * (bin - 0.5) + m - s;
         u[idx] = qk * (bin + 0.5) - m - s;
       }
@@ -150,7 +162,10 @@ export interface BinProxReport {
   relResidual: number;
 }
 
-/** Preallocated vectors of one solve: image-sized (3·h·w) and coefficient-sized. */
+/**
+ * Preallocated vectors of one solve: image-sized (3·h·w) and coefficient-sized, and the
+ * preconditioner; one per geometry, reused by every solve on it (a solve is synchronous).
+ */
 class Work {
   readonly u: Float64Array;
   readonly grad: Float64Array;
@@ -166,14 +181,21 @@ class Work {
   readonly cd: Float64Array[];
   readonly trial: Float64Array[];
   readonly m: Float64Array[];
+  readonly precondition: WoodburyPreconditioner;
+  /** Factors from stiffness to the preconditioner's normalised stiffness, per plane. */
+  readonly scale: number[];
   constructor(readonly g: Geometry) {
     const n = 3 * g.h * g.w, img = () => new Float64Array(n);
     this.u = img(), this.grad = img(), this.d = img(), this.r = img();
     this.zc = img(), this.p = img(), this.hp = img();
     this.cu = codedPlanes(g), this.res = codedPlanes(g), this.cp = codedPlanes(g);
     this.cd = codedPlanes(g), this.trial = codedPlanes(g), this.m = codedPlanes(g);
+    this.precondition = new WoodburyPreconditioner(g);
+    this.scale = [0, 1, 2].map((k) => normalisedStiffness(g, k));
   }
 }
+
+const workspaces = new WeakMap<Geometry, Work>();
 
 /**
  * argmin_u (γ/2) D_y(u) + ½‖u − z‖² for one image (3·h·w values), by semismooth Newton–CG from z.
@@ -194,13 +216,13 @@ export function binProxImage(
   const maxIter = opts.maxIter ?? JPEG_BIN_PROX_DEFAULTS.maxIter;
   const tol = opts.tol ?? JPEG_BIN_PROX_DEFAULTS.tol;
   const maxCg = opts.maxCg ?? JPEG_BIN_PROX_DEFAULTS.maxCg;
-  const W = new Work(g), n = W.u.length;
+  let W = workspaces.get(g);
+  if (!W) workspaces.set(g, W = new Work(g));
+  const n = W.u.length;
   const zd = Float64Array.from(z), zn = Math.sqrt(dot(zd, zd)) || 1;
   const { u, grad, d, cu, res, cd, trial, m } = W;
   u.set(zd);
   const report: BinProxReport = { newton: 0, cg: 0, relResidual: Infinity };
-  const scale = [0, 1, 2].map((k) => normalisedStiffness(g, k));
-  const mNorm = codedPlanes(g);
   for (;;) {
     // State at u: coefficients, bin residuals, stiffness, objective and gradient.
     encode(u, g, cu);
@@ -217,12 +239,8 @@ export function binProxImage(
     const gn = Math.sqrt(dot(grad, grad));
     report.relResidual = gn / zn;
     if (gn <= tol * zn || report.newton >= maxIter) break;
-    for (let k = 0; k < 3; k++) {
-      const mk = m[k], out = mNorm[k], s = scale[k];
-      for (let i = 0; i < mk.length; i++) out[i] = mk[i] * s;
-    }
-    const precondition = woodburyPreconditioner(g, mNorm);
-    report.cg += newtonStep(W, precondition, Math.min(0.1, Math.sqrt(gn / zn)), maxCg);
+    W.precondition.set(m, W.scale);
+    report.cg += newtonStep(W, Math.min(0.1, Math.sqrt(gn / zn)), maxCg);
     report.newton++;
     // Armijo backtracking on the convex objective, with E(u + αd) = E u + α E d.
     const slope = dot(grad, d);
@@ -247,17 +265,12 @@ export function binProxImage(
  * Preconditioned CG on H d = −∇ (H = I + Eᵀ M E, M = W.m) from d = 0, to ‖H d + ∇‖ ≤ η‖∇‖ or maxCg
  * iterations; leaves d in W.d and E d in W.cd. Returns the iterations.
  */
-function newtonStep(
-  W: Work,
-  precondition: (v: Float64Array, out?: Float64Array) => Float64Array,
-  eta: number,
-  maxCg: number,
-): number {
-  const { g, grad, d, r, zc, p, hp, cp, cd, m } = W, n = d.length;
+function newtonStep(W: Work, eta: number, maxCg: number): number {
+  const { g, grad, d, r, zc, p, hp, cp, cd, m, precondition } = W, n = d.length;
   d.fill(0);
   for (const c of cd) c.fill(0);
   for (let i = 0; i < n; i++) r[i] = -grad[i];
-  precondition(r, zc);
+  precondition.apply(r, zc);
   p.set(zc);
   let rz = dot(r, zc);
   const stop = eta * Math.sqrt(dot(grad, grad));
@@ -284,7 +297,7 @@ function newtonStep(
     }
     it++;
     if (Math.sqrt(dot(r, r)) <= stop) break;
-    precondition(r, zc);
+    precondition.apply(r, zc);
     const rzNew = dot(r, zc), beta = rzNew / rz;
     rz = rzNew;
     for (let i = 0; i < n; i++) p[i] = zc[i] + beta * p[i];

@@ -67,34 +67,59 @@ export function paddingRowSums(L: number, Lc: number, k: number): Float64Array {
 }
 
 /**
- * v ↦ P v ≈ (I + Eᵀ diag(m) E)⁻¹ v for one image (see the module doc). `stiffness[k]` holds the
- * normalised stiffness m' = f m / g_p of every coded coefficient of plane k (Y, Cb, Cr); see
- * {@link normalisedStiffness}. The returned function writes into `out` when given (it may not
- * alias `v`); its scratch buffers are allocated once.
+ * P ≈ (I + Eᵀ diag(m) E)⁻¹ for one image geometry (see the module doc), with every buffer allocated
+ * once: {@link WoodburyPreconditioner.set} takes new stiffnesses, {@link WoodburyPreconditioner.apply}
+ * applies P.
  */
-export function woodburyPreconditioner(
-  g: Geometry,
-  stiffness: Float64Array[],
-): (v: Float64Array, out?: Float64Array) => Float64Array {
-  const { h, w } = g, n = h * w;
-  // σ_k per coded coefficient, in c-units: S_ξᵀ σ S_ξ = 4 S_cᵀ σ S_c for 4:2:0 chroma (ξ = 2c).
-  const sigma = stiffness.map((mk, k) => {
-    const sub = k > 0 && g.sub;
-    const [ph, pw] = codedSize(g, k);
-    const rhoR = paddingRowSums(h, ph, sub ? 2 : 1), rhoC = paddingRowSums(w, pw, sub ? 2 : 1);
-    const out = new Float64Array(mk.length), f = sub ? 4 : 1;
-    for (let i = 0; i < ph; i++) {
-      for (let j = 0; j < pw; j++) {
-        const idx = i * pw + j, m = mk[idx];
-        out[idx] = f * m / (1 + m * rhoR[i] * rhoC[j]);
+export class WoodburyPreconditioner {
+  readonly #g: Geometry;
+  /** Gershgorin row sums per plane (rows, columns). */
+  readonly #rho: [Float64Array, Float64Array][];
+  /** σ per coded coefficient, in c-units (S_ξᵀ σ S_ξ = 4 S_cᵀ σ S_c for 4:2:0 chroma, ξ = 2c). */
+  readonly #sigma: Float64Array[];
+  readonly #planes: Float64Array[];
+  readonly #back: Float64Array;
+  readonly #coded: Float64Array[];
+
+  /** Allocate for one geometry (P = I until {@link set} is called). */
+  constructor(g: Geometry) {
+    const { h, w } = g, n = h * w;
+    this.#g = g;
+    this.#rho = [0, 1, 2].map((k) => {
+      const sub = k > 0 && g.sub, [ph, pw] = codedSize(g, k);
+      return [paddingRowSums(h, ph, sub ? 2 : 1), paddingRowSums(w, pw, sub ? 2 : 1)];
+    });
+    this.#sigma = codedPlanes(g);
+    this.#planes = [0, 1, 2].map(() => new Float64Array(n));
+    this.#back = new Float64Array(n);
+    this.#coded = codedPlanes(g);
+  }
+
+  /**
+   * Set the normalised stiffness m' = f m / g_p of every coded coefficient of each plane (Y, Cb,
+   * Cr), or m' = scale[k]·stiffness[k] when `scale` is given (see {@link normalisedStiffness}).
+   */
+  set(stiffness: Float64Array[], scale?: number[]): this {
+    const g = this.#g;
+    for (let k = 0; k < 3; k++) {
+      const [ph, pw] = codedSize(g, k), [rhoR, rhoC] = this.#rho[k];
+      const mk = stiffness[k], out = this.#sigma[k], f = k > 0 && g.sub ? 4 : 1;
+      const s = scale ? scale[k] : 1;
+      for (let i = 0; i < ph; i++) {
+        const ri = rhoR[i];
+        for (let j = 0; j < pw; j++) {
+          const idx = i * pw + j, m = s * mk[idx];
+          out[idx] = f * m / (1 + m * ri * rhoC[j]);
+        }
       }
     }
-    return out;
-  });
-  const planes = [0, 1, 2].map(() => new Float64Array(n));
-  const back = new Float64Array(n), coded = codedPlanes(g);
-  const [c0, c1, c2] = YCC2RGB;
-  return (v: Float64Array, out = new Float64Array(3 * n)): Float64Array => {
+    return this;
+  }
+
+  /** P v, written to `out` (default fresh; it may not alias `v`). */
+  apply(v: Float64Array, out: Float64Array = new Float64Array(v.length)): Float64Array {
+    const g = this.#g, n = g.h * g.w, planes = this.#planes, back = this.#back;
+    const [c0, c1, c2] = YCC2RGB;
     // w = C⁻ᵀ v (columns of C⁻¹).
     for (let k = 0; k < 3; k++) {
       const pk = planes[k], a = c0[k], b = c1[k], d = c2[k];
@@ -102,7 +127,7 @@ export function woodburyPreconditioner(
     }
     // (I − S_kᵀ σ S_k) / g_k per plane, in place.
     for (let k = 0; k < 3; k++) {
-      const pk = planes[k], ck = spatialForward(pk, k, g, coded[k]), sg = sigma[k];
+      const pk = planes[k], ck = spatialForward(pk, k, g, this.#coded[k]), sg = this.#sigma[k];
       for (let i = 0; i < ck.length; i++) ck[i] *= sg[i];
       spatialAdjoint(ck, k, g, back);
       const inv = 1 / PLANE_WEIGHT[k];
@@ -115,5 +140,17 @@ export function woodburyPreconditioner(
       for (let i = 0; i < n; i++) out[o + i] = m[0] * py[i] + m[1] * pb[i] + m[2] * pr[i];
     }
     return out;
-  };
+  }
+}
+
+/**
+ * v ↦ P v ≈ (I + Eᵀ diag(m) E)⁻¹ v for one image: a fresh {@link WoodburyPreconditioner} set to the
+ * normalised stiffness `stiffness` (see {@link normalisedStiffness}).
+ */
+export function woodburyPreconditioner(
+  g: Geometry,
+  stiffness: Float64Array[],
+): (v: Float64Array, out?: Float64Array) => Float64Array {
+  const p = new WoodburyPreconditioner(g).set(stiffness);
+  return (v, out) => p.apply(v, out);
 }
