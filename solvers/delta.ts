@@ -145,7 +145,8 @@ export const DELTA_PRESETS: Record<string, DeltaPreset> = {
   },
   "builtin/jpeg": {
     rule: { threshold: 0, high: 1, low: 1, scale: "one" },
-    source: "built-in model, JPEG q=10 (not tuned: JPEG prox is iterative and slow to tune)",
+    source:
+      "built-in model, JPEG q=10: the bin prox acts as a hard constraint for δ ≥ 0.1 (kodim03/09: identical within 0.02 dB for δ = 0.1–10; δ = 0.01 leaves 1–5 % of y's non-zero coefficients out of their bins)",
   },
   "builtin/other": {
     rule: { threshold: 0, high: 0.5, low: 0.5, scale: "one" },

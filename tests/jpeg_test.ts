@@ -11,6 +11,8 @@ import { InputError } from "../core/errors.ts";
 import { streams } from "../core/rng.ts";
 import { dot, norm, type Tensor, tensor } from "../core/tensor.ts";
 import { nonlinearProxL2Solve } from "../core/linalg/nonlinear_prox.ts";
+import { geometry } from "../operators/jpeg/colour.ts";
+import { codedSize, encode } from "../operators/jpeg/linear.ts";
 import {
   decodeJpeg,
   encodeJpeg,
@@ -20,6 +22,7 @@ import {
   jpegQuantTable,
   jpegRoundTrip,
   JpegSoftRound,
+  readJpegCoefficients,
 } from "../operators/jpeg.ts";
 
 const registry = new PluginRegistry().register(jpegPlugin);
@@ -271,90 +274,39 @@ Deno.test("jpeg: the real encoder writes the IJG tables and the chosen subsampli
   await assert.rejects(() => decodeJpeg(new Uint8Array([1, 2, 3])), InputError);
 });
 
+Deno.test("jpeg: the coefficient reader returns the encoder's quantised coefficients", async () => {
+  // A Kodak crop with an odd size (partial blocks, MCU padding): the file's coefficients against
+  // round((E x + shift)/Q) of the float model; they differ only where libjpeg's fixed-point colour
+  // conversion and DCT land a coefficient on the other side of a decision boundary.
+  const x = crop(await kodak("kodim03.png"), 250, 170);
+  const g = geometry(170, 250, true);
+  const c = encode(x.data, g);
+  for (const quality of [10, 30]) {
+    const file = readJpegCoefficients(await encodeJpeg(x, quality));
+    assert.deepEqual([file.width, file.height], [250, 170]);
+    file.components.forEach((comp, k) => {
+      const q = jpegQuantTable(k ? IJG_CHROMINANCE_TABLE : IJG_LUMINANCE_TABLE, quality);
+      const [ch, cw] = codedSize(g, k);
+      let same = 0, total = 0;
+      for (let i = 0; i < 8 * comp.usedHigh; i++) {
+        for (let j = 0; j < 8 * comp.usedWide; j++) {
+          const pos = (i & 7) * 8 + (j & 7), shift = k === 0 && pos === 0 ? -1024 : 0;
+          const model = Math.round((c[k][i * cw + j] + shift) / q[pos]);
+          same += model === comp.coefficients[i * 8 * comp.blocksWide + j] ? 1 : 0, total++;
+        }
+      }
+      assert.ok(8 * comp.usedHigh <= ch && same / total > 0.995, `q=${quality} plane ${k}`);
+    });
+  }
+});
+
 /** Quantisation tables (natural order) and the luma sampling byte of a baseline JPEG. */
 function parseJpeg(b: Uint8Array): { tables: number[][]; sampling: number } {
-  const zigzag = [
-    0,
-    1,
-    8,
-    16,
-    9,
-    2,
-    3,
-    10,
-    17,
-    24,
-    32,
-    25,
-    18,
-    11,
-    4,
-    5,
-    12,
-    19,
-    26,
-    33,
-    40,
-    48,
-    41,
-    34,
-    27,
-    20,
-    13,
-    6,
-    7,
-    14,
-    21,
-    28,
-    35,
-    42,
-    49,
-    56,
-    57,
-    50,
-    43,
-    36,
-    29,
-    22,
-    15,
-    23,
-    30,
-    37,
-    44,
-    51,
-    58,
-    59,
-    52,
-    45,
-    38,
-    31,
-    39,
-    46,
-    53,
-    60,
-    61,
-    54,
-    47,
-    55,
-    62,
-    63,
-  ];
-  const tables: number[][] = [];
-  let sampling = -1;
-  for (let i = 2; i < b.length;) {
-    const marker = b[i + 1], len = (b[i + 2] << 8) | b[i + 3];
-    if (marker === 0xdb) {
-      for (let j = i + 4; j < i + 2 + len; j += 65) {
-        const t = new Array(64);
-        for (let k = 0; k < 64; k++) t[zigzag[k]] = b[j + 1 + k];
-        tables[b[j] & 15] = t;
-      }
-    }
-    if (marker === 0xc0) sampling = b[i + 4 + 7];
-    if (marker === 0xda) break;
-    i += 2 + len;
-  }
-  return { tables, sampling };
+  const c = readJpegCoefficients(b);
+  return {
+    tables: c.components.slice(0, 2).map((k) => [...k.table]),
+    sampling: (c.components[0].h << 4) | c.components[0].v,
+  };
 }
 
 // --- options, determinism, pseudo-inverse -------------------------------------------------------

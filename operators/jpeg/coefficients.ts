@@ -12,72 +12,18 @@
 import { InputError } from "../../core/errors.ts";
 
 /** ZIGZAG[k] = natural (row-major) index of the k-th coefficient in scan order. */
-const ZIGZAG = Int32Array.from([
-  0,
-  1,
-  8,
-  16,
-  9,
-  2,
-  3,
-  10,
-  17,
-  24,
-  32,
-  25,
-  18,
-  11,
-  4,
-  5,
-  12,
-  19,
-  26,
-  33,
-  40,
-  48,
-  41,
-  34,
-  27,
-  20,
-  13,
-  6,
-  7,
-  14,
-  21,
-  28,
-  35,
-  42,
-  49,
-  56,
-  57,
-  50,
-  43,
-  36,
-  29,
-  22,
-  15,
-  23,
-  30,
-  37,
-  44,
-  51,
-  58,
-  59,
-  52,
-  45,
-  38,
-  31,
-  39,
-  46,
-  53,
-  60,
-  61,
-  54,
-  47,
-  55,
-  62,
-  63,
-]);
+const ZIGZAG = (() => {
+  // Walk the anti-diagonals d = i + j, alternating direction (the JPEG scan order).
+  const out = new Int32Array(64);
+  let k = 0;
+  for (let d = 0; d < 15; d++) {
+    for (let t = 0; t <= d; t++) {
+      const i = d % 2 ? t : d - t, j = d - i;
+      if (i < 8 && j < 8) out[k++] = i * 8 + j;
+    }
+  }
+  return out;
+})();
 
 /** One component's quantised coefficients. */
 export interface JpegComponentCoefficients {
