@@ -21,6 +21,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { solveContext } from "../core/context.ts";
 import { builtinRegistry } from "../mod.ts";
 import { createOperator, validateOptions } from "../core/registry.ts";
 import type { ForwardOperator, Prior } from "../core/contracts.ts";
@@ -86,7 +87,10 @@ async function latino(y: Tensor, op: ForwardOperator, prior: Prior, seed: number
     latinoOptions.parse({}),
     { y, operator: op, noise: { kind: "gaussian", sigma: 0.01 }, imageShape: y.shape },
     prior,
-    { rng: streams(seed).get("solver") },
+    solveContext({ imageShape: y.shape }, prior, {
+      rng: streams(seed).get("solver"),
+      device: "cpu",
+    }),
   );
   let r = await it.next();
   while (!r.done) r = await it.next();

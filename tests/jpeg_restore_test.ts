@@ -12,6 +12,7 @@
  * and the mean of 8 ≥ y − 0.75 dB.
  */
 import assert from "node:assert/strict";
+import { solveContext } from "../core/context.ts";
 import { builtinRegistry } from "../mod.ts";
 import { createOperator, validateOptions } from "../core/registry.ts";
 import { streams } from "../core/rng.ts";
@@ -97,7 +98,10 @@ Deno.test(`LATINO on four q${QUALITY} crops: in y's bins, no colour shift, quali
         latinoOptions.parse({}),
         { y, operator: op, noise: { kind: "gaussian", sigma: 0.01 }, imageShape: x.shape },
         prior,
-        { rng: streams(seed).get("solver") },
+        solveContext({ imageShape: x.shape }, prior, {
+          rng: streams(seed).get("solver"),
+          device: "cpu",
+        }),
       );
       let r = await it.next();
       while (!r.done) r = await it.next();
