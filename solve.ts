@@ -25,6 +25,7 @@ import { allFinite, numel, sameShape, type Tensor, tensor } from "./core/tensor.
 import { writeFileAtomic } from "./core/io/atomic.ts";
 import { writeTensor } from "./core/io/image.ts";
 import {
+  DEFAULT_NOISE,
   main,
   parseCli,
   parseNumber,
@@ -42,7 +43,7 @@ Restore an image. Specs are NAME[:key=value,...], e.g. latino:steps=8 or blur:si
 Options:
   --solver SPEC        solver and its options (default latino)
   --operator SPEC      forward operator and its options (required)
-  --noise SIGMA        measurement noise σ_y on the [0,1] scale (default 0.01)
+  --noise SIGMA        measurement noise σ_y on the [0,1] scale (default ${DEFAULT_NOISE}, as in degrade)
   --seed N             run seed; every random draw comes from a named stream of it (default 0)
   --input PATH         clean image (PNG/JPEG/WebP/TIFF or .npy): the measurement is simulated
   --measurement PATH   an existing measurement y (.png or .npy on [0,1]) instead of --input
@@ -169,7 +170,7 @@ export async function solve(args: string[]): Promise<number> {
   for (const f of outFiles) {
     if (inputs.includes(f)) throw new InputError(`--out ${values.out}: would overwrite input ${f}`);
   }
-  const sigma = parseNumber(values.noise, "--noise", { fallback: 0.01, min: 0 });
+  const sigma = parseNumber(values.noise, "--noise", { fallback: DEFAULT_NOISE, min: 0 });
   const seed = parseNumber(values.seed, "--seed", { fallback: 0, min: 0, integer: true });
   const device = values.device ?? "auto";
 

@@ -11,7 +11,9 @@
  */
 import { loadPluginModule, type PluginRegistry } from "../core/registry.ts";
 import { builtinRegistry } from "../mod.ts";
-import { readTensor, writeTensor } from "../core/io/image.ts";
+import { isNpyPath, readTensor, writeTensor } from "../core/io/image.ts";
+import { decodeNpy, readError, toImageTensor } from "../core/io/npy.ts";
+import { InputError } from "../core/errors.ts";
 import { assertNotInput } from "../core/io/atomic.ts";
 import type { Tensor } from "../core/tensor.ts";
 
@@ -62,9 +64,91 @@ export function registryFromFlags(
   });
 }
 
-/** Read an image or `.npy` input given on the command line (errors name the path). */
-export function readInput(path: string): Promise<Tensor> {
-  return readTensor(path);
+/**
+ * The measurement noise σ_y (on the [0,1] scale) every command uses when `--noise` is not given:
+ * one value, so that `degrade` then `solve --measurement` describe the same problem.
+ */
+export const DEFAULT_NOISE = 0.01;
+
+/** Values outside this range are "far outside [0,1]" for {@link readInput}'s warning. */
+export const INPUT_RANGE_SLACK: readonly [number, number] = [-0.5, 1.5];
+
+/**
+ * Index of the first non-finite value of an array of shape `shape` (C order), as `[i, j, …]`,
+ * with how many there are; undefined when every value is finite.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { firstNonFinite } from "./common.ts";
+ * const r = firstNonFinite(new Float32Array([0, 1, NaN, 2, Infinity, 0]), [2, 3]);
+ * assert.deepEqual(r, { index: [0, 2], value: NaN, count: 2 });
+ * ```
+ */
+export function firstNonFinite(
+  data: ArrayLike<number>,
+  shape: readonly number[],
+): { index: number[]; value: number; count: number } | undefined {
+  let first = -1, count = 0;
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i])) {
+      if (first < 0) first = i;
+      count++;
+    }
+  }
+  if (first < 0) return undefined;
+  const index: number[] = [];
+  let rest = first;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    index.unshift(rest % shape[d]);
+    rest = Math.floor(rest / shape[d]);
+  }
+  return { index, value: data[first], count };
+}
+
+/**
+ * Read an image or `.npy` input given on the command line (errors name the path). A `.npy` holding
+ * NaN or ±Inf is refused, naming the first bad index in the file's own shape; values far outside
+ * [0,1] (below −0.5 or above 1.5) get a one-line warning through `warn` (default: stderr).
+ */
+export async function readInput(
+  path: string,
+  options: { warn?: (line: string) => void } = {},
+): Promise<Tensor> {
+  let t: Tensor;
+  if (isNpyPath(path)) {
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(path);
+    } catch (e) {
+      throw readError(path, e);
+    }
+    const raw = decodeNpy(bytes, path);
+    const bad = firstNonFinite(raw.data, raw.shape);
+    if (bad) {
+      throw new InputError(
+        `${path}: holds ${bad.value} at index [${bad.index.join(", ")}]` +
+          (bad.count > 1 ? ` (${bad.count} non-finite values in all)` : "") +
+          `; inputs must be finite`,
+      );
+    }
+    t = toImageTensor(raw, path);
+  } else {
+    t = await readTensor(path);
+  }
+  let lo = Infinity, hi = -Infinity;
+  for (const v of t.data) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  if (lo < INPUT_RANGE_SLACK[0] || hi > INPUT_RANGE_SLACK[1]) {
+    const f = (v: number) => Number(v.toPrecision(4));
+    (options.warn ?? ((l: string) => console.error(l)))(
+      `warning: ${path}: values span [${f(lo)}, ${f(hi)}], far outside [0,1] (an array on ` +
+        `[-1,1] or [0,255]?); used as they are`,
+    );
+  }
+  return t;
 }
 
 /**

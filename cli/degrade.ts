@@ -27,6 +27,7 @@ import { assertNotInput, writeFileAtomic } from "../core/io/atomic.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { encodeJpeg } from "../operators/jpeg.ts";
 import {
+  DEFAULT_NOISE,
   main,
   parseCli,
   parseNumber,
@@ -44,7 +45,7 @@ Options:
   --operator SPEC     operator spec, e.g. blur:sigma=3, sr:factor=4, inpaint, jpeg:quality=10
   --input PATH        image (PNG/JPEG/WebP/TIFF) or .npy on [0,1]; default: the procedural test scene
   --size HxW          size of the test scene when --input is not given (default 256x256)
-  --noise SIGMA       σ_y on the [0,1] scale (default 0)
+  --noise SIGMA       σ_y on the [0,1] scale (default ${DEFAULT_NOISE}, as in solve; .jpg needs 0)
   --seed N            run seed (default 0)
   --out PATH          .npy (exact), .png (clamped, quantised), .jpg (jpeg operator only: real JPEG)
   --bit-depth 8|16    PNG bit depth (default 8)
@@ -93,7 +94,7 @@ export async function degrade(args: string[]): Promise<number> {
   if (!isJpeg && ext !== ".png" && ext !== ".npy") {
     throw new InputError(`--out ${out}: unsupported extension "${ext}" (use .png, .npy or .jpg)`);
   }
-  const sigma = parseNumber(values.noise, "--noise", { fallback: 0, min: 0 });
+  const sigma = parseNumber(values.noise, "--noise", { fallback: DEFAULT_NOISE, min: 0 });
   const seed = parseNumber(values.seed, "--seed", { fallback: 0, min: 0, integer: true });
   const bitDepth = parseNumber(values["bit-depth"], "--bit-depth", { fallback: 8, integer: true });
   if (bitDepth !== 8 && bitDepth !== 16) throw new InputError("--bit-depth must be 8 or 16");
@@ -119,7 +120,7 @@ export async function degrade(args: string[]): Promise<number> {
     if (sigma !== 0) {
       throw new InputError(
         `--out ${out}: a JPEG file holds JPEG(x) exactly and cannot carry noise; ` +
-          `use --noise 0 or a .npy output`,
+          `add --noise 0 (the default is ${DEFAULT_NOISE}) or write a .npy`,
       );
     }
     await writeFileAtomic(out, await jpegBytes(x, op.options));
