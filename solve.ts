@@ -13,7 +13,7 @@
  * @module
  */
 import "./cli/gate.ts"; // first: permissions before any native library loads
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import * as ort from "onnxruntime-node";
 import type { ForwardOperator, Prior, Problem } from "./core/contracts.ts";
 import { unmetRequirements } from "./core/contracts.ts";
@@ -22,7 +22,7 @@ import { createOperator, type PluginRegistry, validateOptions } from "./core/reg
 import { testScene } from "./core/scene.ts";
 import { parseSpec } from "./core/spec.ts";
 import { allFinite, numel, sameShape, type Tensor, tensor } from "./core/tensor.ts";
-import { writeFileAtomic } from "./core/io/atomic.ts";
+import { assertNotInput, writeFileAtomic } from "./core/io/atomic.ts";
 import { writeTensor } from "./core/io/image.ts";
 import {
   DEFAULT_NOISE,
@@ -34,7 +34,16 @@ import {
   registryFromFlags,
 } from "./cli/common.ts";
 import { ProgressReporter } from "./cli/progress.ts";
-import { runSolver, scoreReconstruction, simulate, type SolverRun } from "./cli/run_problem.ts";
+import { Interrupt } from "./cli/interrupt.ts";
+import {
+  type Baselines,
+  baselines,
+  checkMetricSize,
+  runSolver,
+  scoreReconstruction,
+  simulate,
+  type SolverRun,
+} from "./cli/run_problem.ts";
 
 const USAGE = `Usage: deno task solve --solver SPEC --operator SPEC --out DIR [options]
 
@@ -134,6 +143,62 @@ export function sideBySide(images: Tensor[]): Tensor {
   return out;
 }
 
+/** The files `solve` writes into `--out` (besides `steps/` with `--previews`). */
+const OUTPUT_FILES = [
+  "measurement.png",
+  "restored.png",
+  "restored.npy",
+  "side_by_side.png",
+  "run.json",
+] as const;
+
+/** What each figure of run.json means (stored beside them, for whoever reads the file later). */
+const METRICS_GUIDE = {
+  psnr: "restored vs the clean image, dB (data range 1)",
+  ssim: "restored vs the clean image",
+  dataFitPsnr:
+    "PSNR(A x̂, y): how well the restoration explains the measurement — a data-fit figure, not " +
+    "a quality score; it saturates near 10·log10(1/σ_y²) for anything that fits the noise",
+  baselines: "what needs no model, vs the clean image: the measurement y itself (when it has " +
+    "the image's shape) and the operator's pseudo-inverse of y (unclamped)",
+};
+
+function statOrUndefined(path: string): Deno.FileInfo | undefined {
+  try {
+    return Deno.statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The outermost folder on the way to `dir` that does not exist yet (what a run would create). */
+function firstMissing(dir: string): string | undefined {
+  let missing: string | undefined;
+  for (let d = dir; statOrUndefined(d) === undefined; d = dirname(d)) {
+    missing = d;
+    if (dirname(d) === d) break;
+  }
+  return missing;
+}
+
+/** One line for people: the restoration and its baselines vs the clean image, and the data fit. */
+function summaryLine(metrics: Record<string, number>, base: Baselines): string {
+  const db = (v: number) => (Number.isFinite(v) ? `${v.toFixed(2)} dB` : "∞ dB");
+  const pair = (b: { psnr: number; ssim: number }) => `${db(b.psnr)} / SSIM ${b.ssim.toFixed(3)}`;
+  const fit = `data fit PSNR(A x̂, y) ${db(metrics.dataFitPsnr)} (not a quality score)`;
+  if (metrics.psnr === undefined) return `no clean image to score against; ${fit}`;
+  const refs = [
+    base.measurement ? `measurement ${pair(base.measurement)}` : "",
+    base.pseudoInverse
+      ? `${base.pseudoInverse.method === "adjoint" ? "adjoint Aᵀy" : "pseudo-inverse"} ${
+        pair(base.pseudoInverse)
+      }`
+      : "",
+  ].filter((r) => r);
+  return `vs clean: restored ${pair({ psnr: metrics.psnr, ssim: metrics.ssim })}` +
+    (refs.length ? `; baselines: ${refs.join(", ")}` : "") + `; ${fit}`;
+}
+
 async function toolkitVersion(): Promise<string> {
   try {
     const cfg = JSON.parse(await Deno.readTextFile(new URL("./deno.json", import.meta.url)));
@@ -156,20 +221,16 @@ export async function solve(args: string[]): Promise<number> {
   if (values.input && values.measurement) {
     throw new InputError("give either --input (clean image) or --measurement, not both");
   }
+  // --out is a folder: never an input file, never over one (checked before anything is read)
   const outDir = resolve(values.out);
   const inputs = [values.input, values.measurement, ...(values.plugin ?? [])]
-    .filter((p): p is string => !!p).map((p) => resolve(p));
-  const outFiles = [
-    "measurement.png",
-    "restored.png",
-    "restored.npy",
-    "side_by_side.png",
-    "run.json",
-  ]
-    .map((f) => join(outDir, f));
-  for (const f of outFiles) {
-    if (inputs.includes(f)) throw new InputError(`--out ${values.out}: would overwrite input ${f}`);
+    .filter((p): p is string => !!p);
+  assertNotInput(values.out, inputs);
+  const outStat = statOrUndefined(outDir);
+  if (outStat && !outStat.isDirectory) {
+    throw new InputError(`--out ${values.out}: is a file; --out names the output folder`);
   }
+  for (const f of OUTPUT_FILES) assertNotInput(join(outDir, f), inputs);
   const sigma = parseNumber(values.noise, "--noise", { fallback: DEFAULT_NOISE, min: 0 });
   const seed = parseNumber(values.seed, "--seed", { fallback: 0, min: 0, integer: true });
   const device = values.device ?? "auto";
@@ -208,6 +269,11 @@ export async function solve(args: string[]): Promise<number> {
     clean = values.input
       ? await readInput(values.input)
       : testScene(...parseSize(values.size ?? "256x256"));
+    // the metrics run after every step: an image too small for them is refused now
+    checkMetricSize(
+      clean.shape,
+      values.input ? `--input ${values.input}` : `--size ${values.size}`,
+    );
     ({ op, y } = await simulate(registry, opSpec, clean, sigma, seed));
   }
   const imageShape = [...op.inputShape];
@@ -226,81 +292,99 @@ export async function solve(args: string[]): Promise<number> {
     console.error(String(priorInfo.device ?? `execution provider: ${priorInfo.provider}`));
   }
 
-  // Run, with a progress bar on stderr and Ctrl-C → cancel between steps.
+  // Run, with a progress bar on stderr. Ctrl-C: "stopping after this step…" at once, then exit 130
+  // with nothing of this run left behind (cli/interrupt.ts).
   const problem: Problem = { y, operator: op, noise: { kind: "gaussian", sigma }, imageShape };
-  const controller = new AbortController();
-  const onSigint = () => controller.abort();
-  try {
-    Deno.addSignalListener("SIGINT", onSigint);
-  } catch { /* signals unavailable (e.g. Windows without console) */ }
+  const created = firstMissing(outDir); // the folder this run creates, if any
+  const stop = new Interrupt();
+  if (created) stop.track(created);
   const progress = new ProgressReporter(!values.quiet);
   let run: SolverRun;
   try {
+    if (stop.interrupted) return await stop.exitCode(); // pressed while the model loaded
     run = await runSolver(solver, problem, prior, {
       seed,
       device,
-      signal: controller.signal,
+      signal: stop.signal,
       previews: values.previews ?? false,
       onStep: async (ev) => {
         progress.update(ev);
         if (ev.preview) {
-          await writeTensor(
-            join(outDir, "steps", `step_${String(ev.step).padStart(3, "0")}.png`),
-            ev.preview,
-          );
+          const file = join(outDir, "steps", `step_${String(ev.step).padStart(3, "0")}.png`);
+          if (!created) stop.track(file);
+          await writeTensor(file, ev.preview);
         }
       },
     });
+    progress.stop();
+    if (stop.interrupted) return await stop.exitCode(); // pressed during the last step
+    const { result, totalMs } = run;
+    const x = result.x;
+    if (!allFinite(x)) throw new Error(`solver ${solver.name} produced non-finite values`);
+
+    // Metrics, baselines (no model involved) and outputs.
+    const scores = await scoreReconstruction(op, x, y, clean);
+    const metrics: Record<string, number> = {};
+    if (scores.psnr !== undefined) metrics.psnr = scores.psnr;
+    if (scores.ssim !== undefined) metrics.ssim = scores.ssim;
+    metrics.dataFitPsnr = scores.dataFitPsnr;
+    const base = clean ? await baselines(op, y, clean) : {};
+    const [, , h, w] = imageShape;
+    const yShow = y.shape.length === 4 && y.shape[1] >= 1 ? nearest(y, h, w) : y;
+    await writeTensor(join(outDir, "measurement.png"), y);
+    await writeTensor(join(outDir, "restored.png"), x);
+    await writeTensor(join(outDir, "restored.npy"), x);
+    await writeTensor(
+      join(outDir, "side_by_side.png"),
+      sideBySide(clean ? [clean, yShow, x] : [yShow, x]),
+    );
+    const report = {
+      toolkit: { version: await toolkitVersion() },
+      versions: {
+        deno: Deno.version.deno,
+        v8: Deno.version.v8,
+        onnxruntime: ort.env.versions?.node,
+      },
+      command: ["solve.ts", ...args],
+      seed,
+      noise: { kind: "gaussian", sigma, scale: "[0,1]" },
+      input: values.input ?? values.measurement ?? `test-scene:${h}x${w}`,
+      imageShape,
+      operator: { spec: values.operator, name: op.name, options: op.options },
+      solver: { name: solver.name, options: solverOptions, info: result.info },
+      prior: { name: prior.name, ...priorInfo },
+      nfe: run.nfe,
+      vjp: run.vjp,
+      modelMs: run.modelMs,
+      vjpMs: run.vjpMs,
+      timings: { totalMs, steps: run.steps },
+      metrics,
+      baselines: base,
+      metricsGuide: METRICS_GUIDE,
+      pixels: numel(imageShape),
+    };
+    await writeFileAtomic(
+      join(outDir, "run.json"),
+      new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"),
+    );
+    if (created) stop.untrack(created);
+    if (!values.quiet) console.error(summaryLine(metrics, base));
+    console.log(JSON.stringify({
+      out: outDir,
+      ...metrics,
+      baselines: base,
+      nfe: run.nfe,
+      vjp: run.vjp,
+      totalMs,
+    }));
+    return 0;
+  } catch (e) {
+    if (stop.interrupted) return await stop.exitCode();
+    throw e;
   } finally {
     progress.stop();
-    try {
-      Deno.removeSignalListener("SIGINT", onSigint);
-    } catch { /* ignore */ }
+    stop.dispose();
   }
-  const { result, totalMs } = run;
-  const steps = run.steps;
-  const x = result.x;
-  if (!allFinite(x)) throw new Error(`solver ${solver.name} produced non-finite values`);
-
-  // Metrics and outputs.
-  const scores = await scoreReconstruction(op, x, y, clean);
-  const metrics: Record<string, number> = { measurementPsnr: scores.measurementPsnr };
-  if (scores.psnr !== undefined) metrics.psnr = scores.psnr;
-  if (scores.ssim !== undefined) metrics.ssim = scores.ssim;
-  const [, , h, w] = imageShape;
-  const yShow = y.shape.length === 4 && y.shape[1] >= 1 ? nearest(y, h, w) : y;
-  await writeTensor(join(outDir, "measurement.png"), y);
-  await writeTensor(join(outDir, "restored.png"), x);
-  await writeTensor(join(outDir, "restored.npy"), x);
-  await writeTensor(
-    join(outDir, "side_by_side.png"),
-    sideBySide(clean ? [clean, yShow, x] : [yShow, x]),
-  );
-  const report = {
-    toolkit: { version: await toolkitVersion() },
-    versions: { deno: Deno.version.deno, v8: Deno.version.v8, onnxruntime: ort.env.versions?.node },
-    command: ["solve.ts", ...args],
-    seed,
-    noise: { kind: "gaussian", sigma, scale: "[0,1]" },
-    input: values.input ?? values.measurement ?? `test-scene:${h}x${w}`,
-    imageShape,
-    operator: { spec: values.operator, name: op.name, options: op.options },
-    solver: { name: solver.name, options: solverOptions, info: result.info },
-    prior: { name: prior.name, ...priorInfo },
-    nfe: run.nfe,
-    vjp: run.vjp,
-    modelMs: run.modelMs,
-    vjpMs: run.vjpMs,
-    timings: { totalMs, steps },
-    metrics,
-    pixels: numel(imageShape),
-  };
-  await writeFileAtomic(
-    join(outDir, "run.json"),
-    new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"),
-  );
-  console.log(JSON.stringify({ out: outDir, ...metrics, nfe: run.nfe, vjp: run.vjp, totalMs }));
-  return 0;
 }
 
 if (import.meta.main) await main(solve);

@@ -25,7 +25,9 @@ import { createOperator, type PluginRegistry } from "../core/registry.ts";
 import { STREAMS, streams } from "../core/rng.ts";
 import type { Spec } from "../core/spec.ts";
 import type { Tensor } from "../core/tensor.ts";
-import { measurementPsnr, psnr, ssim } from "../core/metrics.ts";
+import { gaussianWindow, measurementPsnr, psnr, ssim } from "../core/metrics.ts";
+import { InputError } from "../core/errors.ts";
+import { sameShape } from "../core/tensor.ts";
 
 /** An operator and the measurement it gave for one clean image. */
 export interface SimulatedProblem {
@@ -183,12 +185,15 @@ export interface ReconstructionMetrics {
   psnr?: number;
   /** SSIM(x̂, x) (absent without the clean image). */
   ssim?: number;
-  /** PSNR(A x̂, y) in dB: how well x̂ explains the measurement. */
-  measurementPsnr: number;
+  /**
+   * PSNR(A x̂, y) in dB: how well x̂ explains the measurement — a data-fit figure, not a quality
+   * score (it saturates near 10·log₁₀(1/σ_y²) for any x̂ that fits the noise).
+   */
+  dataFitPsnr: number;
 }
 
 /**
- * PSNR/SSIM against the clean image (when known) and the measurement-consistency PSNR.
+ * PSNR/SSIM against the clean image (when known) and the data-fit PSNR(A x̂, y).
  *
  * @example
  * ```ts
@@ -199,7 +204,7 @@ export interface ReconstructionMetrics {
  * const { op, y } = await simulate(builtinRegistry(), "blur:sigma=1", clean, 0, 0);
  * const m = await scoreReconstruction(op, clean, y, clean);
  * assert.equal(m.psnr, Infinity);
- * assert.ok(m.measurementPsnr > 100); // noiseless y = A x exactly
+ * assert.ok(m.dataFitPsnr > 100); // noiseless y = A x exactly
  * ```
  */
 export async function scoreReconstruction(
@@ -208,10 +213,83 @@ export async function scoreReconstruction(
   y: Tensor,
   clean?: Tensor,
 ): Promise<ReconstructionMetrics> {
-  const m: ReconstructionMetrics = { measurementPsnr: await measurementPsnr(op, x, y) };
+  const m: ReconstructionMetrics = { dataFitPsnr: await measurementPsnr(op, x, y) };
   if (clean) {
     m.psnr = psnr(x, clean);
     m.ssim = ssim(x, clean);
   }
   return m;
 }
+
+/** A reference reconstruction that needs no model, scored against the clean image. */
+export interface Baseline {
+  /** PSNR against the clean image, dB. */
+  psnr: number;
+  /** SSIM against the clean image. */
+  ssim: number;
+}
+
+/** What a user compares a restoration with. */
+export interface Baselines {
+  /** The measurement y itself (only when it has the image's shape: blur, inpainting, JPEG). */
+  measurement?: Baseline;
+  /** The operator's pseudo-inverse of y (`pseudoInverse`, else the adjoint Aᵀy), unclamped. */
+  pseudoInverse?: Baseline & { method: "pseudoInverse" | "adjoint" };
+}
+
+/**
+ * The baselines of a problem with a known clean image: y where it has the image's shape, and the
+ * operator's pseudo-inverse (or adjoint). Computed once per problem; no model involved.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { builtinRegistry, testScene } from "../mod.ts";
+ * import { baselines, simulate } from "./run_problem.ts";
+ * const clean = testScene(32, 32);
+ * const { op, y } = await simulate(builtinRegistry(), "blur:sigma=1", clean, 0.01, 0);
+ * const b = await baselines(op, y, clean);
+ * assert.ok(b.measurement!.psnr > 20 && b.pseudoInverse!.psnr > 15);
+ * ```
+ */
+export async function baselines(
+  op: Pick<ForwardOperator, "pseudoInverse" | "adjoint">,
+  y: Tensor,
+  clean: Tensor,
+): Promise<Baselines> {
+  const out: Baselines = {};
+  const score = (t: Tensor): Baseline => ({ psnr: psnr(t, clean), ssim: ssim(t, clean) });
+  if (sameShape(y.shape, clean.shape)) out.measurement = score(y);
+  if (op.pseudoInverse) {
+    out.pseudoInverse = { method: "pseudoInverse", ...score(await op.pseudoInverse(y)) };
+  } else if (op.adjoint) {
+    out.pseudoInverse = { method: "adjoint", ...score(await op.adjoint(y)) };
+  }
+  return out;
+}
+
+/**
+ * Refuse an image too small for the metrics before any model runs: SSIM's Gaussian window needs
+ * H, W ≥ 11. `what` names the input in the message (e.g. "--size 8x8").
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkMetricSize } from "./run_problem.ts";
+ * checkMetricSize([1, 3, 11, 64], "--size 11x64");
+ * assert.throws(() => checkMetricSize([1, 3, 8, 8], "--size 8x8"), /SSIM needs .* 11×11/);
+ * ```
+ */
+export function checkMetricSize(shape: readonly number[], what: string): void {
+  const n = SSIM_WINDOW;
+  const [h, w] = [shape[2], shape[3]];
+  if (h < n || w < n) {
+    throw new InputError(
+      `${what}: the image is ${h}×${w}, but SSIM (scored against the clean image) needs at least ` +
+        `${n}×${n} pixels`,
+    );
+  }
+}
+
+/** Side of SSIM's Gaussian window (σ = 1.5 truncated at 3.5σ: 11). */
+const SSIM_WINDOW = gaussianWindow(1.5, 3.5).length;

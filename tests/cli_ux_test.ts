@@ -11,6 +11,7 @@ import { DENO, ROOT, task } from "./subprocess.ts";
 import { hasScript, runInTty } from "./tty.ts";
 import { GraphBuilder } from "../core/onnx/builder.ts";
 import { SessionPool } from "../core/backend/pool.ts";
+import { encodeNpy, writeNpy } from "../core/io/npy.ts";
 
 /** `deno run ARGS…` in the repository root, no terminal, no colours. */
 async function denoRun(args: string[], env: Record<string, string> = {}) {
@@ -230,6 +231,184 @@ Deno.test("vjp: --wrt refuses integer and disconnected inputs, naming why, unles
     } finally {
       await pool.release();
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Start `solve` as `deno run` with its task's flags (so signals reach it, not `deno task`). */
+function spawnSolve(args: string[]): Deno.ChildProcess {
+  const t = entryTasks().find((e) => e.task === "solve")!;
+  return new Deno.Command(DENO, {
+    args: ["run", ...t.flags, t.script, ...args],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+}
+
+/** Read stderr lines; call `onLine` for each; resolve with all text when the stream ends. */
+async function readLines(
+  stream: ReadableStream<Uint8Array>,
+  onLine: (line: string) => void,
+): Promise<string> {
+  let text = "", pending = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    text += chunk;
+    pending += chunk;
+    const parts = pending.split("\n");
+    pending = parts.pop()!;
+    parts.forEach(onLine);
+  }
+  return text;
+}
+
+Deno.test("Ctrl-C: 'stopping after this step…' at once, at most the running step finishes, exit 130, nothing left; twice: at once", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sigint_" });
+  try {
+    for (const presses of [1, 2]) {
+      const out = join(dir, `new/run${presses}`);
+      const child = spawnSolve([
+        ...["--operator", "jpeg:quality=10", "--size", "256x256", "--previews"],
+        ...["--out", out],
+      ]);
+      let sent = false;
+      const stderr = await readLines(child.stderr, (line) => {
+        if (!sent && line.startsWith('{"event":"step"')) {
+          sent = true;
+          child.kill("SIGINT");
+          if (presses === 2) setTimeout(() => child.kill("SIGINT"), 200);
+        }
+      });
+      await child.stdout.cancel();
+      const { code } = await child.status;
+      assert.equal(code, 130, stderr);
+      const lines = stderr.split("\n");
+      const at = lines.findIndex((l) => l.startsWith("stopping after this step…"));
+      assert.ok(at > 0, stderr);
+      const after = lines.slice(at + 1).filter((l) => l.startsWith('{"event":"step"'));
+      assert.ok(after.length <= 1, `at most the running step ends after the message: ${stderr}`);
+      assert.doesNotMatch(stderr, /error/i);
+      assert.equal(exists(join(dir, "new")), false, "no partial files, no folder");
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("solve checks before the first model call: NaN in a .npy, --out over an input, an image too small for SSIM", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "upfront_" });
+  try {
+    const y = new Float32Array(3 * 16 * 16).fill(0.5);
+    y[1 * 256 + 2 * 16 + 5] = NaN;
+    y[2 * 256] = Infinity;
+    // writeNpy refuses non-finite data (by design): write the file's bytes directly
+    await Deno.writeFile(join(dir, "y.npy"), encodeNpy({ data: y, shape: [3, 16, 16] }));
+    const x = join(dir, "x.png");
+    assert.equal(
+      (await task("degrade", "--operator", "blur", "--size", "32x32", "--out", x)).code,
+      0,
+    );
+    const cases: [string[], RegExp][] = [
+      [
+        ["--operator", "blur", "--measurement", join(dir, "y.npy")],
+        /y\.npy: holds NaN at index \[1, 2, 5\] \(2 non-finite values in all\); inputs must be finite/,
+      ],
+      [
+        ["--operator", "blur", "--input", x, "--out", x],
+        /--out .*x\.png: refusing to overwrite the input file/,
+      ],
+      [
+        ["--operator", "inpaint:mask=box", "--size", "8x8"],
+        /--size 8x8: the image is 8×8, but SSIM .* at least 11×11/,
+      ],
+    ];
+    for (const [args, pattern] of cases) {
+      const out = args.includes("--out") ? [] : ["--out", join(dir, "out")];
+      const r = await task("solve", ...args, ...out);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      const lines = r.stderr.trimEnd().split("\n");
+      assert.equal(lines.length, 1, r.stderr);
+      assert.match(lines[0], pattern);
+      assert.doesNotMatch(r.stderr, /device auto/, "refused before the prior (model) loaded");
+      assert.equal(exists(join(dir, "out")), false);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("solve: a measurement far outside [0,1] gets one warning line and still runs; --noise has one default", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "range_" });
+  try {
+    const y = Float32Array.from(
+      { length: 3 * 32 * 32 },
+      (_, i) => -2 + 5 * ((i * 7919) % 1000) / 999,
+    );
+    await writeNpy(join(dir, "y.npy"), { data: y, shape: [1, 3, 32, 32] });
+    const r = await task(
+      "solve",
+      ...["--operator", "blur:sigma=1", "--measurement", join(dir, "y.npy"), "--quiet"],
+      ...["--out", join(dir, "out")],
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stderr.trimEnd().split("\n"), [
+      `warning: ${
+        join(dir, "y.npy")
+      }: values span [-2, 3], far outside [0,1] (an array on [-1,1] or [0,255]?); used as they are`,
+    ]);
+    for (const cmd of ["solve", "degrade"]) {
+      const help = await task(cmd, "--help");
+      assert.match(help.stdout, /--noise SIGMA +.*\(default 0\.01, as in (degrade|solve)/, cmd);
+    }
+    // degrade's default is solve's: the same measurement as --noise 0.01
+    const a = join(dir, "a.npy"), b = join(dir, "b.npy");
+    assert.equal(
+      (await task("degrade", "--operator", "blur", "--size", "32x32", "--out", a)).code,
+      0,
+    );
+    const d = await task(
+      "degrade",
+      "--operator",
+      "blur",
+      "--size",
+      "32x32",
+      "--noise",
+      "0.01",
+      "--out",
+      b,
+    );
+    assert.equal(d.code, 0);
+    assert.deepEqual(await Deno.readFile(a), await Deno.readFile(b));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("solve reports honest numbers: restored and baselines vs clean, and the data fit named as such", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "honest_" });
+  try {
+    const r = await task("solve", "--operator", "blur:sigma=2", "--size", "48x48", "--out", dir);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    const run = JSON.parse(await Deno.readTextFile(join(dir, "run.json")));
+    for (const rep of [out, run.metrics]) {
+      assert.ok(rep.psnr > 0 && rep.ssim > 0 && rep.dataFitPsnr > 0);
+      assert.equal(rep.measurementPsnr, undefined, "the data fit is not called measurement PSNR");
+    }
+    const base = run.baselines;
+    assert.deepEqual(out.baselines, base);
+    assert.ok(base.measurement.psnr > 0 && base.measurement.ssim > 0);
+    assert.equal(base.pseudoInverse.method, "pseudoInverse");
+    assert.match(run.metricsGuide.dataFitPsnr, /not a quality score/);
+    // the human line on stderr compares like with like, and names the data fit
+    const line = r.stderr.split("\n").find((l) => l.startsWith("vs clean:"));
+    assert.match(
+      line ?? "",
+      /^vs clean: restored [\d.]+ dB \/ SSIM [\d.]+; baselines: measurement [\d.]+ dB \/ SSIM [\d.]+, pseudo-inverse [\d.]+ dB \/ SSIM [\d.]+; data fit PSNR\(A x̂, y\) [\d.]+ dB \(not a quality score\)$/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -48,7 +48,7 @@ Deno.test("solve: LATINO on the test scene writes every output and a complete ru
   // LATINO takes no gradients: VJP counters are reported, and empty
   assert.deepEqual(run.vjp, {});
   assert.deepEqual(run.timings.steps[7].vjp, {});
-  assert.ok(run.metrics.psnr > 15 && run.metrics.ssim > 0 && run.metrics.measurementPsnr > 20);
+  assert.ok(run.metrics.psnr > 15 && run.metrics.ssim > 0 && run.metrics.dataFitPsnr > 20);
   assert.equal(run.timings.steps.length, 8);
   const x = await readNpy(join(out, "restored.npy"));
   assert.deepEqual(x.shape, [1, 3, 32, 48]);
@@ -111,7 +111,7 @@ Deno.test("solve: from a measurement file (SR ×2 with --size), and with a --plu
   assert.equal(r.code, 0, r.stderr);
   const run = JSON.parse(await Deno.readTextFile(join(dir, "a", "run.json")));
   assert.equal(run.metrics.psnr, undefined, "no clean image, no PSNR");
-  assert.ok(run.metrics.measurementPsnr > 20);
+  assert.ok(run.metrics.dataFitPsnr > 20);
   // A third-party operator loaded with --plugin.
   const p = await task(
     "solve",
