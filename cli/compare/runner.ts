@@ -392,8 +392,8 @@ async function runCell(ctx: RunnerContext, shared: Shared, cell: Cell): Promise<
       if (!allFinite(x)) throw new Error("the output holds NaN or ±Inf");
       x = clamp(x, 0, 1);
       const m = await scoreReconstruction(op, x, y, clean);
-      row.metrics = { psnr: m.psnr, ssim: m.ssim, measurement_psnr: m.measurementPsnr };
-      if (![m.psnr, m.ssim, m.measurementPsnr].every((v) => v === Infinity || Number.isFinite(v))) {
+      row.metrics = { psnr: m.psnr, ssim: m.ssim, measurement_psnr: m.dataFitPsnr };
+      if (![m.psnr, m.ssim, m.dataFitPsnr].every((v) => v === Infinity || Number.isFinite(v))) {
         throw new Error("a metric is NaN");
       }
       if (ctx.lpips) row.metrics.lpips = await ctx.lpips.distance(x, clean);
