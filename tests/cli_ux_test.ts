@@ -80,8 +80,9 @@ Deno.test("device probing is quiet: a CPU fallback prints only our one device li
     const ok = await task("solve", ...args, join(dir, "a"));
     assert.equal(ok.code, 0, ok.stderr);
     const noise = ok.stderr.split("\n").filter((l) => l && !l.startsWith('{"event":"step"'));
-    assert.equal(noise.length, 1, `only the device line: ${ok.stderr}`);
+    assert.equal(noise.length, 2, `only the device line and the summary: ${ok.stderr}`);
     assert.match(noise[0], /^device auto → \w+/);
+    assert.match(noise[1], /^vs clean: /);
     assert.doesNotMatch(ok.stderr, /error|warning|XDG_RUNTIME_DIR|\[E:onnxruntime|\.cpp:\d+/i);
     const cuda = await task("solve", ...args, join(dir, "b"), "--device", "cuda", "--quiet");
     if (cuda.code !== 0) {

@@ -91,14 +91,17 @@ Deno.test("pack: built, unpacked in a scratch folder, a solve runs offline witho
     assert.equal(r.code, 0, r.stderr);
     assert.doesNotMatch(r.stderr, /download|error|warning|failed/i);
     const rest = lines(r.stderr);
-    assert.equal(rest.length, 1, `only the device line: ${r.stderr}`);
+    assert.equal(rest.length, 2, `only the device line and the summary: ${r.stderr}`);
     assert.match(rest[0], /^device auto → cpu/);
+    assert.match(rest[1], /^vs clean: /);
     const run = JSON.parse(await Deno.readTextFile(join(scratch, "out/run/run.json")));
     assert.equal(run.seed, 1);
     assert.ok(Deno.statSync(join(scratch, "out/run/restored.npy")).size > 0);
     const help = await offline(pack, scratch, ["help"]);
     assert.equal(help.code, 0);
-    assert.match(help.stdout, /solve, demo/);
+    for (const cmd of ["solve", "degrade", "metrics", "vjp", "bench", "compare"]) {
+      assert.match(help.stdout, new RegExp(`[ ,]${cmd}[,\n]`), `${cmd} in ${help.stdout}`);
+    }
     const unknown = await offline(pack, scratch, ["slove"]);
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /^error: unknown command "slove"/);
