@@ -249,7 +249,8 @@ export interface Baselines {
  * const clean = testScene(32, 32);
  * const { op, y } = await simulate(builtinRegistry(), "blur:sigma=1", clean, 0.01, 0);
  * const b = await baselines(op, y, clean);
- * assert.ok(b.measurement!.psnr > 20 && b.pseudoInverse!.psnr > 15);
+ * assert.ok(b.measurement!.psnr > 10 && b.pseudoInverse!.psnr > 10);
+ * assert.equal(b.pseudoInverse!.method, "pseudoInverse");
  * ```
  */
 export async function baselines(
@@ -277,7 +278,7 @@ export async function baselines(
  * import assert from "node:assert/strict";
  * import { checkMetricSize } from "./run_problem.ts";
  * checkMetricSize([1, 3, 11, 64], "--size 11x64");
- * assert.throws(() => checkMetricSize([1, 3, 8, 8], "--size 8x8"), /SSIM needs .* 11×11/);
+ * assert.throws(() => checkMetricSize([1, 3, 8, 8], "--size 8x8"), /SSIM .* at least 11×11/);
  * ```
  */
 export function checkMetricSize(shape: readonly number[], what: string): void {
