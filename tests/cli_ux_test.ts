@@ -271,16 +271,24 @@ Deno.test("Ctrl-C: 'stopping after this step…' at once, at most the running st
   try {
     for (const presses of [1, 2]) {
       const out = join(dir, `new/run${presses}`);
+      // the surrogate JPEG prox makes steps of 1–3 s at 128² here: the presses land mid-step
       const child = spawnSolve([
-        ...["--operator", "jpeg:quality=10", "--size", "256x256", "--previews"],
-        ...["--out", out],
+        ...["--operator", "jpeg:quality=10,data_term=surrogate", "--size", "128x128"],
+        ...["--previews", "--out", out],
       ]);
-      let sent = false;
-      const stderr = await readLines(child.stderr, (line) => {
-        if (!sent && line.startsWith('{"event":"step"')) {
-          sent = true;
+      const press = () => {
+        try {
           child.kill("SIGINT");
-          if (presses === 2) setTimeout(() => child.kill("SIGINT"), 200);
+        } catch { /* already gone */ }
+      };
+      let sent = 0;
+      const stderr = await readLines(child.stderr, (line) => {
+        if (sent === 0 && line.startsWith('{"event":"step"')) {
+          sent = 1;
+          press();
+        } else if (sent === 1 && presses === 2 && line.startsWith("stopping after this step…")) {
+          sent = 2;
+          press();
         }
       });
       await child.stdout.cancel();
