@@ -18,7 +18,7 @@ import { writePng } from "../core/io/image.ts";
 import { testScene } from "../core/scene.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { main, parseCli, parseNumber } from "./common.ts";
-import { percentile } from "./bench_util.ts";
+import { childEnv, percentile } from "./bench_util.ts";
 
 const USAGE = `Usage: deno task bench:compare [--images 4] [--seeds 4] [--size 64] [--runs 1]
                                [--out bench-results/compare.json]
@@ -66,7 +66,13 @@ const DENO =
 
 async function timed(args: string[]): Promise<number> {
   const t0 = performance.now();
-  const r = await new Deno.Command(DENO, { args, cwd: ROOT, stdin: "null" }).output();
+  const r = await new Deno.Command(DENO, {
+    args,
+    cwd: ROOT,
+    stdin: "null",
+    env: childEnv(), // without LD_*: Deno refuses to pass LD_LIBRARY_PATH under --allow-run=deno
+    clearEnv: true,
+  }).output();
   const ms = performance.now() - t0;
   if (r.code !== 0) {
     throw new Error(

@@ -16,6 +16,7 @@
  * @module
  */
 import { firstLine } from "./common.ts";
+import { childEnv } from "./bench_util.ts";
 
 /** One reference case. */
 export interface ReferenceCase {
@@ -60,7 +61,9 @@ export async function startReference(
     child = new Deno.Command(python, {
       args: ["-u", "-c", SCRIPT],
       // One thread everywhere, as ours: NumPy's BLAS (the SR matmuls) would take every core.
-      env: { OPENBLAS_NUM_THREADS: "1", OMP_NUM_THREADS: "1", MKL_NUM_THREADS: "1" },
+      // without LD_* (Deno refuses a child that would inherit LD_LIBRARY_PATH: bench_util.childEnv)
+      env: { ...childEnv(), OPENBLAS_NUM_THREADS: "1", OMP_NUM_THREADS: "1", MKL_NUM_THREADS: "1" },
+      clearEnv: true,
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
