@@ -3,11 +3,15 @@
  *
  *   solve.ts --solver latino --operator blur:sigma=3 --noise 0.01 --seed 0
  *            [--input clean.png | --measurement y.png|y.npy [--size HxW]] [--model DIR]
- *            [--prompt "…"] [--device auto|cpu|cuda|webgpu] --out DIR
+ *            [--prompt "…" | --embedding E.npy [--embedding-pooled P.npy]]
+ *            [--device auto|cpu|cuda|webgpu] --out DIR
  *
  * Writes into DIR (atomically, never over an input): `measurement.png`, `restored.png`,
- * `restored.npy`, `side_by_side.png` (clean | measurement | restored, or measurement | restored) and
- * `run.json` (options, seed, versions, execution provider, NFE per model, timings, metrics).
+ * `restored.npy`, `side_by_side.png` (clean | measurement | restored, or measurement | restored),
+ * `run.json` (options, seed, versions, execution provider, NFE per model, timings, metrics) and,
+ * for a solver that optimises its conditioning (LATINO-PRO), `embedding.npy` (the
+ * `encoder_hidden_states` it ended with) plus `embedding_pooled.npy` (SDXL's `text_embeds`) when
+ * the prior takes one — what `--embedding` reads back.
  * Without `--input`/`--measurement` the procedural test scene is used. Progress goes to stderr.
  *
  * @module
@@ -24,6 +28,7 @@ import { parseSpec } from "./core/spec.ts";
 import { allFinite, numel, sameShape, type Tensor, tensor } from "./core/tensor.ts";
 import { assertNotInput, writeFileAtomic } from "./core/io/atomic.ts";
 import { writeTensor } from "./core/io/image.ts";
+import { decodeNpy, readError, writeNpy } from "./core/io/npy.ts";
 import {
   DEFAULT_NOISE,
   main,
@@ -60,6 +65,11 @@ Options:
                        size with --measurement when it differs from y (e.g. SR)
   --model DIR          diffusers/Optimum ONNX pipeline folder (default: the built-in exact model)
   --prompt TEXT        prompt for the prior (sets the solver's "prompt" option)
+  --embedding FILE     conditioning from a .npy [1,T,D] (encoder_hidden_states) instead of a
+                       prompt, e.g. the embedding.npy a latino-pro run wrote; for any solver
+  --embedding-pooled FILE
+                       SDXL's pooled text_embeds [1,P] for --embedding (default: FILE's
+                       sibling <stem>_pooled.npy when the prior takes one)
   --device D           auto | cpu | cuda | webgpu (default auto)
   --out DIR            output folder (required)
   --previews           save a preview PNG of every step in DIR/steps/
@@ -78,6 +88,8 @@ const OPTIONS = {
   size: { type: "string" },
   model: { type: "string" },
   prompt: { type: "string" },
+  embedding: { type: "string" },
+  "embedding-pooled": { type: "string" },
   device: { type: "string" },
   out: { type: "string" },
   previews: { type: "boolean" },
@@ -150,6 +162,8 @@ const OUTPUT_FILES = [
   "restored.npy",
   "side_by_side.png",
   "run.json",
+  "embedding.npy",
+  "embedding_pooled.npy",
 ] as const;
 
 /** What each figure of run.json means (stored beside them, for whoever reads the file later). */
@@ -208,6 +222,74 @@ async function toolkitVersion(): Promise<string> {
   }
 }
 
+/** File names of the conditioning a solver ended with (`--embedding` reads them back). */
+export const EMBEDDING_FILE = "embedding.npy";
+/** SDXL's pooled part of it. */
+export const EMBEDDING_POOLED_FILE = "embedding_pooled.npy";
+const EHS = "encoder_hidden_states", POOLED = "text_embeds";
+
+/**
+ * Read `--embedding` (and SDXL's pooled part when the prior takes `text_embeds`) into conditioning
+ * tensors, checked by the prior (names, shapes, finite values; one InputError otherwise).
+ */
+async function readEmbedding(
+  prior: Prior,
+  file: string,
+  pooledFile: string | undefined,
+): Promise<Record<string, Tensor>> {
+  const read = async (path: string) => {
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(path);
+    } catch (e) {
+      throw readError(path, e);
+    }
+    return decodeNpy(bytes, path); // any rank, float32 (float64 files are rounded)
+  };
+  const tensors: Record<string, Tensor> = { [EHS]: await read(file) };
+  const takesPooled = prior.conditioningTensors().some((i) => i.name === POOLED);
+  if (pooledFile && !takesPooled) {
+    throw new InputError(
+      `--embedding-pooled ${pooledFile}: model "${prior.name}" takes no ${POOLED}`,
+    );
+  }
+  if (takesPooled) {
+    const sibling = file.replace(/(\.npy)?$/i, "_pooled.npy");
+    try {
+      tensors[POOLED] = await read(pooledFile ?? sibling);
+    } catch (e) {
+      if (pooledFile || !(e instanceof InputError) || !/no such file/.test(e.message)) throw e;
+      throw new InputError(
+        `--embedding ${file}: model "${prior.name}" also takes ${POOLED}; give --embedding-pooled ` +
+          `FILE (no ${sibling})`,
+      );
+    }
+  }
+  try {
+    prior.conditionFromTensors(tensors);
+  } catch (e) {
+    if (e instanceof InputError) throw new InputError(`--embedding ${file}: ${e.message}`);
+    throw e;
+  }
+  return tensors;
+}
+
+/** Write the conditioning a solver ended with (embedding.npy, embedding_pooled.npy). */
+async function writeEmbedding(
+  outDir: string,
+  conditioning: Record<string, Tensor> | undefined,
+): Promise<string[]> {
+  const written: string[] = [];
+  if (!conditioning?.[EHS]) return written;
+  await writeNpy(join(outDir, EMBEDDING_FILE), conditioning[EHS]);
+  written.push(EMBEDDING_FILE);
+  if (conditioning[POOLED]) {
+    await writeNpy(join(outDir, EMBEDDING_POOLED_FILE), conditioning[POOLED]);
+    written.push(EMBEDDING_POOLED_FILE);
+  }
+  return written;
+}
+
 /** Run `solve` with command-line arguments. */
 export async function solve(args: string[]): Promise<number> {
   const { values } = parseCli(args, OPTIONS);
@@ -223,8 +305,19 @@ export async function solve(args: string[]): Promise<number> {
   }
   // --out is a folder: never an input file, never over one (checked before anything is read)
   const outDir = resolve(values.out);
-  const inputs = [values.input, values.measurement, ...(values.plugin ?? [])]
-    .filter((p): p is string => !!p);
+  if (values.embedding && values.prompt !== undefined) {
+    throw new InputError("give either --prompt or --embedding, not both");
+  }
+  if (values["embedding-pooled"] && !values.embedding) {
+    throw new InputError("--embedding-pooled needs --embedding");
+  }
+  const inputs = [
+    values.input,
+    values.measurement,
+    values.embedding,
+    values["embedding-pooled"],
+    ...(values.plugin ?? []),
+  ].filter((p): p is string => !!p);
   assertNotInput(values.out, inputs);
   const outStat = statOrUndefined(outDir);
   if (outStat && !outStat.isDirectory) {
@@ -286,6 +379,14 @@ export async function solve(args: string[]): Promise<number> {
   const prior: Prior = await priorPlugin.create(priorOptions, { device, imageShape });
   const why = unmetRequirements(solver.requires, op, prior);
   if (why) throw new InputError(`solver "${solver.name}" cannot run here: ${why}`);
+  // --embedding: conditioning tensors instead of the prompt, checked against the prior up front.
+  let conditioning: Record<string, Tensor> | undefined;
+  if (values.embedding) {
+    if ("prompt" in solverSpec.options) {
+      throw new InputError("give either a prompt in the solver spec or --embedding, not both");
+    }
+    conditioning = await readEmbedding(prior, values.embedding, values["embedding-pooled"]);
+  }
   const priorInfo = prior.info?.() ?? {};
   if (!values.quiet && (priorInfo.device || priorInfo.provider)) {
     // e.g. "device auto → cpu (cuda skipped: …; webgpu skipped: …)"
@@ -307,6 +408,7 @@ export async function solve(args: string[]): Promise<number> {
       device,
       signal: stop.signal,
       previews: values.previews ?? false,
+      conditioning,
       onStep: async (ev) => {
         progress.update(ev);
         if (ev.preview) {
@@ -338,6 +440,7 @@ export async function solve(args: string[]): Promise<number> {
       join(outDir, "side_by_side.png"),
       sideBySide(clean ? [clean, yShow, x] : [yShow, x]),
     );
+    const written = await writeEmbedding(outDir, result.conditioning);
     const report = {
       toolkit: { version: await toolkitVersion() },
       versions: {
@@ -349,6 +452,10 @@ export async function solve(args: string[]): Promise<number> {
       seed,
       noise: { kind: "gaussian", sigma, scale: "[0,1]" },
       input: values.input ?? values.measurement ?? `test-scene:${h}x${w}`,
+      ...(values.embedding
+        ? { embedding: { file: values.embedding, tensors: Object.keys(conditioning ?? {}) } }
+        : {}),
+      ...(written.length ? { outputs: { conditioning: written } } : {}),
       imageShape,
       operator: { spec: values.operator, name: op.name, options: op.options },
       solver: { name: solver.name, options: solverOptions, info: result.info },

@@ -209,8 +209,10 @@ export class Progress {
   /**
    * Report a solver's step events (call it just before the solver starts): a task of `ev.total`
    * steps, created at the first event, showing
-   * t, the residual, a gradient solver's loss and ‖∇‖, the model calls and the VJP calls. JSON lines keep the solver's fields
-   * (`{"event":"step","step":…,"total":…,"t":…,"nfe":…,"vjp":…,"residual":…,"ms":…,"eta_s":…}`).
+   * t, the residual, a gradient solver's loss and ‖∇‖, the model calls, the VJP calls and the
+   * solver's own fields (`ev.info`, e.g. LATINO-PRO's SAPG iteration). JSON lines keep the
+   * solver's fields
+   * (`{"event":"step","step":…,"total":…,"t":…,"nfe":…,"vjp":…,"residual":…,"ms":…,"info":…,"eta_s":…}`).
    */
   solverSteps(options: { parent?: ProgressTask; label?: string } = {}): StepProgress {
     let task: ProgressTask | undefined;
@@ -233,6 +235,7 @@ export class Progress {
             .join(" "),
           vjp: Object.entries(ev.vjp ?? {}).filter(([, v]) => v > 0)
             .map(([k, v]) => `${k}=${v}`).join(" ") || undefined,
+          ...solverInfo(ev.info),
         });
         if (this.#enabled && this.#json) {
           const { preview: _, ...fields } = last;
@@ -335,6 +338,15 @@ export class Progress {
       });
     }
   }
+}
+
+/** A step event's solver-specific fields for the bar (numbers to 4 significant digits). */
+function solverInfo(info: StepEvent["info"]): ProgressInfo {
+  const out: ProgressInfo = {};
+  for (const [k, v] of Object.entries(info ?? {})) {
+    out[k] = typeof v === "number" && !Number.isInteger(v) ? Number(v.toPrecision(4)) : v;
+  }
+  return out;
 }
 
 function roundEta(s: number | undefined): number | null {

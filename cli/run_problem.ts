@@ -77,6 +77,8 @@ export interface StepRecord {
   nfe: Record<string, number>;
   /** VJP calls so far, per model. */
   vjp: Record<string, number>;
+  /** Solver-specific fields of the step (e.g. LATINO-PRO's SAPG iteration), when present. */
+  info?: Record<string, number | string>;
 }
 
 /** What one solver run gave. */
@@ -109,6 +111,8 @@ export interface RunSolverOptions {
   previews?: boolean;
   /** Called with every step event, previews included. */
   onStep?: (ev: StepEvent) => void | Promise<void>;
+  /** Conditioning tensors to run with instead of the solver's prompt (`--embedding`). */
+  conditioning?: Record<string, Tensor>;
 }
 
 /** b − a per key (keys of b; a missing key counts as 0). */
@@ -145,6 +149,7 @@ export async function runSolver(
     device: options.device,
     signal: options.signal,
     previews: options.previews ?? false,
+    conditioning: options.conditioning,
   });
   const it = solver.run(problem, prior, ctx);
   let result: SolveResult;
@@ -162,6 +167,7 @@ export async function runSolver(
       ms: ev.ms,
       nfe: { ...ev.nfe },
       vjp: { ...ev.vjp },
+      ...(ev.info ? { info: { ...ev.info } } : {}),
     });
     await options.onStep?.(ev);
   }

@@ -4,7 +4,14 @@
  *
  * @module
  */
-import { emptyModelStats, type Prior, type Problem, type SolveContext } from "./contracts.ts";
+import {
+  type Conditioning,
+  emptyModelStats,
+  type Prior,
+  type Problem,
+  type SolveContext,
+} from "./contracts.ts";
+import type { Tensor } from "./tensor.ts";
 import type { RandomStream } from "./rng.ts";
 import { type SessionPool, sessionPool } from "./backend/pool.ts";
 
@@ -20,6 +27,8 @@ export interface SolveContextOptions {
   signal?: AbortSignal;
   /** Attach previews to step events. */
   previews?: boolean;
+  /** Conditioning tensors to use instead of the solver's prompt. */
+  conditioning?: Record<string, Tensor>;
 }
 
 /**
@@ -50,5 +59,34 @@ export function solveContext(
     device: options.device ?? "auto",
     sessions: options.sessions ?? sessionPool(),
     modelStats: emptyModelStats(),
+    ...(options.conditioning ? { conditioning: options.conditioning } : {}),
   };
+}
+
+/**
+ * The conditioning a solver runs with: the context's tensors when given (`--embedding`), else the
+ * prior's encoding of the solver's prompt.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { solverConditioning } from "./context.ts";
+ * const e = { data: new Float32Array(4), shape: [1, 2, 2] };
+ * const prior = {
+ *   condition: (prompt: string) => Promise.resolve({ prompt, tensors: {} }),
+ *   conditionFromTensors: (tensors: Record<string, typeof e>) => ({ tensors }),
+ * };
+ * assert.equal((await solverConditioning(prior, "a cat", {})).prompt, "a cat");
+ * const c = await solverConditioning(prior, "a cat", { conditioning: { encoder_hidden_states: e } });
+ * assert.equal(c.tensors.encoder_hidden_states, e);
+ * ```
+ */
+export async function solverConditioning(
+  prior: Pick<Prior, "condition" | "conditionFromTensors">,
+  prompt: string,
+  ctx: Pick<SolveContext, "conditioning">,
+): Promise<Conditioning> {
+  return ctx.conditioning
+    ? prior.conditionFromTensors(ctx.conditioning)
+    : await prior.condition(prompt);
 }

@@ -424,6 +424,11 @@ export interface StepEvent {
   ms: number;
   /** Current image estimate on [0,1], when previews were asked for. */
   preview?: Tensor;
+  /**
+   * Solver-specific fields for progress lines and run.json (e.g. LATINO-PRO's SAPG iteration:
+   * `sapg_iteration`, `gamma`, `surrogate`, `delta_c`), on the steps where they are known.
+   */
+  info?: Record<string, number | string>;
 }
 
 /** A solver's final answer. */
@@ -432,6 +437,11 @@ export interface SolveResult {
   x: Tensor;
   /** Anything solver-specific worth saving in run.json. */
   info: Record<string, unknown>;
+  /**
+   * The conditioning tensors the solver ended with, when it changed them (LATINO-PRO's optimised
+   * embedding), keyed by network input name; `solve` writes them to the output folder.
+   */
+  conditioning?: Record<string, Tensor>;
 }
 
 /** Requirements a solver places on the operator and prior. */
@@ -470,6 +480,11 @@ export interface SolveContext {
    * add them to the prior's counters ({@link addModelStats}).
    */
   modelStats: ModelStats;
+  /**
+   * Conditioning tensors to use instead of the solver's prompt (e.g. an embedding read with
+   * `--embedding`), keyed by network input name; see `solverConditioning` in core/context.ts.
+   */
+  conditioning?: Record<string, Tensor>;
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import type { SolverPlugin } from "../core/registry.ts";
 import { latinoPlugin } from "./latino.ts";
+import { latinoProPlugin } from "./latino_pro.ts";
 
 /** Every built-in solver plugin, in `--help` order. */
-export const solverPlugins: SolverPlugin[] = [latinoPlugin];
+export const solverPlugins: SolverPlugin[] = [latinoPlugin, latinoProPlugin];
