@@ -19,19 +19,25 @@ import { testScene } from "../core/scene.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { main, parseCli, parseNumber } from "./common.ts";
 import { childEnv, percentile } from "./bench_util.ts";
+import { Progress, type ProgressTask } from "./progress.ts";
 
-const USAGE = `Usage: deno task bench:compare [--images 4] [--seeds 4] [--size 64] [--runs 1]
-                               [--out bench-results/compare.json]
+const USAGE = `Usage: deno task bench:compare [--images 4] [--seeds 4] [--sizes 64] [--runs 1]
+                               [--only compare,solve] [--out bench-results/compare.json] [--quiet]
 
-Time N = images × seeds LATINO cells through one \`compare\` process against N \`solve\` processes.
+Time N = images × seeds LATINO cells through one \`compare\` process against N \`solve\` processes,
+at each size (--size N is --sizes N). --only compare or --only solve times one side (no ratio).
+Progress with an ETA goes to stderr.
 `;
 
 const OPTIONS = {
   images: { type: "string" },
   seeds: { type: "string" },
   size: { type: "string" },
+  sizes: { type: "string" },
   runs: { type: "string" },
+  only: { type: "string" },
   out: { type: "string" },
+  quiet: { type: "boolean" },
 } as const;
 
 const ROOT = resolve(new URL("..", import.meta.url).pathname);
@@ -82,25 +88,16 @@ async function timed(args: string[]): Promise<number> {
   return ms;
 }
 
-/** Run the benchmark. */
-export async function benchCompare(args: string[]): Promise<number> {
-  const { values } = parseCli(args, OPTIONS);
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  const nImages = parseNumber(values.images, "--images", {
-    fallback: 4,
-    min: 1,
-    max: 8,
-    integer: true,
-  });
-  const nSeeds = parseNumber(values.seeds, "--seeds", { fallback: 4, min: 1, integer: true });
-  const size = parseNumber(values.size, "--size", { fallback: 64, min: 16, integer: true });
-  const runs = parseNumber(values.runs, "--runs", { fallback: 1, min: 1, integer: true });
-  const out = values.out ?? "bench-results/compare.json";
-  if (!out.endsWith(".json")) throw new InputError(`--out ${out}: expected a .json path`);
-
+/** One size: `runs` × (one compare process, `cells` solve processes). */
+async function measureAt(
+  size: number,
+  nImages: number,
+  nSeeds: number,
+  runs: number,
+  sides: { compare: boolean; solve: boolean },
+  cases: ProgressTask,
+  lines: string[],
+): Promise<{ result: Record<string, unknown>; mismatches: number }> {
   const work = join(ROOT, ".bench", "compare");
   await Deno.remove(work, { recursive: true }).catch(() => {});
   const scene = testScene(size, size);
@@ -117,8 +114,9 @@ export async function benchCompare(args: string[]): Promise<number> {
   let mismatches = 0;
   for (let run = 0; run < runs; run++) {
     const dir = join(work, `compare-${run}`);
+    if (sides.compare) cases.update(cases.value, { case: `compare ${size}², run ${run + 1}` });
     compareMs.push(
-      await timed([
+      !sides.compare ? NaN : await timed([
         ...compareArgs,
         "--solvers",
         "latino",
@@ -139,10 +137,13 @@ export async function benchCompare(args: string[]): Promise<number> {
         dir,
       ]),
     );
-    const rows = (await Deno.readTextFile(join(dir, "results.jsonl"))).trim().split("\n")
-      .map((l) => JSON.parse(l));
+    if (sides.compare) cases.tick({ case: `compare ${size}², run ${run + 1}` });
+    const rows = !sides.compare
+      ? []
+      : (await Deno.readTextFile(join(dir, "results.jsonl"))).trim().split("\n")
+        .map((l) => JSON.parse(l));
     let ms = 0;
-    for (let k = 0; k < nImages; k++) {
+    for (let k = 0; k < nImages && sides.solve; k++) {
       for (let s = 0; s < nSeeds; s++) {
         const o = join(work, `solve-${run}-${k}-${s}`);
         ms += await timed([
@@ -157,13 +158,15 @@ export async function benchCompare(args: string[]): Promise<number> {
           "--out",
           o,
         ]);
+        cases.tick({ case: `solve ${size}², cell ${k * nSeeds + s + 1}/${cells}` });
+        if (!sides.compare) continue;
         const psnr = JSON.parse(await Deno.readTextFile(join(o, "run.json"))).metrics.psnr;
         const row = rows.find((r) => r.image.name === `scene${k}` && r.seed === s);
         if (!row || row.metrics.psnr !== psnr) mismatches++;
       }
     }
-    solveMs.push(ms);
-    console.log(JSON.stringify({
+    solveMs.push(sides.solve ? ms : NaN);
+    lines.push(JSON.stringify({
       run,
       cells,
       compare_s: compareMs[run] / 1000,
@@ -195,17 +198,86 @@ export async function benchCompare(args: string[]): Promise<number> {
       cells_per_s: cells / (med(solveMs) / 1000),
       runs_s: solveMs.map((v) => v / 1000),
     },
-    speedup: med(solveMs) / med(compareMs),
-    identical_results: mismatches === 0,
+    speedup: sides.compare && sides.solve ? med(solveMs) / med(compareMs) : null,
+    identical_results: sides.compare && sides.solve ? mismatches === 0 : null,
   };
-  await writeFileAtomic(out, new TextEncoder().encode(JSON.stringify(result, null, 2) + "\n"));
-  console.log(
-    `${cells} cells at ${size}²: compare ${result.compare.cells_per_s.toFixed(2)} cells/s, ` +
-      `separate solve ${result.solve.cells_per_s.toFixed(2)} cells/s → ${
-        result.speedup.toFixed(1)
-      }×; ` +
-      `results identical: ${mismatches === 0} (${out})`,
+  return { result, mismatches };
+}
+
+/** Run the benchmark. */
+export async function benchCompare(args: string[]): Promise<number> {
+  const { values } = parseCli(args, OPTIONS);
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const nImages = parseNumber(values.images, "--images", {
+    fallback: 4,
+    min: 1,
+    max: 8,
+    integer: true,
+  });
+  const nSeeds = parseNumber(values.seeds, "--seeds", { fallback: 4, min: 1, integer: true });
+  if (values.size !== undefined && values.sizes !== undefined) {
+    throw new InputError("--size and --sizes: give one (--size N is --sizes N)");
+  }
+  const sizes = (values.sizes ?? values.size ?? "64").split(",").map((v) =>
+    parseNumber(v, values.sizes !== undefined ? "--sizes" : "--size", { min: 16, integer: true })
   );
+  const only = values.only?.split(",").map((v) => v.trim()).filter(Boolean);
+  const badSide = only?.find((v) => v !== "compare" && v !== "solve");
+  if (badSide !== undefined || (only && only.length === 0)) {
+    throw new InputError(`--only ${values.only}: expected compare, solve or both`);
+  }
+  const runs = parseNumber(values.runs, "--runs", { fallback: 1, min: 1, integer: true });
+  const out = values.out ?? "bench-results/compare.json";
+  if (!out.endsWith(".json")) throw new InputError(`--out ${out}: expected a .json path`);
+
+  const sides = {
+    compare: !only || only.includes("compare"),
+    solve: !only || only.includes("solve"),
+  };
+  const progress = new Progress({ enabled: !values.quiet });
+  const cellsPerSize = nImages * nSeeds;
+  const cases = progress.task(
+    "bench:compare",
+    sizes.length * runs * ((sides.compare ? 1 : 0) + (sides.solve ? cellsPerSize : 0)),
+  );
+  const lines: string[] = [];
+  const measured: Record<string, unknown>[] = [];
+  let mismatches = 0;
+  try {
+    for (const size of sizes) {
+      const m = await measureAt(size, nImages, nSeeds, runs, sides, cases, lines);
+      measured.push(m.result);
+      mismatches += m.mismatches;
+    }
+  } finally {
+    cases.done();
+    progress.stop();
+  }
+  for (const l of lines) console.log(l);
+  const result = measured.length === 1
+    ? measured[0]
+    : { benchmark: measured[0].benchmark, sizes: measured };
+  await writeFileAtomic(out, new TextEncoder().encode(JSON.stringify(result, null, 2) + "\n"));
+  type Measured = {
+    setup: { cells: number; size: number };
+    compare: { cells_per_s: number };
+    solve: { cells_per_s: number };
+    speedup: number | null;
+    identical_results: boolean | null;
+  };
+  const rate = (v: number) => (Number.isFinite(v) ? `${v.toFixed(2)} cells/s` : "not run");
+  for (const r of measured as Measured[]) {
+    console.log(
+      `${r.setup.cells} cells at ${r.setup.size}²: compare ${rate(r.compare.cells_per_s)}, ` +
+        `separate solve ${rate(r.solve.cells_per_s)}` +
+        (r.speedup === null ? "" : ` → ${r.speedup.toFixed(1)}×`) +
+        (r.identical_results === null ? "" : `; results identical: ${r.identical_results}`) +
+        ` (${out})`,
+    );
+  }
   return mismatches === 0 ? 0 : 1;
 }
 

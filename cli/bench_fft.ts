@@ -27,12 +27,20 @@ import { InputError } from "../core/errors.ts";
 import { main, parseCli, parseNumber } from "./common.ts";
 import { formatTable, summarize, type Timing } from "./bench_util.ts";
 import { startReference } from "./bench_reference.ts";
+import { Progress } from "./progress.ts";
 
-const USAGE = `Usage: deno task bench:fft [--sizes 1024x1024,512x768] [--runs 9] [--out PATH]
+const USAGE = `Usage: deno task bench:fft [--sizes 1024x1024,512x768] [--runs 9] [--only LIST]
+                              [--out PATH] [--quiet]
 
 Real 2-D forward + inverse FFT of one plane, per npm candidate and SciPy float32 (1 worker), same
-run; ratio = candidate / SciPy. JSON to bench-results/fft.json (or --out).
+run; ratio = candidate / SciPy. JSON to bench-results/fft.json (or --out). --only takes candidate
+names: fft32, fft.ts, kissfft-wasm, webfft. Progress with an ETA goes to stderr (--quiet: none).
 `;
+
+/** The short name of a candidate (its first word, lower case), for --only. */
+function key(c: { name: string }): string {
+  return c.name.split(" ")[0].toLowerCase();
+}
 
 /** One candidate: set up for h×w, then a function running forward + inverse once. */
 interface Candidate {
@@ -181,6 +189,8 @@ export async function benchFft(args: string[]): Promise<number> {
     sizes: { type: "string" },
     runs: { type: "string" },
     out: { type: "string" },
+    only: { type: "string" },
+    quiet: { type: "boolean" },
   });
   if (values.help) {
     console.log(USAGE);
@@ -193,12 +203,21 @@ export async function benchFft(args: string[]): Promise<number> {
   });
   const runs = parseNumber(values.runs, "--runs", { fallback: 9, min: 1, integer: true });
   const out = values.out ?? "bench-results/fft.json";
+  const only = values.only?.split(",").map((x) => x.trim()).filter(Boolean);
+  const bad = only?.find((n) => !candidates.some((c) => key(c) === n));
+  if (bad !== undefined) {
+    throw new InputError(`--only ${bad}: expected some of ${candidates.map(key).join(", ")}`);
+  }
+  const chosen = candidates.filter((c) => !only || only.includes(key(c)));
+  const progress = new Progress({ enabled: !values.quiet });
+  const cases = progress.task("fft", sizes.length * chosen.length);
   const results: Record<string, unknown>[] = [];
   const server = await startReference();
   const rows: string[][] = [["candidate", "precision", "size", "fwd+inv ms", "scipy ms", "ratio"]];
   try {
     for (const [h, w] of sizes) {
-      for (const c of candidates) {
+      for (const c of chosen) {
+        cases.update(cases.value, { case: `${key(c)} ${h}×${w}` });
         let ours: Timing | null = null, scipy: Timing | null = null, skipped: string | undefined;
         try {
           const run = await c.setup(h, w);
@@ -239,9 +258,12 @@ export async function benchFft(args: string[]): Promise<number> {
           scipy ? scipy.median.toFixed(2) : "-",
           ratio?.toFixed(2) ?? "-",
         ]);
+        cases.tick({ case: `${key(c)} ${h}×${w}` });
       }
     }
   } finally {
+    cases.done();
+    progress.stop();
     if (!("error" in server)) await server.close();
   }
   console.log(formatTable(rows));

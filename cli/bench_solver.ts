@@ -34,11 +34,14 @@ import { latinoOptions, runLatino } from "../solvers/latino.ts";
 import { solveContext } from "../core/context.ts";
 import { main, parseCli, parseNumber, registryFromFlags } from "./common.ts";
 import { formatTable, summarize, type Timing } from "./bench_util.ts";
+import { Progress, type StepProgress } from "./progress.ts";
 
-const USAGE = `Usage: deno task bench:solver [--sizes 512,1024] [--steps 8] [--out PATH]
+const USAGE = `Usage: deno task bench:solver [--sizes 512,1024] [--steps 8] [--runs 9] [--only LIST]
+                                 [--out PATH] [--quiet]
 
 Per-step model / non-model / prox time of LATINO on the built-in model (blur, SR, inpainting, and
 blur with a residual δ rule), against the time of one latent-sized normal draw in the same run.
+--only takes blur, sr, inpaint; --runs counts the draw timings. Progress with an ETA on stderr.
 `;
 
 /** The configurations: operator spec and LATINO options. */
@@ -135,6 +138,7 @@ async function runConfig(
   latino: Record<string, unknown>,
   size: number,
   steps: number,
+  stepProgress?: StepProgress,
 ): Promise<StepTimes[]> {
   const registry = await registryFromFlags({});
   const shape = [1, 3, size, size];
@@ -184,6 +188,7 @@ async function runConfig(
   while (true) {
     const r = await it.next();
     if (r.done) break;
+    stepProgress?.update(r.value);
     const m = modelMs(), p = proxMs(), sm = sessionMs();
     const t0 = performance.now();
     drawRng.fillNormal(latent);
@@ -202,6 +207,7 @@ async function runConfig(
     prox = p;
     session = sm;
   }
+  stepProgress?.done();
   return out;
 }
 
@@ -213,6 +219,7 @@ export async function benchSolver(args: string[]): Promise<number> {
     runs: { type: "string" },
     only: { type: "string" },
     out: { type: "string" },
+    quiet: { type: "boolean" },
   });
   if (values.help) {
     console.log(USAGE);
@@ -246,71 +253,89 @@ export async function benchSolver(args: string[]): Promise<number> {
     "(non-model − prox)/draw",
   ]];
   const samplers: Record<string, unknown>[] = [];
-  for (const size of sizes) {
-    // The draws, same run: one latent-sized tensor (the built-in latent is 3×H×W) and the
-    // reference Box–Muller on the same stream's uniforms.
-    const latent = new Float32Array(numel([1, 3, size, size]));
-    const rng = streams(1).get("bench-draw");
-    // Alternated run by run, so both see the same load.
-    const tz: number[] = [], tb: number[] = [];
-    for (let i = -2; i < runs; i++) {
-      let t0 = performance.now();
-      rng.fillNormal(latent);
-      const a = performance.now() - t0;
-      t0 = performance.now();
-      boxMullerFill(rng, latent);
-      const b = performance.now() - t0;
-      if (i >= 0) tz.push(a), tb.push(b);
-    }
-    const zig: Timing = summarize(tz), bm: Timing = summarize(tb);
-    samplers.push({
-      size,
-      latentValues: latent.length,
-      ziggurat: zig,
-      boxMuller: bm,
-      speedup: bm.median / zig.median,
-    });
-    for (const c of configs) {
-      const per = await runConfig(c.spec, c.latino, size, steps);
-      const used = per.slice(1); // step 1 fills the operator's caches (F(y), Aᵀy)
-      const med = (f: (s: StepTimes) => number) => summarize(used.map(f)).median;
-      const stepMs = med((s) => s.total), model = med((s) => s.model);
-      const session = med((s) => s.session);
-      const nonModel = med((s) => s.nonModel), prox = med((s) => s.prox);
-      const extra = med((s) => s.nonModel - s.prox), draw = med((s) => s.draw);
-      const residualRule = c.latino.preset !== undefined;
-      // The built-in latent is image-sized, so the df noise draw costs one latent draw too. The
-      // target is judged step by step against that step's own draw (same load), by the median.
-      const draws = residualRule ? 3 : 2;
-      const ratio = med((s) => (s.nonModel - s.prox) / s.draw);
-      const budget = draws * draw;
-      const holds = ratio <= draws;
-      results.push({
-        config: c.name,
-        spec: c.spec,
-        latino: c.latino,
+  const progress = new Progress({ enabled: !values.quiet });
+  const cases = progress.task("solver", sizes.length * configs.length);
+  try {
+    for (const size of sizes) {
+      // The draws, same run: one latent-sized tensor (the built-in latent is 3×H×W) and the
+      // reference Box–Muller on the same stream's uniforms.
+      const latent = new Float32Array(numel([1, 3, size, size]));
+      const rng = streams(1).get("bench-draw");
+      // Alternated run by run, so both see the same load.
+      const tz: number[] = [], tb: number[] = [];
+      for (let i = -2; i < runs; i++) {
+        let t0 = performance.now();
+        rng.fillNormal(latent);
+        const a = performance.now() - t0;
+        t0 = performance.now();
+        boxMullerFill(rng, latent);
+        const b = performance.now() - t0;
+        if (i >= 0) tz.push(a), tb.push(b);
+      }
+      const zig: Timing = summarize(tz), bm: Timing = summarize(tb);
+      samplers.push({
         size,
-        steps: per,
-        median: { step: stepMs, model, session, nonModel, prox, nonModelMinusProx: extra },
-        latentDrawMs: draw,
-        budgetMs: budget,
-        nonModelMinusProxOverDraw: ratio,
-        holds,
+        latentValues: latent.length,
+        ziggurat: zig,
+        boxMuller: bm,
+        speedup: bm.median / zig.median,
       });
-      rows.push([
-        c.name,
-        `${size}²`,
-        stepMs.toFixed(1),
-        model.toFixed(1),
-        session.toFixed(1),
-        nonModel.toFixed(1),
-        prox.toFixed(1),
-        extra.toFixed(1),
-        draw.toFixed(1),
-        `${budget.toFixed(1)}${residualRule ? " (2+1 draws)" : ""}`,
-        `${ratio.toFixed(2)} ≤ ${draws}: ${holds ? "yes" : "NO"}`,
-      ]);
+      for (const c of configs) {
+        const label = `${c.name.split(",")[0]} ${size}²`;
+        const per = await runConfig(
+          c.spec,
+          c.latino,
+          size,
+          steps,
+          progress.solverSteps({
+            parent: cases,
+            label,
+          }),
+        );
+        cases.tick({ case: label });
+        const used = per.slice(1); // step 1 fills the operator's caches (F(y), Aᵀy)
+        const med = (f: (s: StepTimes) => number) => summarize(used.map(f)).median;
+        const stepMs = med((s) => s.total), model = med((s) => s.model);
+        const session = med((s) => s.session);
+        const nonModel = med((s) => s.nonModel), prox = med((s) => s.prox);
+        const extra = med((s) => s.nonModel - s.prox), draw = med((s) => s.draw);
+        const residualRule = c.latino.preset !== undefined;
+        // The built-in latent is image-sized, so the df noise draw costs one latent draw too. The
+        // target is judged step by step against that step's own draw (same load), by the median.
+        const draws = residualRule ? 3 : 2;
+        const ratio = med((s) => (s.nonModel - s.prox) / s.draw);
+        const budget = draws * draw;
+        const holds = ratio <= draws;
+        results.push({
+          config: c.name,
+          spec: c.spec,
+          latino: c.latino,
+          size,
+          steps: per,
+          median: { step: stepMs, model, session, nonModel, prox, nonModelMinusProx: extra },
+          latentDrawMs: draw,
+          budgetMs: budget,
+          nonModelMinusProxOverDraw: ratio,
+          holds,
+        });
+        rows.push([
+          c.name,
+          `${size}²`,
+          stepMs.toFixed(1),
+          model.toFixed(1),
+          session.toFixed(1),
+          nonModel.toFixed(1),
+          prox.toFixed(1),
+          extra.toFixed(1),
+          draw.toFixed(1),
+          `${budget.toFixed(1)}${residualRule ? " (2+1 draws)" : ""}`,
+          `${ratio.toFixed(2)} ≤ ${draws}: ${holds ? "yes" : "NO"}`,
+        ]);
+      }
     }
+  } finally {
+    cases.done();
+    progress.stop();
   }
   console.log(formatTable(rows));
   const samplerRows = [["latent draw", "values", "ziggurat ms", "Box–Muller ms", "speed-up"]];

@@ -422,3 +422,43 @@ Deno.test("solve reports honest numbers: restored and baselines vs clean, and th
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("every bench task takes --only, --sizes and --runs, and shows progress with an ETA", async () => {
+  const dir = `bench-results/test-${crypto.randomUUID()}`;
+  const tiny: Record<string, string[]> = {
+    "bench:operators": ["--only", "blur", "--sizes", "32", "--runs", "1", "--no-reference"],
+    "bench:vjp": ["--only", "narrow", "--sizes", "8", "--runs", "1", "--no-reference"],
+    "bench:solver": ["--only", "blur", "--sizes", "32", "--runs", "1", "--steps", "3"],
+    "bench:fft": ["--only", "fft32", "--sizes", "32x32", "--runs", "1"],
+    "bench:compare": [
+      "--only",
+      "solve",
+      "--images",
+      "1",
+      "--seeds",
+      "1",
+      "--sizes",
+      "32",
+      "--runs",
+      "1",
+    ],
+  };
+  try {
+    const benches = entryTasks().map((t) => t.task).filter((t) => t.startsWith("bench:"));
+    assert.deepEqual(benches.sort(), Object.keys(tiny).sort(), "a new bench task needs a row here");
+    for (const [name, args] of Object.entries(tiny)) {
+      const r = await task(name, ...args, "--out", `${dir}/${name.slice(6)}.json`);
+      assert.equal(r.code, 0, `${name}: ${r.stderr}`);
+      const events = r.stderr.split("\n").filter((l) => l.startsWith('{"event"'))
+        .map((l) => JSON.parse(l));
+      const last = events.filter((e) => e.event === "progress").at(-1);
+      assert.ok(last && last.done === last.total && last.total > 0, `${name}: ${r.stderr}`);
+      assert.ok(events.some((e) => typeof e.eta_s === "number"), `${name}: an ETA`);
+      const bad = await task(name, "--only", "nope", "--out", `${dir}/x.json`);
+      assert.equal(bad.code, 2, `${name} --only nope: ${bad.stderr}`);
+    }
+  } finally {
+    await Deno.remove(join(ROOT, dir), { recursive: true }).catch(() => {});
+    await Deno.remove(join(ROOT, "bench-results")).catch(() => {}); // only when left empty
+  }
+});
