@@ -30,7 +30,9 @@ import { taskForScript } from "./gate.ts";
 import { main, parseCli, parseNumber } from "./common.ts";
 import { Progress } from "./progress.ts";
 
-const USAGE = `Usage: deno task bench:latino-pro [--sizes 256,512] [--runs 3] [--out PATH] [--quiet]
+const USAGE =
+  `Usage: deno task bench:latino-pro [--sizes 256,512] [--runs 3] [--only latino,latino-pro]
+                                     [--out PATH] [--quiet]
 
 LATINO-PRO next to LATINO on the built-in model (CPU, blur σ=3, σ_y=0.01): wall time, NFE, VJPs,
 time in forwards vs VJPs, peak memory; ratios PRO/LATINO and VJP/forward. Each case runs in a
@@ -172,6 +174,7 @@ export async function benchLatinoPro(args: string[]): Promise<number> {
     runs: { type: "string" },
     out: { type: "string" },
     quiet: { type: "boolean" },
+    only: { type: "string" },
     child: { type: "string" },
   });
   if (values.help) {
@@ -189,17 +192,28 @@ export async function benchLatinoPro(args: string[]): Promise<number> {
   );
   const runs = parseNumber(values.runs, "--runs", { fallback: 3, min: 1, integer: true });
   const out = values.out ?? "bench-results/latino_pro.json";
+  const only = values.only?.split(",").map((s) => s.trim()).filter(Boolean);
+  const bad = only?.find((s) => !(s in SOLVERS));
+  if (bad !== undefined || (only && only.length === 0)) {
+    throw new InputError(`--only ${values.only}: expected latino, latino-pro or both`);
+  }
+  const solvers = (Object.keys(SOLVERS) as SolverKey[]).filter((k) => !only || only.includes(k));
   const progress = new Progress({ enabled: !values.quiet });
-  const task = progress.task("cases", sizes.length * 2);
+  const task = progress.task("cases", sizes.length * solvers.length);
   const cases: CaseResult[] = [], summaries: SizeSummary[] = [];
   try {
     for (const size of sizes) {
-      const l = await inChild("latino", size, runs);
-      task.tick({ case: `latino ${size}²` });
-      const p = await inChild("latino-pro", size, runs);
-      task.tick({ case: `latino-pro ${size}²` });
-      cases.push(l, p);
-      summaries.push(summarizeSize(l, p));
+      const got: Partial<Record<SolverKey, CaseResult>> = {};
+      for (const k of solvers) {
+        task.update(task.value, { case: `${k} ${size}²` });
+        got[k] = await inChild(k, size, runs);
+        task.tick({ case: `${k} ${size}²` });
+        cases.push(got[k]!);
+      }
+      // the ratios need both (--only one of them measures it alone)
+      if (got.latino && got["latino-pro"]) {
+        summaries.push(summarizeSize(got.latino, got["latino-pro"]));
+      }
     }
   } finally {
     progress.stop();
