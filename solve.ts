@@ -2,7 +2,7 @@
  * `deno task solve` / `deno run … solve.ts`: restore an image with a solver, an operator and a prior.
  *
  *   solve.ts --solver latino --operator blur:sigma=3 --noise 0.01 --seed 0
- *            [--input clean.png | --measurement y.png|y.npy [--size HxW]] [--model DIR]
+ *            [--input clean.png | --measurement y.png|y.npy [--size HxW]] [--prior SPEC | --model DIR]
  *            [--prompt "…" | --embedding E.npy [--embedding-pooled P.npy]]
  *            [--device auto|cpu|cuda|webgpu] --out DIR
  *
@@ -24,17 +24,21 @@ import { unmetRequirements } from "./core/contracts.ts";
 import { InputError } from "./core/errors.ts";
 import { createOperator, type PluginRegistry, validateOptions } from "./core/registry.ts";
 import { testScene } from "./core/scene.ts";
-import { parseSpec } from "./core/spec.ts";
+import { formatSpec, parseSpec } from "./core/spec.ts";
 import { allFinite, numel, sameShape, type Tensor, tensor } from "./core/tensor.ts";
 import { assertNotInput, writeFileAtomic } from "./core/io/atomic.ts";
 import { writeTensor } from "./core/io/image.ts";
 import { decodeNpy, readError, writeNpy } from "./core/io/npy.ts";
 import {
+  type CliValues,
+  type COMMON_OPTIONS,
   DEFAULT_NOISE,
+  describePlugins,
   main,
   parseCli,
   parseNumber,
   parseSize,
+  priorSpecFromFlags,
   readInput,
   registryFromFlags,
 } from "./cli/common.ts";
@@ -63,7 +67,9 @@ Options:
   --measurement PATH   an existing measurement y (.png or .npy on [0,1]) instead of --input
   --size HxW           image size: the test-scene size (default 256x256), or the unknown image's
                        size with --measurement when it differs from y (e.g. SR)
-  --model DIR          diffusers/Optimum ONNX pipeline folder (default: the built-in exact model)
+  --prior SPEC         prior and its options (default builtin), e.g. builtin:lossy=true,
+                       diffusers:path=DIR,family=sdxl-dmd2, or a prior from --plugin
+  --model DIR          shorthand for --prior diffusers:path=DIR (a diffusers/Optimum ONNX folder)
   --prompt TEXT        prompt for the prior (sets the solver's "prompt" option)
   --embedding FILE     conditioning from a .npy [1,T,D] (encoder_hidden_states) instead of a
                        prompt, e.g. the embedding.npy a latino-pro run wrote; for any solver
@@ -86,6 +92,7 @@ const OPTIONS = {
   input: { type: "string" },
   measurement: { type: "string" },
   size: { type: "string" },
+  prior: { type: "string" },
   model: { type: "string" },
   prompt: { type: "string" },
   embedding: { type: "string" },
@@ -95,25 +102,6 @@ const OPTIONS = {
   previews: { type: "boolean" },
   quiet: { type: "boolean" },
 } as const;
-
-/** Describe every solver and operator with its options (for --help). */
-function describePlugins(registry: PluginRegistry): string {
-  const lines: string[] = [];
-  for (const kind of ["solver", "operator", "prior"] as const) {
-    lines.push(`${kind}s:`);
-    for (const p of registry.list(kind)) {
-      lines.push(`  ${p.name.padEnd(10)} ${p.description}`);
-      const shape = (p.options as { shape?: Record<string, unknown> }).shape;
-      if (shape) {
-        for (const [k, v] of Object.entries(shape)) {
-          const d = (v as { description?: string }).description;
-          lines.push(`      ${k}${d ? `: ${d}` : ""}`);
-        }
-      }
-    }
-  }
-  return lines.join("\n");
-}
 
 /** Nearest-neighbour resize of a [1,C,h,w] tensor to H×W (for the side-by-side picture only). */
 function nearest(t: Tensor, h: number, w: number): Tensor {
@@ -290,21 +278,11 @@ async function writeEmbedding(
   return written;
 }
 
-/** Run `solve` with command-line arguments. */
-export async function solve(args: string[]): Promise<number> {
-  const { values } = parseCli(args, OPTIONS);
-  const registry = await registryFromFlags(values);
-  if (values.help) {
-    console.log(USAGE + "\n" + describePlugins(registry));
-    return 0;
-  }
-  if (!values.operator) throw new InputError("--operator is required (e.g. blur:sigma=3)");
-  if (!values.out) throw new InputError("--out DIR is required");
-  if (values.input && values.measurement) {
-    throw new InputError("give either --input (clean image) or --measurement, not both");
-  }
-  // --out is a folder: never an input file, never over one (checked before anything is read)
-  const outDir = resolve(values.out);
+type Values = CliValues<typeof OPTIONS & typeof COMMON_OPTIONS>;
+
+/** --out is a folder: never an input file, never over one (checked before anything is read). */
+function checkOutDir(values: Values): string {
+  const outDir = resolve(values.out!);
   if (values.embedding && values.prompt !== undefined) {
     throw new InputError("give either --prompt or --embedding, not both");
   }
@@ -318,71 +296,95 @@ export async function solve(args: string[]): Promise<number> {
     values["embedding-pooled"],
     ...(values.plugin ?? []),
   ].filter((p): p is string => !!p);
-  assertNotInput(values.out, inputs);
+  assertNotInput(values.out!, inputs);
   const outStat = statOrUndefined(outDir);
   if (outStat && !outStat.isDirectory) {
     throw new InputError(`--out ${values.out}: is a file; --out names the output folder`);
   }
   for (const f of OUTPUT_FILES) assertNotInput(join(outDir, f), inputs);
-  const sigma = parseNumber(values.noise, "--noise", { fallback: DEFAULT_NOISE, min: 0 });
-  const seed = parseNumber(values.seed, "--seed", { fallback: 0, min: 0, integer: true });
-  const device = values.device ?? "auto";
+  return outDir;
+}
 
-  // Solver and its options (the --prompt flag fills the solver's "prompt" option).
+/** The solver from --solver (the --prompt flag fills the solver's "prompt" option). */
+async function solverFromFlags(registry: PluginRegistry, values: Values) {
   const solverSpec = parseSpec(values.solver ?? "latino", "--solver");
+  const promptInSpec = "prompt" in solverSpec.options;
   if (values.prompt !== undefined) {
-    if ("prompt" in solverSpec.options) {
+    if (promptInSpec) {
       throw new InputError("give the prompt either with --prompt or in the solver spec, not both");
     }
     solverSpec.options.prompt = values.prompt;
   }
   const solverPlugin = registry.get("solver", solverSpec.name);
-  const solverOptions = validateOptions(solverPlugin, solverSpec.options);
-  const solver = await solverPlugin.create(solverOptions, {});
+  const options = validateOptions(solverPlugin, solverSpec.options);
+  return { solver: await solverPlugin.create(options, {}), options, promptInSpec };
+}
 
-  // The problem: clean image (or scene) → operator → measurement, or a given measurement.
-  let clean: Tensor | undefined;
-  let y: Tensor;
-  let op: ForwardOperator;
-  const opSpec = parseSpec(values.operator, "--operator");
+/** The problem: clean image (or scene) → operator → measurement, or a given measurement. */
+async function problemFromFlags(
+  registry: PluginRegistry,
+  values: Values,
+  sigma: number,
+  seed: number,
+): Promise<{ op: ForwardOperator; y: Tensor; clean?: Tensor }> {
+  const opSpec = parseSpec(values.operator!, "--operator");
   if (values.measurement) {
-    y = await readInput(values.measurement);
+    const y = await readInput(values.measurement);
     const [h, w] = values.size ? parseSize(values.size) : [y.shape[2], y.shape[3]];
-    op = await createOperator(registry, opSpec, [1, 3, h, w], seed);
+    const op = await createOperator(registry, opSpec, [1, 3, h, w], seed);
     if (!sameShape(op.outputShape, y.shape)) {
       throw new InputError(
         `--measurement ${values.measurement}: shape [${y.shape}] but ${values.operator} on a ` +
           `${h}×${w} image gives [${op.outputShape}] (set --size to the unknown image's HxW)`,
       );
     }
-  } else {
-    if (values.input && values.size) {
-      throw new InputError("--size applies to the test scene or --measurement, not --input");
-    }
-    clean = values.input
-      ? await readInput(values.input)
-      : testScene(...parseSize(values.size ?? "256x256"));
-    // the metrics run after every step: an image too small for them is refused now
-    checkMetricSize(
-      clean.shape,
-      values.input ? `--input ${values.input}` : `--size ${values.size}`,
-    );
-    ({ op, y } = await simulate(registry, opSpec, clean, sigma, seed));
+    return { op, y };
   }
+  if (values.input && values.size) {
+    throw new InputError("--size applies to the test scene or --measurement, not --input");
+  }
+  const clean = values.input
+    ? await readInput(values.input)
+    : testScene(...parseSize(values.size ?? "256x256"));
+  // the metrics run after every step: an image too small for them is refused now
+  checkMetricSize(clean.shape, values.input ? `--input ${values.input}` : `--size ${values.size}`);
+  return { ...await simulate(registry, opSpec, clean, sigma, seed), clean };
+}
+
+/** Run `solve` with command-line arguments. */
+export async function solve(args: string[]): Promise<number> {
+  const { values } = parseCli(args, OPTIONS);
+  const registry = await registryFromFlags(values);
+  if (values.help) {
+    console.log(USAGE + "\n" + describePlugins(registry));
+    return 0;
+  }
+  if (!values.operator) throw new InputError("--operator is required (e.g. blur:sigma=3)");
+  if (!values.out) throw new InputError("--out DIR is required");
+  if (values.input && values.measurement) {
+    throw new InputError("give either --input (clean image) or --measurement, not both");
+  }
+  const outDir = checkOutDir(values);
+  const sigma = parseNumber(values.noise, "--noise", { fallback: DEFAULT_NOISE, min: 0 });
+  const seed = parseNumber(values.seed, "--seed", { fallback: 0, min: 0, integer: true });
+  const device = values.device ?? "auto";
+
+  // Every spec is checked before the image is read or a model loaded.
+  const { solver, options: solverOptions, promptInSpec } = await solverFromFlags(registry, values);
+  const priorSpec = priorSpecFromFlags(values);
+  const priorPlugin = registry.get("prior", priorSpec.name);
+  const priorOptions = validateOptions(priorPlugin, priorSpec.options);
+
+  const { op, y, clean } = await problemFromFlags(registry, values, sigma, seed);
   const imageShape = [...op.inputShape];
 
-  // The prior: the built-in exact model unless --model is given.
-  const priorPlugin = values.model
-    ? registry.get("prior", "diffusers")
-    : registry.get("prior", "builtin");
-  const priorOptions = validateOptions(priorPlugin, values.model ? { path: values.model } : {});
   const prior: Prior = await priorPlugin.create(priorOptions, { device, imageShape });
   const why = unmetRequirements(solver.requires, op, prior);
   if (why) throw new InputError(`solver "${solver.name}" cannot run here: ${why}`);
   // --embedding: conditioning tensors instead of the prompt, checked against the prior up front.
   let conditioning: Record<string, Tensor> | undefined;
   if (values.embedding) {
-    if ("prompt" in solverSpec.options) {
+    if (promptInSpec) {
       throw new InputError("give either a prompt in the solver spec or --embedding, not both");
     }
     conditioning = await readEmbedding(prior, values.embedding, values["embedding-pooled"]);
@@ -459,7 +461,13 @@ export async function solve(args: string[]): Promise<number> {
       imageShape,
       operator: { spec: values.operator, name: op.name, options: op.options },
       solver: { name: solver.name, options: solverOptions, info: result.info },
-      prior: { name: prior.name, ...priorInfo },
+      prior: {
+        spec: formatSpec(priorSpec),
+        name: prior.name,
+        options: priorOptions,
+        family: prior.family,
+        ...priorInfo,
+      },
       nfe: run.nfe,
       vjp: run.vjp,
       modelMs: run.modelMs,

@@ -9,7 +9,9 @@
  *
  * @module
  */
-import { loadPluginModule, type PluginRegistry } from "../core/registry.ts";
+import { loadPluginModule, type PluginKind, type PluginRegistry } from "../core/registry.ts";
+import { parseSpec, type Spec } from "../core/spec.ts";
+import { z } from "zod";
 import { builtinRegistry } from "../mod.ts";
 import { isNpyPath, readTensor, writeTensor } from "../core/io/image.ts";
 import { decodeNpy, readError, toImageTensor } from "../core/io/npy.ts";
@@ -163,4 +165,115 @@ export async function writeOutput(
 ): Promise<void> {
   assertNotInput(path, inputs);
   await writeTensor(path, t, options);
+}
+
+/**
+ * The prior spec of `--prior SPEC` / `--model DIR` (a shorthand for `diffusers:path=DIR`); the
+ * built-in exact model when neither is given. Giving both is an error.
+ */
+export function priorSpecFromFlags(values: { prior?: string; model?: string }): Spec {
+  if (values.prior !== undefined && values.model !== undefined) {
+    throw new InputError("give either --prior SPEC or --model DIR, not both");
+  }
+  if (values.model !== undefined) return { name: "diffusers", options: { path: values.model } };
+  return parseSpec(values.prior ?? "builtin", "--prior");
+}
+
+/** What `--help` shows of one option: its spelling, type, default and description. */
+export interface OptionHelp {
+  /** The key. */
+  key: string;
+  /** Accepted values, e.g. `NUM`, `INT`, `true|false`, `gaussian|motion|file`. */
+  type: string;
+  /** `default X`, `optional` or `required`. */
+  default: string;
+  /** The schema's description (empty when it has none). */
+  description: string;
+}
+
+type JsonProp = {
+  type?: string;
+  enum?: unknown[];
+  anyOf?: JsonProp[];
+  default?: unknown;
+  description?: string;
+  const?: unknown;
+};
+
+function typeText(p: JsonProp): string {
+  if (p.enum) return p.enum.map(String).join("|");
+  if (p.const !== undefined) return String(p.const);
+  if (p.anyOf) return [...new Set(p.anyOf.map(typeText))].join("|");
+  return { integer: "INT", number: "NUM", boolean: "true|false", string: "TEXT" }[p.type ?? ""] ??
+    "VALUE";
+}
+
+/**
+ * The options of a plugin as `--help` lists them, read from its zod schema (`z.toJSONSchema`
+ * of the input side: types, defaults and `.describe()` texts). A schema that is not a zod object
+ * gives its `shape` keys only, or nothing.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { z } from "zod";
+ * import { optionsHelp } from "./common.ts";
+ * const schema = z.strictObject({ sigma: z.number().positive().default(3).describe("σ in pixels") });
+ * assert.deepEqual(optionsHelp(schema), [
+ *   { key: "sigma", type: "NUM", default: "default 3", description: "σ in pixels" },
+ * ]);
+ * ```
+ */
+export function optionsHelp(schema: unknown): OptionHelp[] {
+  let props: Record<string, JsonProp> = {};
+  let required: string[] = [];
+  try {
+    const js = z.toJSONSchema(schema as z.ZodType, { io: "input", unrepresentable: "any" }) as {
+      properties?: Record<string, JsonProp>;
+      required?: string[];
+    };
+    props = js.properties ?? {};
+    required = js.required ?? [];
+  } catch {
+    const shape = (schema as { shape?: Record<string, unknown> } | null)?.shape ?? {};
+    props = Object.fromEntries(Object.keys(shape).map((k) => [k, {}]));
+  }
+  return Object.entries(props).map(([key, p]) => ({
+    key,
+    type: typeText(p),
+    default: p.default !== undefined
+      ? `default ${p.default === "" ? '""' : String(p.default)}`
+      : required.includes(key)
+      ? "required"
+      : "optional",
+    description: p.description ?? "",
+  }));
+}
+
+/**
+ * `--help` text for the plugins of the given kinds: one line per plugin, then one per option
+ * (`key=TYPE (default …) description`), generated from the schemas, so every option a plugin has
+ * is listed, and reachable through its spec string (`--solver`, `--operator`, `--prior`).
+ */
+export function describePlugins(
+  registry: PluginRegistry,
+  kinds: readonly PluginKind[] = ["solver", "operator", "prior"],
+): string {
+  const flag: Record<PluginKind, string> = {
+    solver: "--solver",
+    operator: "--operator",
+    prior: "--prior",
+  };
+  const lines: string[] = [];
+  for (const kind of kinds) {
+    lines.push(`${kind}s (${flag[kind]} NAME[:key=value,...]):`);
+    for (const p of registry.list(kind)) {
+      lines.push(`  ${p.name.padEnd(10)} ${p.description}`);
+      for (const o of optionsHelp(p.options)) {
+        const head = `      ${o.key}=${o.type} (${o.default})`;
+        lines.push(o.description ? `${head}  ${o.description}` : head);
+      }
+    }
+  }
+  return lines.join("\n");
 }

@@ -22,9 +22,16 @@ import { join, resolve, sep } from "node:path";
 import { InputError } from "../core/errors.ts";
 import type { PluginRegistry } from "../core/registry.ts";
 import { createOperator, validateOptions } from "../core/registry.ts";
-import { parseSpec } from "../core/spec.ts";
+import { formatSpec, parseSpec } from "../core/spec.ts";
 import { writeFileAtomic } from "../core/io/atomic.ts";
-import { main, parseCli, parseSize, registryFromFlags } from "./common.ts";
+import {
+  describePlugins,
+  main,
+  parseCli,
+  parseSize,
+  priorSpecFromFlags,
+  registryFromFlags,
+} from "./common.ts";
 import { Progress } from "./progress.ts";
 import { baselineUnavailable } from "./compare/baselines.ts";
 import { planCells, shardCells } from "./compare/cells.ts";
@@ -233,12 +240,8 @@ async function buildConfig(
   values: ReturnType<typeof parseCli<typeof OPTIONS>>["values"],
   registry: PluginRegistry,
 ): Promise<CompareConfig> {
-  if (values.prior !== undefined && values.model !== undefined) {
-    throw new InputError("give either --prior SPEC or --model DIR, not both");
-  }
-  const priorText = values.prior ??
-    (values.model !== undefined ? `diffusers:path=${values.model}` : "builtin");
-  const priorSpec = parseSpec(priorText, "--prior");
+  const priorSpec = priorSpecFromFlags(values);
+  const priorText = formatSpec(priorSpec);
   const priorPlugin = registry.get("prior", priorSpec.name);
   const priorOptions = validateOptions(priorPlugin, priorSpec.options) as Record<string, unknown>;
   const solvers = solverEntries(registry, splitList(values.solvers, "--solvers"), values.prompt);
@@ -348,7 +351,10 @@ export async function readConfig(dir: string): Promise<CompareConfig | undefined
 export async function compare(args: string[]): Promise<number> {
   const { values } = parseCli(args, OPTIONS);
   if (values.help) {
-    console.log(USAGE);
+    console.log(
+      USAGE + "\n" +
+        describePlugins(await registryFromFlags(values), ["solver", "operator", "prior"]),
+    );
     return 0;
   }
   if (!values.out) throw new InputError("--out RUN_DIR is required");

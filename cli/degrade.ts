@@ -28,6 +28,7 @@ import type { Tensor } from "../core/tensor.ts";
 import { encodeJpeg } from "../operators/jpeg.ts";
 import {
   DEFAULT_NOISE,
+  describePlugins,
   main,
   parseCli,
   parseNumber,
@@ -81,7 +82,7 @@ async function jpegBytes(
 export async function degrade(args: string[]): Promise<number> {
   const { values } = parseCli(args, OPTIONS);
   if (values.help) {
-    console.log(USAGE);
+    console.log(USAGE + "\n" + describePlugins(await registryFromFlags(values), ["operator"]));
     return 0;
   }
   if (!values.operator) {

@@ -19,7 +19,14 @@ import { InputError } from "../core/errors.ts";
 import { assertNotInput, writeFileAtomic } from "../core/io/atomic.ts";
 import { exportedGraph } from "../core/onnx/exported_operator.ts";
 import { vjpTransform } from "../core/onnx/vjp.ts";
-import { main, parseCli, parseNumber, parseSize, registryFromFlags } from "./common.ts";
+import {
+  describePlugins,
+  main,
+  parseCli,
+  parseNumber,
+  parseSize,
+  registryFromFlags,
+} from "./common.ts";
 
 const USAGE = `Usage: deno task export-operator --operator SPEC --size HxW --out A.onnx [options]
 
@@ -60,7 +67,7 @@ function onnxPath(path: string, flag: string): string {
 export async function exportOperator(args: string[]): Promise<number> {
   const { values } = parseCli(args, OPTIONS);
   if (values.help) {
-    console.log(USAGE);
+    console.log(USAGE + "\n" + describePlugins(await registryFromFlags(values), ["operator"]));
     return 0;
   }
   if (!values.operator) {

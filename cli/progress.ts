@@ -212,7 +212,8 @@ export class Progress {
    * t, the residual, a gradient solver's loss and ‖∇‖, the model calls, the VJP calls and the
    * solver's own fields (`ev.info`, e.g. LATINO-PRO's SAPG iteration). JSON lines keep the
    * solver's fields
-   * (`{"event":"step","step":…,"total":…,"t":…,"nfe":…,"vjp":…,"residual":…,"ms":…,"info":…,"eta_s":…}`).
+   * (`{"event":"step","step":…,"total":…,"t":…,"nfe":…,"vjp":…,"residual":…,"ms":…,"info":…,"eta_s":…}`,
+   * plus `"note"` when the solver has one); on a terminal a note is a line above the bar.
    */
   solverSteps(options: { parent?: ProgressTask; label?: string } = {}): StepProgress {
     let task: ProgressTask | undefined;
@@ -237,6 +238,7 @@ export class Progress {
             .map(([k, v]) => `${k}=${v}`).join(" ") || undefined,
           ...solverInfo(ev.info),
         });
+        if (ev.note && !this.#json) this.note(ev.note); // JSON lines carry it as a field
         if (this.#enabled && this.#json) {
           const { preview: _, ...fields } = last;
           this.#write(JSON.stringify({

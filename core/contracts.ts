@@ -242,6 +242,17 @@ export const PRIOR_CAPABILITY_TEXT: Readonly<Record<keyof PriorCapabilities, str
   encoderGradients: "gradients through the encoder",
 };
 
+/**
+ * A prior's model family and how it was told. The pipeline prior's ids are `sd`, `sd-lcm`, `sdxl`,
+ * `sdxl-lcm`, `sdxl-dmd2` and `builtin` (core/pipeline/family.ts); other priors may name their own.
+ */
+export interface PriorFamily {
+  /** The family id. */
+  id: string;
+  /** What it was told from (config facts, or "set by family="), one line. */
+  evidence: string;
+}
+
 /** Per-model call counters and times, for run reports. */
 export interface ModelStats {
   /** Forward calls (NFE) per model name. */
@@ -321,8 +332,13 @@ export interface ConditioningTensorInfo {
  * one backward pass and is counted in `stats().vjp`, not in `stats().calls`.
  */
 export interface Prior {
-  /** Model family / folder name. */
+  /** Model folder name (or the plugin's name). */
   readonly name: string;
+  /**
+   * The model family (SD 1.x/2.x, SDXL, LCM, DMD2-like, built-in…) as told by the prior's config,
+   * not its name; solvers pick per-family settings from it (LATINO's δ presets).
+   */
+  readonly family?: PriorFamily;
   /** What it supports. */
   readonly capabilities: PriorCapabilities;
   /** Why a capability is missing (e.g. "the folder has no vae_encoder/"), for refusals. */
@@ -420,6 +436,11 @@ export interface StepEvent {
   loss?: number;
   /** The norm of that loss's gradient (w.r.t. what the solver differentiates, e.g. z_t). */
   gradNorm?: number;
+  /**
+   * One line for the user about this step or the run (e.g. which δ preset LATINO picked and why,
+   * on its first step); progress reporters show it.
+   */
+  note?: string;
   /** Milliseconds spent in this step. */
   ms: number;
   /** Current image estimate on [0,1], when previews were asked for. */

@@ -72,7 +72,9 @@ export const latinoOptions = z.strictObject({
     .describe("constant δ (overrides preset); γ = δ(1−ᾱ_t)/σ'²"),
   /** δ preset name (see DELTA_PRESETS) or "auto" (by prior family and operator). */
   preset: z.string().default("auto")
-    .describe("δ preset (sdxl-dmd2/*, sd15-lcm/*, builtin/*) or auto (by prior and operator)"),
+    .describe(
+      "δ preset (sdxl-dmd2/*, sd15-lcm/*, builtin/*) or auto (by the prior's family and the operator)",
+    ),
   /** Prompt for the prior's text encoder. */
   prompt: z.string().default("").describe("prompt for the prior's text encoder (default empty)"),
   ...LATINO_STEP_OPTIONS,
@@ -82,59 +84,75 @@ export const latinoOptions = z.strictObject({
 export type LatinoOptions = z.output<typeof latinoOptions>;
 
 /**
- * Choose the δ rule from options, prior and operator. Returns the rule and a label for reports.
+ * Choose the δ rule from options, prior and operator. Returns the rule, a label for reports and
+ * the reason it was chosen (one line; LATINO says it with its first step).
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { chooseDeltaRule } from "./latino.ts";
  * const blur = { name: "blur", options: { kernel: "gaussian" } };
- * const auto = chooseDeltaRule({ preset: "auto" }, { name: "builtin" }, blur);
+ * const builtin = { name: "builtin", family: { id: "builtin", evidence: "exact model" } };
+ * const auto = chooseDeltaRule({ preset: "auto" }, builtin, blur);
  * assert.equal(auto.label, "builtin/gaussian");
- * const fixed = chooseDeltaRule({ delta: 0.05, preset: "auto" }, { name: "sd15" }, blur);
+ * assert.match(auto.reason, /prior family builtin/);
+ * const fixed = chooseDeltaRule({ delta: 0.05, preset: "auto" }, builtin, blur);
  * assert.equal(fixed.label, "constant 0.05");
  * ```
  */
 export function chooseDeltaRule(
   options: Pick<LatinoOptions, "delta" | "preset">,
-  prior: Pick<Prior, "name">,
+  prior: Pick<Prior, "name" | "family">,
   operator: Pick<ForwardOperator, "name" | "options">,
-): { rule: DeltaRule; label: string } {
+): { rule: DeltaRule; label: string; reason: string } {
   if (options.delta !== undefined) {
-    return { rule: constantDelta(options.delta), label: `constant ${options.delta}` };
+    return {
+      rule: constantDelta(options.delta),
+      label: `constant ${options.delta}`,
+      reason: "delta= given",
+    };
   }
   let name = options.preset;
-  if (name === "auto") name = autoPreset(prior.name, operator);
+  let reason = "preset= given";
+  if (name === "auto") {
+    name = autoPreset(prior.family, operator);
+    const f = prior.family;
+    reason = f
+      ? `prior family ${f.id} (${f.evidence}), operator ${operator.name}`
+      : `${priorFamily(prior).evidence}; operator ${operator.name}`;
+  }
   const preset = DELTA_PRESETS[name];
   if (!preset) {
     throw new InputError(
       `latino: unknown δ preset "${name}" (known: ${Object.keys(DELTA_PRESETS).join(", ")})`,
     );
   }
-  return { rule: preset.rule, label: name };
+  return { rule: preset.rule, label: name, reason };
 }
 
 /**
- * The preset "auto" picks: family from the prior's name, task from the operator.
+ * The preset "auto" picks: the group from the prior's family (its config files, not its name;
+ * see {@link priorFamily}), the task from the operator.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { autoPreset } from "./latino.ts";
- * assert.equal(autoPreset("sdxl-dmd2", { name: "sr", options: { factor: 16 } }), "sdxl-dmd2/sr16");
- * assert.equal(autoPreset("sd15-lcm", { name: "inpaint", options: {} }), "sd15-lcm/inpaint");
+ * const dmd2 = { id: "sdxl-dmd2", evidence: "SDXL inputs, LCMScheduler" };
+ * assert.equal(autoPreset(dmd2, { name: "sr", options: { factor: 16 } }), "sdxl-dmd2/sr16");
+ * const lcm = { id: "sd-lcm", evidence: "LCMScheduler" };
+ * assert.equal(autoPreset(lcm, { name: "inpaint", options: {} }), "sd15-lcm/inpaint");
  * ```
  */
 export function autoPreset(
-  priorName: string,
+  family: Prior["family"],
   op: Pick<ForwardOperator, "name" | "options">,
 ): string {
-  const { family } = priorFamily({ name: priorName });
-  const task = operatorTask(op);
-  const exact = `${family}/${task}`;
+  const group = priorFamily({ name: "", family }).family;
+  const exact = `${group}/${operatorTask(op)}`;
   if (DELTA_PRESETS[exact]) return exact;
-  if (family === "builtin") return "builtin/other";
-  return family === "sdxl-dmd2" ? "sdxl-dmd2/other" : "sd15-lcm/gaussian";
+  if (group === "builtin") return "builtin/other";
+  return group === "sdxl-dmd2" ? "sdxl-dmd2/other" : "sd15-lcm/gaussian";
 }
 
 function parseTimesteps(o: LatinoOptions, numTrain: number): number[] {
@@ -165,7 +183,7 @@ export async function* runLatino(
 ): AsyncGenerator<StepEvent, SolveResult> {
   const step = new LatinoStep(o, problem, prior, ctx, "latino");
   const ts = parseTimesteps(o, prior.schedule.numTrainTimesteps);
-  const { rule, label } = chooseDeltaRule(o, prior, problem.operator);
+  const { rule, label, reason } = chooseDeltaRule(o, prior, problem.operator);
   const c: Conditioning = await solverConditioning(prior, o.prompt, ctx);
 
   // Initialisation ("y_noise"): z = √ᾱ_{t0} E(clip(x_init)) + √(1−ᾱ_{t0}) ξ.
@@ -175,11 +193,13 @@ export async function* runLatino(
     const started = performance.now();
     const r = await step.run(z, ts[k], c, rule, k + 1 < ts.length ? ts[k + 1] : null);
     z = r.z;
-    yield step.event(k, ts.length, ts[k], started, r);
+    const ev = step.event(k, ts.length, ts[k], started, r);
+    // Which δ rule and why, said with the first step.
+    yield k === 0 ? { ...ev, note: `latino: δ rule ${label} (${reason})` } : ev;
   }
   return {
     x: await step.output(z),
-    info: { timesteps: ts, deltaRule: label, rule, deltas: step.deltas },
+    info: { timesteps: ts, deltaRule: label, deltaReason: reason, rule, deltas: step.deltas },
   };
 }
 

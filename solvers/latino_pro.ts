@@ -141,7 +141,7 @@ export type LatinoProOptions = z.output<typeof latinoProOptions>;
 export interface ResolvedPro {
   /** Preset name and why it was picked. */
   preset: string;
-  /** How the preset was chosen, for reports ("auto: family builtin (from the prior's name) …"). */
+  /** How the preset was chosen, for reports ("auto: family builtin (from the prior's config: …) …"). */
   chosen: string;
   /** SAPG settings. */
   sapg: SapgSettings;
@@ -168,16 +168,17 @@ export interface ResolvedPro {
  */
 export function resolvePro(
   o: LatinoProOptions,
-  prior: Pick<Prior, "name"> & { family?: string },
+  prior: Pick<Prior, "name" | "family">,
   op: Parameters<typeof operatorTask>[0],
   sigmaY: number,
 ): ResolvedPro {
   let name = o.preset, chosen = `preset ${o.preset}`;
   if (name === "auto") {
-    const { family, from } = priorFamily(prior);
+    const { family, from, evidence } = priorFamily(prior);
     const task = operatorTask(op);
     name = autoProPreset(family, task, op.options, sigmaY);
-    chosen = `auto: family ${family} (from the prior's ${from}), task ${task}, σ_y ${sigmaY}`;
+    chosen = `auto: family ${family} (from the prior's ${from}: ${evidence}), task ${task}, ` +
+      `σ_y ${sigmaY}`;
   }
   const p: ProPreset | undefined = PRO_PRESETS[name];
   if (!p) {

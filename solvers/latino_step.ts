@@ -98,33 +98,43 @@ export function latinoTimesteps(steps: number, numTrain = 1000): number[] {
   return Array.from({ length: steps }, (_, k) => numTrain - 1 - Math.floor(k * numTrain / steps));
 }
 
-/** The model families the presets know. */
-export type PriorFamily = "builtin" | "sdxl-dmd2" | "sd15-lcm";
+/** The model families the official presets were made for (the preset groups). */
+export type PresetFamily = "builtin" | "sdxl-dmd2" | "sd15-lcm";
 
 /**
- * The prior's family for preset selection: the prior's declared `family` when it has one (a
- * folder's config files), otherwise guessed from its name (builtin…; a name containing "xl" or "dmd" → sdxl-dmd2;
- * anything else → sd15-lcm). Returns the family and how it was found.
+ * The preset group of a prior, from the family it reports (its config files, never its name:
+ * core/pipeline/family.ts): the built-in model's own presets; the official code's DMD2-SDXL
+ * presets for every SDXL family; its SD1.5-LCM presets for SD 1.x/2.x and for a prior that reports
+ * no family. Returns the group, whether the prior's config said it, and the evidence (one line).
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { priorFamily } from "./latino_step.ts";
- * assert.deepEqual(priorFamily({ name: "builtin" }), { family: "builtin", from: "name" });
- * assert.equal(priorFamily({ name: "dmd2-sdxl-onnx" }).family, "sdxl-dmd2");
- * assert.deepEqual(priorFamily({ name: "x", family: "sdxl-dmd2" }), { family: "sdxl-dmd2", from: "config" });
+ * const builtin = { name: "x", family: { id: "builtin", evidence: "exact model" } };
+ * assert.equal(priorFamily(builtin).family, "builtin");
+ * assert.equal(priorFamily({ name: "x", family: { id: "sdxl-lcm", evidence: "" } }).family, "sdxl-dmd2");
+ * // No family reported: the SD1.5-LCM presets, whatever the name says.
+ * assert.equal(priorFamily({ name: "dmd2-sdxl-onnx" }).family, "sd15-lcm");
  * ```
  */
 export function priorFamily(
-  prior: Pick<Prior, "name"> & { family?: string },
-): { family: PriorFamily; from: "config" | "name" } {
-  const declared = prior.family;
-  if (declared === "builtin" || declared === "sdxl-dmd2" || declared === "sd15-lcm") {
-    return { family: declared, from: "config" };
+  prior: Pick<Prior, "name" | "family">,
+): { family: PresetFamily; from: "config" | "default"; evidence: string } {
+  const f = prior.family;
+  if (!f) {
+    return {
+      family: "sd15-lcm",
+      from: "default",
+      evidence: `prior "${prior.name}" reports no family: SD1.5-LCM presets`,
+    };
   }
-  const n = prior.name;
-  const family = n.startsWith("builtin") ? "builtin" : /xl|dmd/i.test(n) ? "sdxl-dmd2" : "sd15-lcm";
-  return { family, from: "name" };
+  const family = f.id === "builtin"
+    ? "builtin"
+    : f.id.startsWith("sdxl")
+    ? "sdxl-dmd2"
+    : "sd15-lcm";
+  return { family, from: "config", evidence: `family ${f.id}: ${f.evidence}` };
 }
 
 /**

@@ -123,7 +123,10 @@ Deno.test("latino-pro: 68 UNet forwards and 45 VJPs, one SAPG record per iterati
   assert.equal(records[0].info!.preset, "builtin/gaussian");
   const info = result.info as Record<string, unknown>;
   assert.equal(info.preset, "builtin/gaussian");
-  assert.match(String(info.presetChoice), /auto: family builtin \(from the prior's name\)/);
+  assert.match(
+    String(info.presetChoice),
+    /auto: family builtin \(from the prior's config: family builtin/,
+  );
   // The optimised embedding comes back: moved, within the balls, leading 4 tokens untouched.
   const c = result.conditioning!.encoder_hidden_states;
   const c0 = (await prior.condition("a grainy photo")).tensors.encoder_hidden_states;

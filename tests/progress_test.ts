@@ -68,3 +68,17 @@ Deno.test("progress: --quiet prints nothing", () => {
   progress.stop();
   assert.deepEqual(lines, []);
 });
+
+Deno.test("a solver's step note: a line above the bar on a terminal, a field of the JSON step line", () => {
+  const json: string[] = [];
+  const p = new Progress({ mode: "json", write: (l) => json.push(l) });
+  const steps = p.solverSteps();
+  const ev = { step: 0, total: 2, nfe: {}, vjp: {}, ms: 1 };
+  steps.update({ ...ev, note: "latino: δ rule builtin/gaussian (…)" });
+  steps.update({ ...ev, step: 1 });
+  steps.done();
+  p.stop();
+  assert.equal(json.length, 2);
+  assert.equal(JSON.parse(json[0]).note, "latino: δ rule builtin/gaussian (…)");
+  assert.equal(JSON.parse(json[1]).note, undefined);
+});

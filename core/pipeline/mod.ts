@@ -10,5 +10,6 @@ export * from "./files.ts";
 export * from "./schedule.ts";
 export * from "./tokenizer.ts";
 export * from "./conditioning.ts";
+export * from "./family.ts";
 export { MODEL_FOLDERS, type ModelFolder } from "./folder.ts";
 export { DEFAULT_LCM_GUIDANCE, type DiffusersLoadOptions, DiffusersPrior } from "./prior.ts";

@@ -9,6 +9,7 @@ import { definePrior, type PriorPlugin } from "../../core/registry.ts";
 import { InputError } from "../../core/errors.ts";
 import { directoryFiles } from "../../core/pipeline/files.ts";
 import { DEFAULT_LCM_GUIDANCE, DiffusersPrior } from "../../core/pipeline/prior.ts";
+import { PRIOR_FAMILIES, type PriorFamilyId } from "../../core/pipeline/family.ts";
 
 /** Options of the "diffusers" prior plugin. */
 export interface DiffusersPluginOptions {
@@ -16,6 +17,8 @@ export interface DiffusersPluginOptions {
   path: string;
   /** LCM guidance scale for `timestep_cond` (default 8.5). */
   lcm_guidance: number;
+  /** The model family, when the config files cannot tell it (default: detected). */
+  family?: PriorFamilyId;
 }
 
 /** Prior plugin over a diffusers/Optimum ONNX pipeline folder. */
@@ -28,6 +31,11 @@ export const diffusersPlugin: PriorPlugin<DiffusersPluginOptions> = definePrior(
     path: z.string().min(1).describe("the pipeline folder (model_index.json, unet/, vae_*/, …)"),
     lcm_guidance: z.number().positive().default(DEFAULT_LCM_GUIDANCE)
       .describe("LCM guidance scale w+1 for timestep_cond (diffusers default 8.5)"),
+    family: z.enum(PRIOR_FAMILIES).optional().describe(
+      `model family when the config files cannot tell it: ${
+        PRIOR_FAMILIES.join(" | ")
+      } (default: detected from the configs)`,
+    ),
   }),
   async create(options, ctx) {
     let isDir = false;
@@ -43,6 +51,7 @@ export const diffusersPlugin: PriorPlugin<DiffusersPluginOptions> = definePrior(
       device: ctx.device,
       imageShape: ctx.imageShape,
       lcmGuidance: options.lcm_guidance,
+      family: options.family,
     });
   },
 });
