@@ -159,10 +159,11 @@ export interface ResolvedPro {
  * import assert from "node:assert/strict";
  * import { latinoProOptions, resolvePro } from "./latino_pro.ts";
  * const blur = { name: "blur", options: { kernel: "gaussian", sigma: 3 } };
- * const r = resolvePro(latinoProOptions.parse({ radius: 9 }), { name: "builtin" }, blur, 0.01);
+ * const builtin = { name: "builtin", family: { id: "builtin", evidence: "exact model" } };
+ * const r = resolvePro(latinoProOptions.parse({ radius: 9 }), builtin, blur, 0.01);
  * assert.equal(r.preset, "builtin/gaussian");
  * assert.equal(r.sapg.radius, 9); // explicit option beats the preset
- * const d = resolvePro(latinoProOptions.parse({ distance: 5 }), { name: "builtin" }, blur, 0.01);
+ * const d = resolvePro(latinoProOptions.parse({ distance: 5 }), builtin, blur, 0.01);
  * assert.equal(d.sapg.gamma0, 0.01); // the study's rule: γ0 = 0.002·d*
  * ```
  */

@@ -139,13 +139,18 @@ Deno.test("solve --help: every option of every plugin, with its description and 
   const r = await task("solve", "--help");
   assert.equal(r.code, 0, r.stderr);
   const registry = builtinRegistry();
+  const lines = r.stdout.split("\n");
   for (const kind of ["solver", "operator", "prior"] as const) {
     for (const p of registry.list(kind)) {
+      // The plugin's block: its header line, then its indented option lines.
+      const start = lines.findIndex((l) => l.startsWith(`  ${p.name} `));
+      assert.ok(start >= 0, `${kind} ${p.name} not listed`);
+      const block: string[] = [];
+      for (let i = start + 1; i < lines.length && lines[i].startsWith("      "); i++) {
+        block.push(lines[i]);
+      }
       for (const o of optionsHelp(p.options)) {
-        const line = r.stdout.split("\n").find((l) =>
-          l.trim().startsWith(`${o.key}=`) &&
-          r.stdout.indexOf(l) > r.stdout.indexOf(`  ${p.name} `)
-        );
+        const line = block.find((l) => l.trim().startsWith(`${o.key}=`));
         assert.ok(line, `${kind} ${p.name}: option ${o.key} not listed`);
         assert.ok(line.includes(`(${o.default})`), `${p.name}.${o.key}: ${line}`);
         // TODO(issue 15): operators/jpeg.ts options have no .describe() yet (that file is theirs).
