@@ -13,13 +13,13 @@ import { task } from "./subprocess.ts";
 
 const SMALL = ["--operator", "blur:sigma=1", "--noise", "0.01", "--seed", "1", "--size", "32x32"];
 
-// deno-lint-ignore no-explicit-any -- run.json is free-form JSON
 /** The solver notes of a run: on stderr, in the step JSON lines (stderr is not a terminal here). */
 function notes(stderr: string): string[] {
   return stderr.split("\n").filter((l) => l.startsWith('{"event":"step"'))
     .map((l) => JSON.parse(l).note).filter((n) => n !== undefined);
 }
 
+// deno-lint-ignore no-explicit-any -- run.json is free-form JSON
 async function runJson(dir: string): Promise<Record<string, any>> {
   return JSON.parse(await Deno.readTextFile(join(dir, "run.json")));
 }
