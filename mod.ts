@@ -67,9 +67,10 @@ export { operatorPlugins, priorPlugins, solverPlugins };
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { builtinRegistry } from "./mod.ts";
  * const names = builtinRegistry().list("operator").map((p) => p.name);
- * console.assert(Array.isArray(names));
+ * assert.ok(Array.isArray(names));
  * ```
  */
 export function builtinRegistry(): PluginRegistry {

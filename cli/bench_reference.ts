@@ -48,9 +48,10 @@ export interface ReferenceServer {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { startReference } from "./bench_reference.ts";
  * const ref = await startReference("/nonexistent/python3");
- * console.assert("error" in ref);
+ * assert.ok("error" in ref);
  * ```
  */
 export async function startReference(

@@ -31,9 +31,10 @@ export function percentile(sorted: readonly number[], q: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { timeIt } from "./bench_util.ts";
  * const t = await timeIt(() => new Float32Array(1000).fill(1), { warmup: 1, runs: 5 });
- * console.assert(t.runs.length === 5 && t.p10 <= t.median && t.median <= t.p90);
+ * assert.ok(t.runs.length === 5 && t.p10 <= t.median && t.median <= t.p90);
  * ```
  */
 export async function timeIt(
@@ -57,8 +58,9 @@ export async function timeIt(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { summarize } from "./bench_util.ts";
- * console.assert(summarize([3, 1, 2]).median === 2);
+ * assert.ok(summarize([3, 1, 2]).median === 2);
  * ```
  */
 export function summarize(times: number[]): Timing {

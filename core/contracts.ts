@@ -565,12 +565,13 @@ export interface Solver {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { unmetRequirements } from "./contracts.ts";
  * const why = unmetRequirements(
  *   { operator: { linear: true } },
  *   { name: "jpeg", capabilities: { linear: false, closedFormProx: false, differentiable: true } },
  * );
- * console.assert(why !== null && why.includes("linear"));
+ * assert.ok(why !== null && why.includes("linear"));
  * ```
  */
 export function unmetRequirements(

@@ -34,10 +34,11 @@ function assertSameShape(a: Tensor, b: Tensor, whatA: string, whatB: string): vo
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { mse } from "./metrics.ts";
  * const a = { data: new Float32Array([0, 0]), shape: [1, 1, 1, 2] };
  * const b = { data: new Float32Array([0.5, 0.5]), shape: [1, 1, 1, 2] };
- * console.assert(mse(a, b) === 0.25);
+ * assert.ok(mse(a, b) === 0.25);
  * ```
  */
 export function mse(a: Tensor, b: Tensor): number {
@@ -57,10 +58,11 @@ export function mse(a: Tensor, b: Tensor): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { psnr } from "./metrics.ts";
  * const a = { data: new Float32Array(4).fill(0.5), shape: [1, 1, 2, 2] };
  * const b = { data: new Float32Array(4).fill(0.6), shape: [1, 1, 2, 2] };
- * console.assert(Math.abs(psnr(a, b) - 20) < 1e-5); // MSE = 0.01
+ * assert.ok(Math.abs(psnr(a, b) - 20) < 1e-5); // MSE = 0.01
  * ```
  */
 export function psnr(a: Tensor, b: Tensor, dataRange = 1): number {
@@ -169,9 +171,10 @@ function ssimPlane(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ssim } from "./metrics.ts";
  * const a = { data: new Float32Array(3 * 16 * 16).map((_, i) => (i % 7) / 7), shape: [1, 3, 16, 16] };
- * console.assert(Math.abs(ssim(a, a) - 1) < 1e-12);
+ * assert.ok(Math.abs(ssim(a, a) - 1) < 1e-12);
  * ```
  */
 export function ssim(a: Tensor, b: Tensor, options: SsimOptions = {}): number {
@@ -210,11 +213,12 @@ export function ssim(a: Tensor, b: Tensor, options: SsimOptions = {}): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { measurementPsnr } from "./metrics.ts";
  * const identity = { forward: (x: { data: Float32Array; shape: number[] }) => Promise.resolve(x) };
  * const x = { data: new Float32Array(4).fill(0.5), shape: [1, 1, 2, 2] };
  * const y = { data: new Float32Array(4).fill(0.6), shape: [1, 1, 2, 2] };
- * console.assert(Math.abs((await measurementPsnr(identity, x, y)) - 20) < 1e-5);
+ * assert.ok(Math.abs((await measurementPsnr(identity, x, y)) - 20) < 1e-5);
  * ```
  */
 export async function measurementPsnr(

@@ -13,6 +13,7 @@ import type { Tensor } from "./tensor.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { measure } from "./noise.ts";
  * import { streams } from "./rng.ts";
  * const id = {
@@ -20,7 +21,7 @@ import type { Tensor } from "./tensor.ts";
  * };
  * const x = { data: new Float32Array(4).fill(0.5), shape: [1, 1, 2, 2] };
  * const y = await measure(id, x, 0, streams(0).get("measurement-noise"));
- * console.assert(y.data[0] === 0.5);
+ * assert.ok(y.data[0] === 0.5);
  * ```
  */
 export async function measure(

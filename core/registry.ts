@@ -103,6 +103,7 @@ export type PluginKind = Plugin["kind"];
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { z } from "zod";
  * import { defineOperator } from "./registry.ts";
  * const gain = defineOperator({
@@ -114,7 +115,7 @@ export type PluginKind = Plugin["kind"];
  *     throw new Error("sketch");
  *   },
  * });
- * console.assert(gain.options.safeParse({}).success);
+ * assert.ok(gain.options.safeParse({}).success);
  * ```
  */
 export function defineOperator<O>(p: OperatorPlugin<O>): OperatorPlugin<O> {
@@ -125,6 +126,7 @@ export function defineOperator<O>(p: OperatorPlugin<O>): OperatorPlugin<O> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { z } from "zod";
  * import { defineSolver } from "./registry.ts";
  * const noop = defineSolver({
@@ -136,7 +138,7 @@ export function defineOperator<O>(p: OperatorPlugin<O>): OperatorPlugin<O> {
  *     throw new Error("sketch");
  *   },
  * });
- * console.assert(noop.kind === "solver");
+ * assert.ok(noop.kind === "solver");
  * ```
  */
 export function defineSolver<O>(p: SolverPlugin<O>): SolverPlugin<O> {
@@ -147,6 +149,7 @@ export function defineSolver<O>(p: SolverPlugin<O>): SolverPlugin<O> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { z } from "zod";
  * import { definePrior } from "./registry.ts";
  * const flat = definePrior({
@@ -158,7 +161,7 @@ export function defineSolver<O>(p: SolverPlugin<O>): SolverPlugin<O> {
  *     throw new Error("sketch");
  *   },
  * });
- * console.assert(flat.name === "flat");
+ * assert.ok(flat.name === "flat");
  * ```
  */
 export function definePrior<O>(p: PriorPlugin<O>): PriorPlugin<O> {
@@ -435,11 +438,25 @@ export async function loadPluginModule(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createOperator, PluginRegistry } from "./registry.ts";
- * import { blurPlugin } from "../operators/blur.ts";
- * const registry = new PluginRegistry().register(blurPlugin);
- * const op = await createOperator(registry, "blur:sigma=2", [1, 3, 32, 32], 0);
+ * import { z } from "zod";
+ * import { createOperator, defineOperator, PluginRegistry } from "./registry.ts";
+ * import { linearOperator } from "./linear_operator.ts";
+ * import type { Tensor } from "./tensor.ts";
+ * // y = s·x as a plugin with one option.
+ * const scale = defineOperator({
+ *   kind: "operator",
+ *   name: "scale",
+ *   description: "y = s·x",
+ *   options: z.strictObject({ s: z.number().default(2) }),
+ *   create({ s }, { shape }) {
+ *     const f = (t: Tensor) => ({ data: t.data.map((v) => s * v), shape: [...shape] });
+ *     return linearOperator({ name: "scale", options: { s }, inputShape: shape, outputShape: shape, forward: f, adjoint: f });
+ *   },
+ * });
+ * const registry = new PluginRegistry().register(scale);
+ * const op = await createOperator(registry, "scale:s=3", [1, 3, 4, 4], 0);
  * assert.equal(op.capabilities.linear, true);
+ * assert.deepEqual(op.options, { s: 3 });
  * ```
  */
 export async function createOperator(

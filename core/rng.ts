@@ -273,10 +273,11 @@ function rotl(x: number, k: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { streams } from "./rng.ts";
  * const a = streams(0).get("measurement-noise").normal();
  * const b = streams(0).get("measurement-noise").normal();
- * console.assert(a === b);
+ * assert.ok(a === b);
  * ```
  */
 export function streams(seed: number): StreamSource {

@@ -81,10 +81,11 @@ function layers(h: number, w: number): Layer[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { testScene } from "./scene.ts";
  * const x = testScene(64, 96);
- * console.assert(x.shape.join() === "1,3,64,96");
- * console.assert(x.data.every((v) => v >= 0 && v <= 1));
+ * assert.ok(x.shape.join() === "1,3,64,96");
+ * assert.ok(x.data.every((v) => v >= 0 && v <= 1));
  * ```
  */
 export function testScene(height: number, width: number): Tensor {

@@ -42,9 +42,10 @@ export function typeValue(raw: string): number | boolean | string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseSpec } from "./spec.ts";
  * const s = parseSpec("blur:kernel=gaussian,sigma=3");
- * console.assert(s.name === "blur" && s.options.sigma === 3);
+ * assert.ok(s.name === "blur" && s.options.sigma === 3);
  * ```
  */
 export function parseSpec(text: string, what = "spec"): Spec {

@@ -41,9 +41,10 @@ export function numel(shape: readonly number[]): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { tensor } from "./tensor.ts";
  * const t = tensor([1, 3, 2, 2]);
- * console.assert(t.data.length === 12);
+ * assert.ok(t.data.length === 12);
  * ```
  */
 export function tensor(shape: readonly number[], data?: Float32Array | number[]): Tensor {

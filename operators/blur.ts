@@ -449,10 +449,11 @@ function symmetricImpulseResponse(k: Kernel2, H: number, W: number): Float64Arra
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { symmetricBlurDctDiagonal } from "./blur.ts";
  * import { gaussianKernel } from "./kernels.ts";
  * const h = symmetricBlurDctDiagonal(gaussianKernel(1.5), 16, 16)!;
- * console.assert(Math.abs(h[0] - 1) < 1e-12); // A(1) = 1: the DC gain is the kernel sum
+ * assert.ok(Math.abs(h[0] - 1) < 1e-12); // A(1) = 1: the DC gain is the kernel sum
  * ```
  */
 export function symmetricBlurDctDiagonal(k: Kernel2, H: number, W: number): Float64Array | null {
@@ -538,12 +539,13 @@ export interface BlurOptions {
  *
  * @example
  * ```ts
- * import { createOperator, PluginRegistry } from "../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { createOperator, PluginRegistry } from "../core/registry.ts";
  * import { blurPlugin } from "./blur.ts";
  * const reg = new PluginRegistry().register(blurPlugin);
  * const op = await createOperator(reg, "blur:sigma=1,boundary=symmetric", [1, 1, 16, 16], 0);
  * const y = await op.forward({ data: new Float32Array(256).fill(1), shape: [1, 1, 16, 16] });
- * console.assert(Math.abs(y.data[0] - 1) < 1e-6); // A(1) = 1
+ * assert.ok(Math.abs(y.data[0] - 1) < 1e-6); // A(1) = 1
  * ```
  */
 export const blurPlugin: OperatorPlugin<BlurOptions> = defineOperator<BlurOptions>({

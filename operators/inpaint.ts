@@ -258,11 +258,12 @@ export async function makeInpaintMask(
  *
  * @example
  * ```ts
- * import { createOperator, PluginRegistry } from "../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { createOperator, PluginRegistry } from "../core/registry.ts";
  * import { inpaintPlugin } from "./inpaint.ts";
  * const reg = new PluginRegistry().register(inpaintPlugin);
  * const op = await createOperator(reg, "inpaint:mask=box,size=0.5", [1, 3, 8, 8], 0);
- * console.assert(op.capabilities.closedFormProx);
+ * assert.ok(op.capabilities.closedFormProx);
  * ```
  */
 export const inpaintPlugin: OperatorPlugin<InpaintOptions> = defineOperator({

@@ -55,9 +55,10 @@ export function gaussianKernelSize(sigma: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { gaussianKernel } from "./kernels.ts";
  * const k = gaussianKernel(3);
- * console.assert(k.h === 23 && k.w === 23);
+ * assert.ok(k.h === 23 && k.w === 23);
  * ```
  */
 export function gaussianKernel(
@@ -297,10 +298,11 @@ const MAX_STEP_DRAWS = 100_000;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { motionKernel } from "./kernels.ts";
  * import { streams } from "../core/rng.ts";
  * const k = motionKernel(9, 0.5, streams(0).get("operator"));
- * console.assert(k.h === 9 && Math.abs(k.data.reduce((a, b) => a + b) - 1) < 1e-12);
+ * assert.ok(k.h === 9 && Math.abs(k.data.reduce((a, b) => a + b) - 1) < 1e-12);
  * ```
  */
 export function motionKernel(size: number, intensity: number, rng: RandomStream): Kernel2 {

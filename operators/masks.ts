@@ -50,9 +50,10 @@ export function holeFraction(m: PixelMask): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { boxMask } from "./masks.ts";
  * const m = boxMask(512, 512, 0.5);
- * console.assert(m.data[128 * 512 + 128] === 0 && m.data[127 * 512 + 128] === 1);
+ * assert.ok(m.data[128 * 512 + 128] === 0 && m.data[127 * 512 + 128] === 1);
  * ```
  */
 export function boxMask(height: number, width: number, size: number): PixelMask {

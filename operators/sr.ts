@@ -65,9 +65,10 @@ export function keysCubic(x: number, a = -0.5): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { bicubicTaps } from "./sr.ts";
  * const k = bicubicTaps(2);
- * console.assert(k.length === 8 && Math.abs(k.reduce((s, v) => s + v, 0) - 1) < 1e-12);
+ * assert.ok(k.length === 8 && Math.abs(k.reduce((s, v) => s + v, 0) - 1) < 1e-12);
  * ```
  */
 export function bicubicTaps(factor: number): Float64Array {
@@ -335,12 +336,13 @@ export interface SrOptions {
  *
  * @example
  * ```ts
- * import { createOperator, PluginRegistry } from "../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { createOperator, PluginRegistry } from "../core/registry.ts";
  * import { srPlugin } from "./sr.ts";
  * const reg = new PluginRegistry().register(srPlugin);
  * const op = await createOperator(reg, "sr:factor=2,filter=avgpool", [1, 1, 4, 4], 0);
  * const y = await op.forward({ data: new Float32Array(16).fill(1), shape: [1, 1, 4, 4] });
- * console.assert(y.shape[2] === 2 && y.data[0] === 1);
+ * assert.ok(y.shape[2] === 2 && y.data[0] === 1);
  * ```
  */
 export const srPlugin: OperatorPlugin<SrOptions> = defineOperator({

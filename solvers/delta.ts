@@ -24,9 +24,10 @@ export interface DeltaRule {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { deltaAt } from "./delta.ts";
  * const d = deltaAt({ threshold: 400, high: 5e-4, low: 2e-4, scale: "residual" }, 999, 100, 0.02);
- * console.assert(Math.abs(d - 0.05) < 1e-12);
+ * assert.ok(Math.abs(d - 0.05) < 1e-12);
  * ```
  */
 export function deltaAt(rule: DeltaRule, t: number, df: number, sigmaPrime: number): number {

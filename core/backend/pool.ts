@@ -71,8 +71,9 @@ export interface PoolOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { coreCount } from "./pool.ts";
- * console.assert(Number.isInteger(coreCount()) && coreCount() >= 1);
+ * assert.ok(Number.isInteger(coreCount()) && coreCount() >= 1);
  * ```
  */
 export function coreCount(): number {
@@ -282,10 +283,11 @@ export function sessionPool(): SessionPool {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { releaseSessions, sessionPool } from "./pool.ts";
  * sessionPool().resetStats();
  * await releaseSessions(); // e.g. before exiting a long-running CLI
- * console.assert(sessionPool().size === 0);
+ * assert.ok(sessionPool().size === 0);
  * ```
  */
 export async function releaseSessions(): Promise<void> {

@@ -70,6 +70,7 @@ function fileId(path: string): string | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { assertNotInput } from "./atomic.ts";
  * let refused = false;
  * try {
@@ -77,7 +78,7 @@ function fileId(path: string): string | undefined {
  * } catch {
  *   refused = true;
  * }
- * console.assert(refused);
+ * assert.ok(refused);
  * ```
  */
 export function assertNotInput(output: string, inputs: readonly string[], what = "--out"): void {

@@ -28,10 +28,11 @@ const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // "\x93NUMPY"
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeNpy, encodeNpy } from "./npy.ts";
  * const t = { data: new Float32Array([0, 0.5, 1, 0.25]), shape: [1, 1, 2, 2] };
  * const back = decodeNpy(encodeNpy(t));
- * console.assert(back.data[1] === 0.5 && back.shape.join() === "1,1,2,2");
+ * assert.ok(back.data[1] === 0.5 && back.shape.join() === "1,1,2,2");
  * ```
  */
 export function encodeNpy(t: Tensor): Uint8Array {
@@ -131,9 +132,10 @@ function fortranToC(src: Float32Array, shape: readonly number[]): Float32Array {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeNpy, encodeNpy } from "./npy.ts";
  * const t = decodeNpy(encodeNpy({ data: new Float32Array(6), shape: [2, 3] }));
- * console.assert(t.shape.join() === "2,3");
+ * assert.ok(t.shape.join() === "2,3");
  * ```
  */
 export function decodeNpy(bytes: Uint8Array, what = ".npy data"): Tensor {
@@ -188,10 +190,11 @@ export function decodeNpy(bytes: Uint8Array, what = ".npy data"): Tensor {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { toImageTensor } from "./npy.ts";
  * const hwc = { data: new Float32Array(12), shape: [2, 2, 3] }; // (H,W,C)
  * const t = toImageTensor(hwc);
- * console.assert(t.shape.join() === "1,3,2,2");
+ * assert.ok(t.shape.join() === "1,3,2,2");
  * ```
  */
 export function toImageTensor(t: Tensor, what = ".npy data"): Tensor {

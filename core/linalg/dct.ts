@@ -152,13 +152,14 @@ const plans = new Map<string, Dct2>();
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { dct2 } from "./dct.ts";
  * const p = dct2(4, 6);
  * const x = new Float64Array(24).fill(1); // a constant plane has only a DC coefficient
  * p.forward(x);
- * console.assert(Math.abs(x[0] - Math.sqrt(24)) < 1e-12 && Math.abs(x[1]) < 1e-12);
+ * assert.ok(Math.abs(x[0] - Math.sqrt(24)) < 1e-12 && Math.abs(x[1]) < 1e-12);
  * p.inverse(x);
- * console.assert(x.every((v) => Math.abs(v - 1) < 1e-12));
+ * assert.ok(x.every((v) => Math.abs(v - 1) < 1e-12));
  * ```
  */
 export function dct2(h: number, w: number): Dct2 {
@@ -177,11 +178,12 @@ export function dct2(h: number, w: number): Dct2 {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { dctMatrix } from "./dct.ts";
  * const P = dctMatrix(3);
  * let s = 0; // row 1 · row 1 = 1
  * for (let i = 0; i < 3; i++) s += P[3 + i] ** 2;
- * console.assert(Math.abs(s - 1) < 1e-15);
+ * assert.ok(Math.abs(s - 1) < 1e-15);
  * ```
  */
 export function dctMatrix(n: number): Float64Array {

@@ -289,8 +289,9 @@ function lineCost(n: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fastFftSize } from "./fft.ts";
- * console.assert(fastFftSize(572) === 576); // 576 = 2⁶·3², cheaper than 572 = 4·11·13 or 640
+ * assert.ok(fastFftSize(572) === 576); // 576 = 2⁶·3², cheaper than 572 = 4·11·13 or 640
  * ```
  */
 export function fastFftSize(n: number): number {
@@ -528,14 +529,15 @@ const plans = new Map<string, Fft2>();
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fft2 } from "./fft.ts";
  * const p = fft2(3, 5);
  * const re = new Float64Array(15), im = new Float64Array(15);
  * re[0] = 1; // a delta has a flat spectrum
  * p.forward(re, im);
- * console.assert(re.every((v) => Math.abs(v - 1) < 1e-12));
+ * assert.ok(re.every((v) => Math.abs(v - 1) < 1e-12));
  * p.inverse(re, im);
- * console.assert(Math.abs(re[0] - 1) < 1e-12 && Math.abs(re[1]) < 1e-12);
+ * assert.ok(Math.abs(re[0] - 1) < 1e-12 && Math.abs(re[1]) < 1e-12);
  * ```
  */
 export function fft2(h: number, w: number): Fft2 {
@@ -559,14 +561,15 @@ const realPlans = new Map<string, RealFft2>();
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { rfft2 } from "./fft.ts";
  * const p = rfft2(4, 6); // half spectrum 4×4
  * const x = Float64Array.from({ length: 24 }, (_, i) => i % 5);
  * const re = new Float64Array(16), im = new Float64Array(16), back = new Float64Array(24);
  * p.forward(x, re, im);
- * console.assert(Math.abs(re[0] - x.reduce((a, b) => a + b)) < 1e-12); // DC = sum
+ * assert.ok(Math.abs(re[0] - x.reduce((a, b) => a + b)) < 1e-12); // DC = sum
  * p.inverse(re, im, back);
- * console.assert(back.every((v, i) => Math.abs(v - x[i]) < 1e-12));
+ * assert.ok(back.every((v, i) => Math.abs(v - x[i]) < 1e-12));
  * ```
  */
 export function rfft2(h: number, w: number): RealFft2 {

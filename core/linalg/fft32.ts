@@ -451,9 +451,10 @@ class FallbackPlan implements RealFft2F32 {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fastFft32Size } from "./fft32.ts";
- * console.assert(fastFft32Size(1042, 32) === 1152); // 2⁷·3²
- * console.assert(fastFft32Size(572, 16) === 576); // 2⁶·3²
+ * assert.ok(fastFft32Size(1042, 32) === 1152); // 2⁷·3²
+ * assert.ok(fastFft32Size(572, 16) === 576); // 2⁶·3²
  * ```
  */
 export function fastFft32Size(n: number, multiple: 16 | 32): number {

@@ -398,6 +398,7 @@ async function wolfeSearch(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { nonlinearProxL2 } from "./nonlinear_prox.ts";
  * // A(u) = tanh(u) elementwise.
  * const op = {
@@ -410,7 +411,7 @@ async function wolfeSearch(
  * const z = { data: new Float32Array([0.5, -1]), shape: [1, 1, 1, 2] };
  * const y = { data: new Float32Array([0.2, 0.3]), shape: [1, 1, 1, 2] };
  * const u = await nonlinearProxL2(op, z, y, 1, { tol: 1e-7 });
- * console.assert(u.data.length === 2);
+ * assert.ok(u.data.length === 2);
  * ```
  */
 export async function nonlinearProxL2(

@@ -6,12 +6,13 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { GraphBuilder } from "./builder.ts";
  * const g = new GraphBuilder("double");
  * const x = g.input("x", "float32", [1, 4]);
  * g.output(g.op("Add", [x, x]), "y", "float32", [1, 4]);
  * const bytes = g.toBytes();
- * console.assert(bytes.length > 0);
+ * assert.ok(bytes.length > 0);
  * ```
  *
  * @module

@@ -62,11 +62,20 @@ export function exportedGraph(op: ForwardOperator, options?: OnnxExportOptions):
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createOperator, PluginRegistry } from "../registry.ts";
- * import { blurPlugin } from "../../operators/blur.ts";
+ * import { GraphBuilder } from "./builder.ts";
+ * import { linearOperator } from "../linear_operator.ts";
  * import { onnxBackedOperator } from "./exported_operator.ts";
  * import { SessionPool } from "../backend/pool.ts";
- * const op = await createOperator(new PluginRegistry().register(blurPlugin), "blur:sigma=1", [1, 1, 16, 16], 0);
+ * import type { Tensor } from "../tensor.ts";
+ * // y = 2x, with its forward exported as a one-node graph.
+ * const shape = [1, 1, 16, 16];
+ * const twice = (t: Tensor) => ({ data: t.data.map((v) => 2 * v), shape });
+ * const exportOnnx = () => {
+ *   const g = new GraphBuilder("twice");
+ *   g.output(g.op("Mul", [g.input("x", "float32", shape), g.constF("two", [1], [2])]), "y", "float32", shape);
+ *   return { bytes: g.toBytes(), input: "x", output: "y", dtype: "float32" as const };
+ * };
+ * const op = linearOperator({ name: "twice", inputShape: shape, outputShape: shape, forward: twice, adjoint: twice, exportOnnx });
  * const pool = new SessionPool({ threads: 1 });
  * const viaOnnx = await onnxBackedOperator(op, { pool });
  * const x = { data: new Float32Array(256).map((_, i) => (i % 5) / 5), shape: [1, 1, 16, 16] };

@@ -98,9 +98,10 @@ export function directoryFiles(dir: string): ModelFiles {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { memoryFiles } from "./files.ts";
  * const f = memoryFiles("tiny", new Map([["model_index.json", "{}"]]));
- * console.assert((await f.readText("model_index.json")) === "{}");
+ * assert.ok((await f.readText("model_index.json")) === "{}");
  * ```
  */
 export function memoryFiles(name: string, entries: Map<string, Uint8Array | string>): ModelFiles {

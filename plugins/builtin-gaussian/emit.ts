@@ -259,9 +259,10 @@ function json(o: unknown): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { buildExactModelFiles } from "./emit.ts";
  * const files = buildExactModelFiles({ imageShape: [1, 3, 16, 24] });
- * console.assert(files.has("unet/model.onnx") && files.has("tokenizer/vocab.json"));
+ * assert.ok(files.has("unet/model.onnx") && files.has("tokenizer/vocab.json"));
  * ```
  */
 export function buildExactModelFiles(options: ExactModelOptions | ExactModel): ExactModelFileMap {

@@ -67,9 +67,10 @@ let scheduleCache: ExactSchedule | undefined;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { exactSchedule } from "./closed_form.ts";
  * const { alphasCumprod } = exactSchedule();
- * console.assert(Math.abs(alphasCumprod[999] - 0.0046601) < 1e-6);
+ * assert.ok(Math.abs(alphasCumprod[999] - 0.0046601) < 1e-6);
  * ```
  */
 export function exactSchedule(): ExactSchedule {

@@ -58,10 +58,11 @@ export interface ExactModel {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createExactModel, promptTheta } from "./model.ts";
  * const m = createExactModel({ imageShape: [1, 3, 16, 24] });
  * const sharp = promptTheta(m, "a sharp photo"), plain = promptTheta(m, "");
- * console.assert(sharp[3] < plain[3]); // β_1 is lower: a flatter spectrum
+ * assert.ok(sharp[3] < plain[3]); // β_1 is lower: a flatter spectrum
  * ```
  */
 export function createExactModel(o: ExactModelOptions): ExactModel {
