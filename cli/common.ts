@@ -9,7 +9,14 @@
  *
  * @module
  */
-import { loadPluginModule, type PluginKind, type PluginRegistry } from "../core/registry.ts";
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import {
+  type Plugin,
+  type PluginKind,
+  pluginProblems,
+  type PluginRegistry,
+} from "../core/registry.ts";
 import { parseSpec, type Spec } from "../core/spec.ts";
 import { z } from "zod";
 import { builtinRegistry } from "../mod.ts";
@@ -29,6 +36,59 @@ export {
   parseNumber,
   parseSize,
 } from "./args.ts";
+
+/**
+ * Import a module and return the plugins it exports (`default` or `plugins`: one plugin or an array).
+ * Remote URLs are refused unless `allowRemote` is set.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadPluginModule } from "./common.ts";
+ * // A local path (resolved against `baseDir`, default the working directory) is imported;
+ * // a URL is refused unless `allowRemote` is set.
+ * await assert.rejects(loadPluginModule("https://example.com/p.ts"), /allow-remote-plugins/);
+ * ```
+ */
+export async function loadPluginModule(
+  specifier: string,
+  options: { allowRemote?: boolean; baseDir?: string } = {},
+): Promise<Plugin[]> {
+  const isRemote = /^https?:\/\//.test(specifier);
+  if (isRemote && !options.allowRemote) {
+    throw new InputError(
+      `--plugin ${specifier}: loading a plugin from a URL needs --allow-remote-plugins`,
+    );
+  }
+  let url: string;
+  if (isRemote || specifier.startsWith("file://")) url = specifier;
+  else {
+    url = pathToFileURL(resolve(options.baseDir ?? Deno.cwd(), specifier)).href;
+  }
+  let mod: Record<string, unknown>;
+  try {
+    mod = await import(url);
+  } catch (e) {
+    const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    throw new InputError(`--plugin ${specifier}: cannot load module: ${msg}`);
+  }
+  const exported = mod.plugins ?? mod.default;
+  if (exported === undefined) {
+    throw new InputError(
+      `--plugin ${specifier}: the module exports neither "default" nor "plugins"`,
+    );
+  }
+  const list = Array.isArray(exported) ? exported : [exported];
+  list.forEach((p, i) => {
+    const problems = pluginProblems(p);
+    if (problems.length) {
+      throw new InputError(
+        `--plugin ${specifier}: export #${i} is not a valid plugin: ${problems.join("; ")}`,
+      );
+    }
+  });
+  return list as Plugin[];
+}
 
 /** Options for {@link buildRegistry}. */
 export interface RegistryOptions {

@@ -2,9 +2,9 @@
  * Plugins and their registry.
  *
  * A plugin is a plain object `{ kind, name, description, options, create }` where `options` is a zod
- * schema. Built-in plugins register exactly as third-party plugins do. External modules are loaded
- * with {@link loadPluginModule} and must export a plugin or an array of plugins as `default` or as
- * `plugins`.
+ * schema. Built-in plugins register exactly as third-party plugins do: `registry.register(plugin)`.
+ * (The command-line tools also load plugin modules named on their command line, `--plugin PATH`:
+ * cli/common.ts. The library itself imports no module by a computed name.)
  *
  * @module
  */
@@ -374,61 +374,6 @@ export class PluginRegistry {
   list<K extends PluginKind>(kind: K): Extract<Plugin, { kind: K }>[] {
     return [...(this.#byKind.get(kind)?.values() ?? [])] as Extract<Plugin, { kind: K }>[];
   }
-}
-
-/**
- * Import a module and return the plugins it exports (`default` or `plugins`: one plugin or an array).
- * Remote URLs are refused unless `allowRemote` is set.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { loadPluginModule } from "./registry.ts";
- * // A local path (resolved against `baseDir`, default the working directory) is imported;
- * // a URL is refused unless `allowRemote` is set.
- * await assert.rejects(loadPluginModule("https://example.com/p.ts"), /allow-remote-plugins/);
- * ```
- */
-export async function loadPluginModule(
-  specifier: string,
-  options: { allowRemote?: boolean; baseDir?: string } = {},
-): Promise<Plugin[]> {
-  const isRemote = /^https?:\/\//.test(specifier);
-  if (isRemote && !options.allowRemote) {
-    throw new InputError(
-      `--plugin ${specifier}: loading a plugin from a URL needs --allow-remote-plugins`,
-    );
-  }
-  let url: string;
-  if (isRemote || specifier.startsWith("file://")) url = specifier;
-  else {
-    const { resolve } = await import("node:path");
-    const { pathToFileURL } = await import("node:url");
-    url = pathToFileURL(resolve(options.baseDir ?? Deno.cwd(), specifier)).href;
-  }
-  let mod: Record<string, unknown>;
-  try {
-    mod = await import(url);
-  } catch (e) {
-    const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);
-    throw new InputError(`--plugin ${specifier}: cannot load module: ${msg}`);
-  }
-  const exported = mod.plugins ?? mod.default;
-  if (exported === undefined) {
-    throw new InputError(
-      `--plugin ${specifier}: the module exports neither "default" nor "plugins"`,
-    );
-  }
-  const list = Array.isArray(exported) ? exported : [exported];
-  list.forEach((p, i) => {
-    const problems = pluginProblems(p);
-    if (problems.length) {
-      throw new InputError(
-        `--plugin ${specifier}: export #${i} is not a valid plugin: ${problems.join("; ")}`,
-      );
-    }
-  });
-  return list as Plugin[];
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
- * A third-party operator plugin written only against the public API (`mod.ts`): a smooth,
- * seeded per-pixel gain field, y = g ⊙ x. It is linear and diagonal, so `linearOperator` needs only
+ * A third-party operator plugin written only against the public API, imported by the package name
+ * (`@latent-inverse/toolkit`, as from outside this repository): a smooth, seeded per-pixel gain
+ * field, y = g ⊙ x. It is linear and diagonal, so `linearOperator` needs only
  * A, Aᵀ and the exact prox u = (z + γ g y) / (1 + γ g²); it derives the shape checks, the VJP, the
  * bound prox and the rest of the contract.
  *
@@ -9,7 +10,13 @@
  * @module
  */
 import { z } from "zod";
-import { defineOperator, InputError, linearOperator, type Tensor, tensor } from "../mod.ts";
+import {
+  defineOperator,
+  InputError,
+  linearOperator,
+  type Tensor,
+  tensor,
+} from "@latent-inverse/toolkit";
 
 /** The gain-field operator plugin. */
 export const gainPlugin = defineOperator({
