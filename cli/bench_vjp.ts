@@ -128,7 +128,7 @@ function feedsFor(size: number, cfg: SdBlockConfig, withCotangent: boolean) {
 }
 
 /** The composite at a latent size and widths. */
-function configFor(size: number, channels: number, heads: number): SdBlockConfig {
+export function configFor(size: number, channels: number, heads: number): SdBlockConfig {
   return {
     height: size,
     width: size,

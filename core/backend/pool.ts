@@ -58,6 +58,13 @@ export interface SessionRequest {
    * model: one forward + one backward pass of the network `name`).
    */
   kind?: "forward" | "vjp";
+  /**
+   * Let ONNX Runtime prepack constant weights per consumer (default true). Gradient models read
+   * most weights twice (the forward product and the backward one), and prepacking then keeps a
+   * second layout of each: `false` (`session.disable_prepacking`) holds every weight once, at no
+   * measured speed cost on the SD-block composite's VJP (README, "Weights once").
+   */
+  prepack?: boolean;
 }
 
 /** Options of a pool. */
@@ -117,14 +124,16 @@ export class SessionPool {
   }
 
   /** ONNX Runtime session options for a provider. */
-  sessionOptions(choice: DeviceChoice): SessionOptions {
+  sessionOptions(choice: DeviceChoice, prepack = true): SessionOptions {
+    const session: Record<string, unknown> = { intra_op: { allow_spinning: "0" } };
+    if (!prepack) session.disable_prepacking = "1";
     return {
       ...providerOptions(choice.provider),
       graphOptimizationLevel: "all",
       intraOpNumThreads: this.#threads,
       executionMode: "sequential",
       logSeverityLevel: 3,
-      extra: { session: { intra_op: { allow_spinning: "0" } } },
+      extra: { session },
     };
   }
 
@@ -148,10 +157,11 @@ export class SessionPool {
   ): Promise<ModelSession> {
     const choice = await resolveDevice(request.device ?? "auto");
     const key = modelKey(source);
-    const poolKey = `${choice.provider}|${key}`;
+    const prepack = request.prepack ?? true;
+    const poolKey = `${choice.provider}|${prepack ? "" : "noprepack|"}${key}`;
     let p = this.#models.get(poolKey);
     if (!p) {
-      p = this.#load(key, source, choice);
+      p = this.#load(key, source, choice, prepack);
       this.#models.set(poolKey, p);
       p.catch(() => this.#models.delete(poolKey));
     }
@@ -164,8 +174,13 @@ export class SessionPool {
     }, request.kind ?? "forward");
   }
 
-  async #load(key: string, source: ModelSource, choice: DeviceChoice): Promise<LoadedModel> {
-    const options = this.sessionOptions(choice);
+  async #load(
+    key: string,
+    source: ModelSource,
+    choice: DeviceChoice,
+    prepack: boolean,
+  ): Promise<LoadedModel> {
+    const options = this.sessionOptions(choice, prepack);
     if (source.externalData?.length) {
       options.externalData = source.externalData.map((e) => ({ path: e.path, data: e.data }));
     }

@@ -163,6 +163,16 @@ function toTypedData(
   }
 }
 
+/** An output as ONNX Runtime returns it (typed array of the model's element type). */
+export interface RawTensor {
+  /** Values, row-major (Float32Array, Float64Array, BigInt64Array, Int32Array, Uint8Array…). */
+  data: Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
+  /** Dims. */
+  shape: number[];
+  /** Element type name, e.g. "float32", "float64", "int64", "bool". */
+  type: string;
+}
+
 /** Convert an output tensor to a float32 {@link Tensor} (no copy for float32). */
 function toFloat32(t: ort.Tensor): Tensor {
   const shape = t.dims.map(Number);
@@ -269,6 +279,37 @@ export class ModelSession {
     feeds: Record<string, Feed>,
     options: RunOptions = {},
   ): Promise<Record<string, Tensor>> {
+    const out = await this.#runOrt(feeds, options);
+    const result: Record<string, Tensor> = {};
+    for (const [k, v] of Object.entries(out)) result[k] = toFloat32(v);
+    return result;
+  }
+
+  /**
+   * Run the model like {@link run} but return every output in its own element type (float64
+   * outputs stay Float64Array, int64 BigInt64Array…): for float64 graphs and for activations handed
+   * from one model to another unchanged.
+   */
+  async runRaw(
+    feeds: Record<string, Feed>,
+    options: RunOptions = {},
+  ): Promise<Record<string, RawTensor>> {
+    const out = await this.#runOrt(feeds, options);
+    const result: Record<string, RawTensor> = {};
+    for (const [k, v] of Object.entries(out)) {
+      result[k] = {
+        data: v.data as RawTensor["data"],
+        shape: v.dims.map(Number),
+        type: v.type,
+      };
+    }
+    return result;
+  }
+
+  async #runOrt(
+    feeds: Record<string, Feed>,
+    options: RunOptions,
+  ): Promise<Record<string, ort.Tensor>> {
     if (this.#model.released) {
       throw new Error(`model "${this.name}" was released (SessionPool.release was called)`);
     }
@@ -310,8 +351,6 @@ export class ModelSession {
     this.calls++;
     this.ms += ms;
     this.#onRun?.(this.name, ms);
-    const result: Record<string, Tensor> = {};
-    for (const [k, v] of Object.entries(out)) result[k] = toFloat32(v as ort.Tensor);
-    return result;
+    return out as Record<string, ort.Tensor>;
   }
 }

@@ -73,6 +73,8 @@ export interface VjpGraph {
   cotangentName(o: string): string;
   /** Name of the gradient output of input `x`. */
   gradName(x: string): string;
+  /** Element type and concrete dims of any tensor of the model (as the transform inferred them). */
+  tensorInfo(name: string): { dtype: number; dims: number[] } | undefined;
   /** Serialized model (external data stays referenced, relative to `baseDir`). */
   bytes(): Uint8Array;
   /**
@@ -143,6 +145,10 @@ export async function vjpTransform(
     externalData: external,
     cotangentName: (o) => o + COTANGENT_SUFFIX,
     gradName: (x) => x + GRAD_SUFFIX,
+    tensorInfo: (name) => {
+      const i = res.info.get(name);
+      return i ? { dtype: i.dtype, dims: [...i.dims] } : undefined;
+    },
     bytes: () => encodeModel(res.model),
     write: (path) => writeModel(res.model, path, baseDir),
   };
@@ -225,23 +231,77 @@ export function vjpModel(
   if (!p) {
     p = (async () => {
       const g = await vjpTransform(bytesOrPath, of, wrt, opts);
-      if (!g.externalData) return g.bytes();
-      const id = (await sha1(key)).slice(0, 16);
-      const file = `${parsePath(typeof bytesOrPath === "string" ? bytesOrPath : "model").name}` +
-        `.vjp-${id}.onnx`;
-      try {
-        const path = join(await processCacheDir(), id, file);
-        await g.write(path);
-        return path;
-      } catch {
-        if (!g.baseDir) throw new Error("VJP model with external data needs its folder");
-        const path = join(g.baseDir, file);
-        await g.write(path);
-        return resolve(path);
-      }
+      const stem = `${parsePath(typeof bytesOrPath === "string" ? bytesOrPath : "model").name}.vjp`;
+      const s = await materializeModel(key, g, stem);
+      return s.path ?? s.bytes!;
     })();
     memo.set(key, p);
     p.catch(() => memo.delete(key));
+  }
+  return p;
+}
+
+/** A model that can be serialized, or written next to (links of) its external data. */
+export interface WritableModel {
+  /** Whether it references external data (then it must be loaded from a file). */
+  externalData: boolean;
+  /** Folder its external data lies in (fallback location for the file). */
+  baseDir?: string;
+  /** Serialized model. */
+  bytes(): Uint8Array;
+  /** Write it atomically, making its external data available beside it (hard links). */
+  write(path: string): Promise<void>;
+}
+
+const materialized = new Map<string, Promise<{ path?: string; bytes?: Uint8Array }>>();
+
+/**
+ * A model as a session-pool source, once per process and key: its bytes when it is
+ * self-contained; otherwise the path of a file written into the per-process cache folder with hard
+ * links to the external data (or next to the data, when links are impossible) — weights are never
+ * copied.
+ *
+ * @param key identity (the same key returns the same source)
+ * @param model the model
+ * @param stem file-name stem for the written file
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GraphBuilder } from "./builder.ts";
+ * import { materializeModel } from "./vjp.ts";
+ * const g = new GraphBuilder("id");
+ * g.output(g.op("Neg", [g.input("x", "float32", [1])]), "y", "float32", [1]);
+ * const src = await materializeModel("neg", {
+ *   externalData: false, bytes: () => g.toBytes(), write: () => Promise.resolve(),
+ * }, "neg");
+ * assert.ok(src.bytes instanceof Uint8Array);
+ * ```
+ */
+export function materializeModel(
+  key: string,
+  model: WritableModel,
+  stem: string,
+): Promise<{ path?: string; bytes?: Uint8Array }> {
+  let p = materialized.get(key);
+  if (!p) {
+    p = (async () => {
+      if (!model.externalData) return { bytes: model.bytes() };
+      const id = (await sha1(key)).slice(0, 16);
+      const file = `${stem.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 60)}-${id}.onnx`;
+      try {
+        const path = join(await processCacheDir(), id, file);
+        await model.write(path);
+        return { path };
+      } catch (e) {
+        if (!model.baseDir) throw e;
+        const path = join(model.baseDir, file);
+        await model.write(path);
+        return { path: resolve(path) };
+      }
+    })();
+    materialized.set(key, p);
+    p.catch(() => materialized.delete(key));
   }
   return p;
 }

@@ -434,3 +434,75 @@ export function chainedSdBlocks(count: number, cfg: SdBlockConfig): Uint8Array {
   nodes.push({ opType: "Identity", input: [prev], output: ["out_sample"], name: "final" });
   return encodeModel({ ...models[0], graph: { ...g0, node: nodes, initializer: inits } });
 }
+
+/** Size of the VAE-decoder-shaped block. */
+export interface VaeDecoderConfig {
+  /** Latent height. */
+  height: number;
+  /** Latent width. */
+  width: number;
+  /** Channels at the latent resolution; halved at each ×2 upsampling (default 32). */
+  channels?: number;
+  /** GroupNorm groups (default 4). */
+  groups?: number;
+  /** Number of ×2 upsamplings (default 3: the image is 8× the latent, as SD's VAE). */
+  upsamplings?: number;
+  /** Weight seed (default 3). */
+  seed?: number;
+}
+
+/**
+ * A VAE-decoder-shaped block in SD's VAE decoder layout at small widths: `latent_sample`
+ * [1,4,h,w] → `sample` [1,3,8h,8w]: conv_in, a ResNet block and single-head mid-block attention at
+ * the latent resolution, then per level a ResNet block, nearest ×2 `Resize` and a 3×3 conv (the
+ * channels halving per level), GroupNorm + SiLU + conv_out; exported GroupNorm pattern throughout.
+ */
+export function vaeDecoderGraph(cfg: VaeDecoderConfig): Uint8Array {
+  const { height: h, width: w } = cfg;
+  const C0 = cfg.channels ?? 32, G = cfg.groups ?? 4, ups = cfg.upsamplings ?? 3;
+  const g = new GraphBuilder("vae_decoder", 17);
+  const l = new Layers(g, weights(g, cfg.seed ?? 3, "vae-decoder"));
+  const z = g.input("latent_sample", "float32", [1, 4, h, w]);
+  const res = (y: string, c: number) => {
+    const r = l.conv(
+      l.silu(l.groupNorm(l.conv(l.silu(l.groupNorm(y, c, G, 1e-6)), c, c, 3), c, G, 1e-6)),
+      c,
+      c,
+      3,
+    );
+    return g.op("Add", [y, r]);
+  };
+  let y = res(l.conv(z, 4, C0, 3), C0);
+  // mid-block attention over the latent pixels, one head
+  const T = h * w;
+  const n = l.groupNorm(y, C0, G, 1e-6);
+  const tok = g.op("Transpose", [g.op("Reshape", [n, g.constI("flat", [1, C0, T])])], {
+    perm: [0, 2, 1],
+  });
+  const q = l.linear(tok, C0, C0), k = l.linear(tok, C0, C0), v = l.linear(tok, C0, C0);
+  const s = g.op("Div", [
+    g.op("MatMul", [q, g.op("Transpose", [k], { perm: [0, 2, 1] })]),
+    g.constF("sq", [], [Math.sqrt(C0)]),
+  ]);
+  const a = l.linear(g.op("MatMul", [g.op("Softmax", [s], { axis: -1 }), v]), C0, C0);
+  y = g.op("Add", [
+    y,
+    g.op("Reshape", [g.op("Transpose", [a], { perm: [0, 2, 1] }), g.constI("img", [1, C0, h, w])]),
+  ]);
+  let c = C0;
+  for (let i = 0; i < ups; i++) {
+    y = res(y, c);
+    const up = g.op("Resize", [y, "", g.constF("up_scales", [4], [1, 1, 2, 2])], {
+      mode: "nearest",
+      coordinate_transformation_mode: "asymmetric",
+      nearest_mode: "floor",
+    });
+    const next = Math.max(G, c / 2);
+    y = l.conv(up, c, next, 3);
+    c = next;
+  }
+  const out = l.conv(l.silu(l.groupNorm(y, c, G, 1e-6)), c, 3, 3);
+  const f = 2 ** ups;
+  g.output(out, "sample", "float32", [1, 3, f * h, f * w]);
+  return g.toBytes();
+}

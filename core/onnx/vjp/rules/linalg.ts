@@ -2,8 +2,10 @@
  * Gradient rules of MatMul, Gemm and Einsum.
  *
  * MatMul Y = A B (batched, broadcasting): ∂A = unb(ḡ Bᵀ), ∂B = unb(Aᵀ ḡ). When B is a 2-D matrix
- * shared by a batch of A rows, ∂B is one GEMM over the flattened rows (no batched product followed
- * by a reduction). The transposes are left to ONNX Runtime, which fuses them into its MatMul.
+ * (a weight shared by a batch of A rows), ∂A and ∂B are each one GEMM over the flattened rows:
+ * ∂A = Gemm(ḡ, B, transB) — a Transpose of a constant B would be folded by ONNX Runtime into a
+ * second, transposed copy of the weight — and ∂B = Gemm(A, ḡ, transA), with no batched product
+ * followed by a reduction. Other transposes are left to ONNX Runtime's MatMul.
  *
  * @module
  */
@@ -35,9 +37,18 @@ const matmul: Rule = (c) => {
   const Ap = ap === ad ? A : e.reshape(A, ap);
   const Bp = bp === bd ? B : e.reshape(B, bp);
   if (c.needs(0)) {
-    const full = e.op("MatMul", [g, e.transpose(Bp, swapLast2(bp.length))]);
-    const fullDims = [...batch, ap[ap.length - 2], ap[ap.length - 1]];
-    let dA = e.unbroadcast(full, fullDims, ap);
+    let dA: string;
+    if (bp.length === 2) {
+      // a 2-D B (a weight): ∂A = ḡ Bᵀ as one Gemm(transB) over all rows. No Transpose of B: ONNX
+      // Runtime would constant-fold it into a second, transposed copy of the weight.
+      const N = bp[1];
+      const rows = e.op("Gemm", [yp.length === 2 ? g : e.reshape(g, [-1, N]), Bp], { transB: 1 });
+      dA = yp.length === 2 ? rows : e.reshape(rows, ap);
+    } else {
+      const full = e.op("MatMul", [g, e.transpose(Bp, swapLast2(bp.length))]);
+      const fullDims = [...batch, ap[ap.length - 2], ap[ap.length - 1]];
+      dA = e.unbroadcast(full, fullDims, ap);
+    }
     if (ap !== ad) dA = e.reshape(dA, ad);
     c.add(0, dA);
   }

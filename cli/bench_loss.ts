@@ -1,0 +1,474 @@
+/**
+ * `deno task bench:loss` (part of `deno task bench`): whole-loss graphs on CPU.
+ *
+ * The chain is LDPS's ‖2(A((D(x̂0/s)+1)/2) − y)‖ with the SD-block composite at SD1.5's first-level
+ * widths as the UNet (core/onnx/vjp/fixtures.ts), a VAE-decoder-shaped block (8× upsampling) as
+ * D, and the Gaussian blur σ = 3 (its ONNX export) as A, at 64² and 128² latents (512² and 1024²
+ * images). Measured in one process, medians of N runs after warm-up (forward and whole
+ * interleaved; the chain in the next phase, as all their sessions together exceed the memory):
+ * - forward: the composed chain's forward (one run, loss out);
+ * - whole: the whole-loss graph's forward + VJP w.r.t. z_t (one run);
+ * - chained: network by network — UNet forward, decoder forward, A and its VJP in TypeScript, the
+ *   decoder's VJP model, the UNet's VJP model (each VJP model repeats its network's forward).
+ * Targets: whole / forward ≤ 2.5 and whole / chained ≤ 0.75.
+ *
+ * Also: the two-phase VJP against recompute on the UNet → x̂0 chain w.r.t. the context (LATINO-PRO's
+ * pattern: the cotangent comes from TypeScript after the forward), with the activations held;
+ * and the resident memory of forward and VJP sessions of a model with a 52 MB weight, each
+ * measured in a fresh child process (`--memory`; ORT copies initializers per session).
+ *
+ * The machine is shared: compare ratios from one run. JSON in `bench-results/loss.json`.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { InputError } from "../core/errors.ts";
+import { writeFileAtomic } from "../core/io/atomic.ts";
+import { SessionPool } from "../core/backend/pool.ts";
+import type { Feed } from "../core/backend/session.ts";
+import { sdBlockGraph, vaeDecoderGraph } from "../core/onnx/vjp/fixtures.ts";
+import { vjpSource } from "../core/onnx/vjp.ts";
+import { GraphBuilder } from "../core/onnx/builder.ts";
+import { GraphComposer, inlineSource } from "../core/onnx/compose.ts";
+import { encodeModel } from "../core/onnx/proto.ts";
+import { writeModel } from "../core/onnx/external.ts";
+import { LossGraphBuilder } from "../core/loss/builder.ts";
+import { DifferentiableGraph } from "../core/loss/differentiable.ts";
+import { createOperator } from "../core/registry.ts";
+import { streams } from "../core/rng.ts";
+import { builtinRegistry } from "../mod.ts";
+import { formatTable, timeIt, type Timing } from "./bench_util.ts";
+import { configFor, WIDTHS } from "./bench_vjp.ts";
+import { main, parseCli, parseNumber } from "./common.ts";
+
+const USAGE = `Usage: deno task bench:loss [--sizes 64,128] [--runs N] [--warmup N] [--threads N]
+                            [--no-memory] [--out bench-results/loss.json]
+
+Whole-loss graph (SD-block composite at SD1.5 widths + VAE-decoder-shaped block + blur σ=3 +
+norm): forward+VJP vs forward and vs the network-by-network chain, at the given latent sizes; the
+two-phase VJP vs recompute; resident memory of forward and VJP sessions (fresh child processes).
+`;
+
+const SCALE = 0.18215, ALPHA = 1.9, BETA = -0.8;
+
+function randn(n: number, name: string, s = 1): Float32Array {
+  const r = streams(0).get(`bench-loss/${name}`);
+  const a = new Float32Array(n);
+  r.fillNormal(a);
+  if (s !== 1) { for (let i = 0; i < n; i++) a[i] *= s; }
+  return a;
+}
+
+interface SizeReport {
+  size: number;
+  image: number[];
+  forward: Timing;
+  whole: Timing;
+  chained: Timing;
+  /** whole / forward (medians). */
+  ratioForward: number;
+  /** whole / chained (medians). */
+  ratioChained: number;
+  /** Loss values of the whole graph and the chain (same numbers). */
+  loss: { whole: number; chained: number };
+  twoPhase: { twoPhase: Timing; recompute: Timing; heldMB: number };
+}
+
+async function benchSize(
+  size: number,
+  runs: number,
+  warmup: number,
+  threads: number | undefined,
+): Promise<SizeReport> {
+  const pool = new SessionPool({ threads });
+  const w = WIDTHS.sd15;
+  const cfg = configFor(size, w.channels, w.heads);
+  const unet = { key: `bench-loss/unet/${size}`, bytes: sdBlockGraph(cfg), label: "sd-block" };
+  const vae = {
+    key: `bench-loss/vae/${size}`,
+    // a quarter of SD's VAE-decoder widths (512, 512, 256, 128): 128, 64, 32, 16 channels
+    bytes: vaeDecoderGraph({ height: size, width: size, channels: 128, groups: 16 }),
+    label: "vae-decoder",
+  };
+  const img = [1, 3, 8 * size, 8 * size];
+  const op = await createOperator(builtinRegistry(), "blur:sigma=3", img, 0);
+  const L = 77, D = 768, lat = [1, 4, size, size];
+  const b = new LossGraphBuilder("ldps-bench");
+  const z = b.input("z_t", lat);
+  const c = b.input("encoder_hidden_states", [1, L, D]);
+  const t = await b.inputLike(unet, "timestep");
+  const [ca, cb] = [b.scalar("x0_z"), b.scalar("x0_out")];
+  const eps = (await b.network("unet", unet, { sample: z, timestep: t, encoder_hidden_states: c }))
+    .out_sample;
+  const z0 = b.lincomb([[z, ca], [eps, cb]]);
+  const x = (await b.network("vae_decoder", vae, { latent_sample: b.scale(z0, 1 / SCALE) })).sample;
+  b.loss(b.norm(b.residual(op, b.affine(x, 0.5, 0.5), b.input("y", img)), { scale: 2 }));
+  const lg = await b.build({ key: `bench-loss/${size}`, wrt: ["z_t"], pool, device: "cpu" });
+  const n = lat.reduce((p, q) => p * q, 1), m = img.reduce((p, q) => p * q, 1);
+  const feeds: Record<string, Feed> = {
+    z_t: { data: randn(n, "z"), shape: lat },
+    encoder_hidden_states: { data: randn(L * D, "c", 0.5), shape: [1, L, D] },
+    timestep: { data: [500], shape: [1] },
+    x0_z: { data: [ALPHA], shape: [] },
+    x0_out: { data: [BETA], shape: [] },
+    y: { data: randn(m, "y", 0.1).map((v) => 0.5 + v), shape: img },
+  };
+
+  // the chain, network by network
+  const dev = { device: "cpu" };
+  const sessions = async () => ({
+    uF: await pool.session("chain/unet", unet, dev),
+    dF: await pool.session("chain/vae", vae, dev),
+    uB: await pool.session(
+      "chain/unet-vjp",
+      await vjpSource(unet, ["out_sample"], ["sample"]),
+      dev,
+    ),
+    dB: await pool.session(
+      "chain/vae-vjp",
+      await vjpSource(vae, ["sample"], ["latent_sample"]),
+      dev,
+    ),
+  });
+  let chain: Awaited<ReturnType<typeof sessions>> | undefined;
+  const uFeeds = {
+    sample: feeds.z_t,
+    timestep: feeds.timestep,
+    encoder_hidden_states: feeds.encoder_hidden_states,
+  };
+  const y = feeds.y.data as Float32Array, zt = feeds.z_t.data as Float32Array;
+  let chainLoss = 0;
+  const chained = async () => {
+    const { uF, dF, uB, dB } = chain ??= await sessions();
+    const e = (await uF.run(uFeeds)).out_sample;
+    const zs = new Float32Array(n);
+    for (let i = 0; i < n; i++) zs[i] = (ALPHA * zt[i] + BETA * e.data[i]) / SCALE;
+    const latent = { data: zs, shape: lat };
+    const xd = (await dF.run({ latent_sample: latent })).sample;
+    const u = { data: xd.data.map((v) => 0.5 * v + 0.5), shape: xd.shape };
+    const ax = await op.forward(u);
+    let ss = 0;
+    const r = new Float32Array(m);
+    for (let i = 0; i < m; i++) {
+      r[i] = 2 * (ax.data[i] - y[i]);
+      ss += r[i] * r[i];
+    }
+    chainLoss = Math.sqrt(ss);
+    for (let i = 0; i < m; i++) r[i] = (2 * r[i]) / chainLoss;
+    const gu = await op.vjp(u, { data: r, shape: img });
+    for (let i = 0; i < m; i++) gu.data[i] *= 0.5;
+    const gl =
+      (await dB.run({ latent_sample: latent, "sample.cotangent": gu }))["latent_sample.grad"];
+    const ge = new Float32Array(n);
+    for (let i = 0; i < n; i++) ge[i] = (BETA * gl.data[i]) / SCALE;
+    const gs = (await uB.run({ ...uFeeds, "out_sample.cotangent": { data: ge, shape: lat } }))[
+      "sample.grad"
+    ];
+    return gs;
+  };
+  let wholeLoss = 0;
+  const whole = async () => {
+    wholeLoss = (await lg.lossAndGrad(feeds)).value;
+  };
+  const forward = () => lg.graph.forward(feeds);
+
+  // Phases, each releasing its sessions: at 128² a gradient session's arena holds several GB (the
+  // decoder's mid-block attention alone has 16384² scores), and all of them at once exceed 23 GB.
+  // Forward and whole are interleaved; the chain runs next.
+  const g1 = await interleave({ forward, whole }, runs, warmup);
+  await pool.release();
+  const g1b = await interleave({ chained }, runs, warmup);
+  await pool.release();
+
+  // group 2: LATINO-PRO's pattern — UNet → x̂0 (vector), the cotangent comes from TypeScript after
+  // the forward, ∂/∂context — two-phase against recompute
+  const pool2 = new SessionPool({ threads });
+  const x0Graph = await DifferentiableGraph.create(
+    { bytes: await x0Model(unet, lat, L, D) },
+    {
+      key: `bench-loss/x0/${size}`,
+      of: ["x0"],
+      wrt: ["encoder_hidden_states"],
+      pool: pool2,
+      device: "cpu",
+      networks: ["unet"],
+    },
+  );
+  const cot = { x0: { data: randn(n, "x0-cot"), shape: lat } };
+  const pass = (mode: "two-phase" | "recompute") => async () => {
+    const p = await x0Graph.begin(uFeeds2(feeds), mode);
+    await p.backward(cot);
+  };
+  const g2 = await interleave(
+    { twoPhase: pass("two-phase"), recompute: pass("recompute") },
+    runs,
+    warmup,
+  );
+  await pool2.release();
+  return {
+    size,
+    image: img,
+    forward: g1.forward,
+    whole: g1.whole,
+    chained: g1b.chained,
+    ratioForward: g1.whole.median / g1.forward.median,
+    ratioChained: g1.whole.median / g1b.chained.median,
+    loss: { whole: wholeLoss, chained: chainLoss },
+    twoPhase: {
+      twoPhase: g2.twoPhase,
+      recompute: g2.recompute,
+      heldMB: (await x0Graph.heldElements()) * 4 / 2 ** 20,
+    },
+  };
+}
+
+/** Time functions interleaved: `warmup` rounds, then `runs` rounds each running every function once. */
+async function interleave<K extends string>(
+  fns: Record<K, () => unknown>,
+  runs: number,
+  warmup: number,
+): Promise<Record<K, Timing>> {
+  const names = Object.keys(fns) as K[];
+  for (let i = 0; i < warmup; i++) for (const k of names) await fns[k]();
+  const times = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<K, number[]>;
+  for (let r = 0; r < runs; r++) {
+    for (const k of names) times[k].push((await timeIt(fns[k], { warmup: 0, runs: 1 })).runs[0]);
+  }
+  const out = {} as Record<K, Timing>;
+  for (const k of names) {
+    const s = [...times[k]].sort((p, q) => p - q);
+    const q = (f: number) => {
+      const pos = f * (s.length - 1), lo = Math.floor(pos), hi = Math.ceil(pos);
+      return s[lo] + (s[hi] - s[lo]) * (pos - lo);
+    };
+    out[k] = { median: q(0.5), p10: q(0.1), p90: q(0.9), runs: times[k] };
+  }
+  return out;
+}
+
+function uFeeds2(feeds: Record<string, Feed>): Record<string, Feed> {
+  return {
+    z_t: feeds.z_t,
+    timestep: feeds.timestep,
+    encoder_hidden_states: feeds.encoder_hidden_states,
+  };
+}
+
+/** The UNet → x̂0 = α z + β ε chain as one model (output `x0`). */
+async function x0Model(
+  unet: { key: string; bytes: Uint8Array },
+  lat: number[],
+  L: number,
+  D: number,
+): Promise<Uint8Array> {
+  const c = new GraphComposer("x0-chain");
+  const z = c.input("z_t", "float32", lat),
+    ctx = c.input("encoder_hidden_states", "float32", [1, L, D]);
+  const t = c.input("timestep", "float32", [1]);
+  const e = c.inline(await inlineSource(unet.bytes), "unet", {
+    sample: z,
+    timestep: t,
+    encoder_hidden_states: ctx,
+  }).out_sample;
+  const x0 = c.op("Add", [
+    c.op("Mul", [z, c.constant("a", "float32", [], [ALPHA])]),
+    c.op("Mul", [e, c.constant("b", "float32", [], [BETA])]),
+  ]);
+  c.output(x0, "x0", "float32", lat);
+  return encodeModel(c.build().model);
+}
+
+// ---- resident memory of forward and VJP sessions (fresh child processes)
+
+const MEM_N = 3200, MEM_M = 4096; // one 52.4 MB weight
+
+async function writeBigModel(dir: string): Promise<string> {
+  await Deno.mkdir(dir, { recursive: true });
+  const w = new Float32Array(MEM_N * MEM_M);
+  for (let i = 0; i < w.length; i++) w[i] = 0.01 * Math.sin(i);
+  await Deno.writeFile(join(dir, "model.onnx_data"), new Uint8Array(w.buffer));
+  const g = new GraphBuilder("big");
+  const x = g.input("x", "float32", [1, MEM_N]);
+  g.initializers.push({
+    name: "W",
+    dims: [MEM_N, MEM_M],
+    dataType: 1,
+    dataLocation: 1,
+    externalData: [
+      { key: "location", value: "model.onnx_data" },
+      { key: "offset", value: "0" },
+      { key: "length", value: String(w.byteLength) },
+    ],
+  });
+  g.output(g.op("Tanh", [g.op("MatMul", [x, "W"])]), "y", "float32", [1, MEM_M]);
+  const path = join(dir, "model.onnx");
+  await writeModel(g.toModel(), path, dir);
+  return path;
+}
+
+/** Child mode: load the sessions named in `which` ("forward", "vjp"), print RSS steps in MB. */
+async function memoryChild(path: string, which: string[]): Promise<number> {
+  const gc = () => (globalThis as { gc?: () => void }).gc?.();
+  const rss = () => Deno.memoryUsage().rss / 2 ** 20;
+  const pool = new SessionPool({ threads: 2 });
+  const x = { x: { data: new Float32Array(MEM_N).fill(0.01), shape: [1, MEM_N] } };
+  gc();
+  const steps: Record<string, number> = { before: rss() };
+  for (const w of which) {
+    if (w === "forward") {
+      const s = await pool.session("fwd", { path }, { device: "cpu" });
+      await s.run(x);
+    } else if (w === "vjp-noprepack") {
+      // ONNX Runtime prepacks a constant matrix per consumer: with the forward product and the
+      // gradient's both reading W, a VJP session keeps two layouts unless prepacking is off
+      const src = await vjpSource({ path }, ["y"], ["x"]);
+      const s = await pool.session("vjp-np", src, { device: "cpu", prepack: false });
+      await s.run({
+        ...x,
+        "y.cotangent": { data: new Float32Array(MEM_M).fill(1), shape: [1, MEM_M] },
+      });
+    } else {
+      const s = await pool.session("vjp", await vjpSource({ path }, ["y"], ["x"]), {
+        device: "cpu",
+      });
+      await s.run({
+        ...x,
+        "y.cotangent": { data: new Float32Array(MEM_M).fill(1), shape: [1, MEM_M] },
+      });
+    }
+    gc();
+    steps[w] = rss();
+  }
+  console.log(JSON.stringify(steps));
+  return 0;
+}
+
+async function memoryReport(dir: string): Promise<Record<string, unknown>> {
+  const path = await writeBigModel(dir);
+  const exec = Deno.permissions.querySync({ name: "run", command: Deno.execPath() }).state ===
+      "granted"
+    ? Deno.execPath()
+    : "deno";
+  const run = async (which: string) => {
+    const r = await new Deno.Command(exec, {
+      args: [
+        "run",
+        "--v8-flags=--expose-gc",
+        "--allow-read",
+        `--allow-write=${dir}`,
+        "--allow-ffi",
+        "--allow-env",
+        "--allow-sys",
+        fileURLToPath(import.meta.url),
+        "--memory-child",
+        path,
+        which,
+      ],
+      stdin: "null",
+      stderr: "inherit",
+    }).output();
+    if (r.code !== 0) throw new Error(`memory child (${which}) failed`);
+    return JSON.parse(new TextDecoder().decode(r.stdout)) as Record<string, number>;
+  };
+  const f = await run("forward"), v = await run("vjp"), fv = await run("forward,vjp");
+  const vn = await run("vjp-noprepack");
+  const weightMB = (MEM_N * MEM_M * 4) / 2 ** 20;
+  return {
+    weightMB,
+    forwardMB: f.forward - f.before,
+    vjpMB: v.vjp - v.before,
+    forwardPlusVjpMB: fv.vjp - fv.before,
+    vjpNoPrepackMB: vn["vjp-noprepack"] - vn.before,
+    factor: (fv.vjp - fv.before) / weightMB,
+  };
+}
+
+/** Run the whole-loss benchmark with command-line arguments. */
+export async function benchLoss(args: string[]): Promise<number> {
+  if (args[0] === "--memory-child") return await memoryChild(args[1], args[2].split(","));
+  const { values } = parseCli(args, {
+    sizes: { type: "string" },
+    runs: { type: "string" },
+    warmup: { type: "string" },
+    threads: { type: "string" },
+    "no-memory": { type: "boolean" },
+    out: { type: "string" },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const sizes = (values.sizes ?? "64,128").split(",").map((s) => {
+    const v = Number(s.trim());
+    if (!Number.isInteger(v) || v < 8 || v % 4 !== 0) {
+      throw new InputError(`--sizes "${s}": expected multiples of 4, ≥ 8`);
+    }
+    return v;
+  });
+  const warmup = parseNumber(values.warmup, "--warmup", { fallback: 1, min: 0, integer: true });
+  const threads = values.threads
+    ? parseNumber(values.threads, "--threads", { min: 1, integer: true })
+    : undefined;
+  const results: SizeReport[] = [];
+  const rows = [[
+    "latent",
+    "image",
+    "forward ms",
+    "whole ms",
+    "chained ms",
+    "whole/forward",
+    "whole/chained",
+    "two-phase ms",
+    "recompute ms",
+    "held MB",
+  ]];
+  for (const size of sizes) {
+    const runs = parseNumber(values.runs, "--runs", {
+      fallback: size >= 128 ? 5 : 7,
+      min: 1,
+      integer: true,
+    });
+    const r = await benchSize(size, runs, warmup, threads);
+    (globalThis as { gc?: () => void }).gc?.();
+    results.push(r);
+    rows.push([
+      `1x4x${size}x${size}`,
+      `${r.image[2]}²`,
+      r.forward.median.toFixed(0),
+      r.whole.median.toFixed(0),
+      r.chained.median.toFixed(0),
+      r.ratioForward.toFixed(2),
+      r.ratioChained.toFixed(2),
+      r.twoPhase.twoPhase.median.toFixed(0),
+      r.twoPhase.recompute.median.toFixed(0),
+      r.twoPhase.heldMB.toFixed(0),
+    ]);
+  }
+  let memory: Record<string, unknown> | undefined;
+  if (!values["no-memory"]) {
+    const dir = "bench-results/.weights-once";
+    try {
+      memory = await memoryReport(dir);
+    } finally {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  }
+  const report = {
+    kind: "loss",
+    date: new Date().toISOString(),
+    targets: "whole ≤ 2.5 × forward; whole ≤ 0.75 × chained",
+    machine: { cpus: navigator.hardwareConcurrency, loadavg: Deno.loadavg(), threads },
+    results,
+    memory,
+  };
+  const out = values.out ?? "bench-results/loss.json";
+  await writeFileAtomic(out, new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"));
+  console.log(`whole-loss graphs (CPU, load ${Deno.loadavg()[0].toFixed(2)})`);
+  console.log(formatTable(rows));
+  if (memory) console.log(`resident memory, 52 MB weight: ${JSON.stringify(memory)}`);
+  console.log(`wrote ${out}`);
+  return 0;
+}
+
+if (import.meta.main) main(benchLoss);
