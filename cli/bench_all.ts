@@ -1,6 +1,7 @@
 /**
- * `deno task bench`: both benchmarks — operators (cli/bench.ts) and VJPs (cli/bench_vjp.ts) — with
- * one set of arguments that reaches both halves, every argument checked before anything runs.
+ * `deno task bench`: the benchmarks — operators (cli/bench.ts), VJPs (cli/bench_vjp.ts) and
+ * whole-loss graphs (cli/bench_loss.ts) — with one set of arguments that reaches every part, every
+ * argument checked before anything runs.
  *
  * `--sizes` are image sizes: the operator half runs at them, the VJP half at the latent size of a
  * Stable Diffusion VAE for them (size / 8: 512, 1024 → 64², 128², both halves' defaults).
@@ -13,19 +14,21 @@ import "./gate.ts"; // first: permissions before any native library loads
 import { InputError } from "../core/errors.ts";
 import { operatorNames, planOperatorBench, runOperatorBench } from "./bench.ts";
 import { planVjpBench, runVjpBench, VJP_NAMES } from "./bench_vjp.ts";
+import { planLossBench, runLossBench } from "./bench_loss.ts";
 import { main, parseCli, parseNumber } from "./common.ts";
 
 const USAGE = `Usage: deno task bench [--only LIST] [--sizes 512,1024] [--runs N] [options]
 
-Runs bench:operators (JSON in bench-results/operators.json) and bench:vjp (bench-results/vjp.json)
-with the same arguments; progress with an ETA on stderr.
+Runs bench:operators (JSON in bench-results/operators.json), bench:vjp (bench-results/vjp.json) and
+bench:loss (bench-results/loss.json) with the same arguments; progress with an ETA on stderr.
 
 Options:
-  --only LIST       names from either half, comma-separated: operator plugins (blur, sr, inpaint,
-                    jpeg, …), VJP sections (sd15, narrow, builtin), or "operators" / "vjp" for a
-                    whole half; a half with nothing named is skipped (default: everything)
-  --sizes LIST      image sizes (default 512,1024); the VJP half runs at size/8 (the SD latent), so
-                    it needs multiples of 32 from 64
+  --only LIST       names, comma-separated: operator plugins (blur, sr, inpaint, jpeg, …), VJP
+                    sections (sd15, narrow, builtin), "operators" / "vjp" for a whole half, "loss"
+                    for the whole-loss part; a part with nothing named is skipped (default:
+                    everything)
+  --sizes LIST      image sizes (default 512,1024); the VJP and loss parts run at size/8 (the SD
+                    latent), so they need multiples of 32 from 64
   --runs N          timed runs per measurement (defaults: operators 7, VJP 7 below 128², 5 above)
   --warmup N        untimed runs first (defaults: operators 1, VJP 2)
   --threads N       ORT intra-op threads of the VJP half
@@ -38,7 +41,9 @@ Each half alone: deno task bench:operators --help, deno task bench:vjp --help.
 `;
 
 /** The arguments of each half, from `bench`'s own (exported for tests). */
-export function splitBenchArgs(args: string[]): { operators?: string[]; vjp?: string[] } {
+export function splitBenchArgs(
+  args: string[],
+): { operators?: string[]; vjp?: string[]; loss?: string[] } {
   const { values } = parseCli(args, {
     only: { type: "string" },
     sizes: { type: "string" },
@@ -52,21 +57,23 @@ export function splitBenchArgs(args: string[]): { operators?: string[]; vjp?: st
   if (values.help) return {};
   const dir = (values["out-dir"] ?? "bench-results").replace(/\/+$/, "");
   const ops = operatorNames(), widths = [...VJP_NAMES];
-  let opOnly: string[] | undefined, vjpOnly: string[] | undefined;
+  let opOnly: string[] | undefined, vjpOnly: string[] | undefined, loss = true;
   if (values.only !== undefined) {
     const names = values.only.split(",").map((s) => s.trim()).filter(Boolean);
     if (!names.length) throw new InputError("--only: expected a comma-separated list of names");
     opOnly = [];
     vjpOnly = [];
+    loss = false;
     for (const n of names) {
-      if (n === "operators") opOnly.push(...ops);
+      if (n === "loss") loss = true;
+      else if (n === "operators") opOnly.push(...ops);
       else if (n === "vjp") vjpOnly.push(...widths);
       else if (ops.includes(n)) opOnly.push(n);
       else if (widths.includes(n)) vjpOnly.push(n);
       else {
         throw new InputError(
           `--only ${n}: not an operator plugin (${ops.join(", ")}), a VJP width ` +
-            `(${widths.join(", ")}), "operators" or "vjp"`,
+            `(${widths.join(", ")}), "operators", "vjp" or "loss"`,
         );
       }
     }
@@ -80,7 +87,7 @@ export function splitBenchArgs(args: string[]): { operators?: string[]; vjp?: st
     ...(values["no-reference"] ? ["--no-reference"] : []),
     ...(values.quiet ? ["--quiet"] : []),
   ];
-  const out: { operators?: string[]; vjp?: string[] } = {};
+  const out: { operators?: string[]; vjp?: string[]; loss?: string[] } = {};
   if (!opOnly || opOnly.length) {
     out.operators = [
       ...common,
@@ -111,6 +118,15 @@ export function splitBenchArgs(args: string[]): { operators?: string[]; vjp?: st
       ...(values.threads !== undefined ? ["--threads", values.threads] : []),
     ];
   }
+  if (loss) {
+    out.loss = [
+      ...common.filter((a) => a !== "--no-reference"),
+      "--out",
+      `${dir}/loss.json`,
+      ...(sizes ? ["--sizes", sizes.map((s) => s / 8).join(",")] : []),
+      ...(values.threads !== undefined ? ["--threads", values.threads] : []),
+    ];
+  }
   return out;
 }
 
@@ -124,8 +140,10 @@ export async function benchAll(args: string[]): Promise<number> {
   // both halves' arguments are checked before either runs
   const operators = halves.operators && planOperatorBench(halves.operators);
   const vjp = halves.vjp && planVjpBench(halves.vjp);
+  const loss = halves.loss && planLossBench(halves.loss);
   if (operators) await runOperatorBench(operators);
   if (vjp) await runVjpBench(vjp);
+  if (loss) await runLossBench(loss);
   return 0;
 }
 

@@ -2,7 +2,8 @@
  * `deno task bench:loss` (part of `deno task bench`): whole-loss graphs on CPU.
  *
  * The chain is LDPS's ‖2(A((D(x̂0/s)+1)/2) − y)‖ with the SD-block composite at SD1.5's first-level
- * widths as the UNet (core/onnx/vjp/fixtures.ts), a VAE-decoder-shaped block (8× upsampling) as
+ * widths as the UNet (core/onnx/vjp/fixtures.ts), a VAE-decoder-shaped block (SD's decoder layout at a
+ * quarter of its widths, one ResNet per level, 8× upsampling) as
  * D, and the Gaussian blur σ = 3 (its ONNX export) as A, at 64² and 128² latents (512² and 1024²
  * images). Measured in one process, medians of N runs after warm-up (forward and whole
  * interleaved; the chain in the next phase, as all their sessions together exceed the memory):
@@ -21,7 +22,8 @@
  *
  * @module
  */
-import { join } from "node:path";
+import "./gate.ts"; // first: permissions before any native library loads
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { InputError } from "../core/errors.ts";
 import { writeFileAtomic } from "../core/io/atomic.ts";
@@ -38,12 +40,14 @@ import { DifferentiableGraph } from "../core/loss/differentiable.ts";
 import { createOperator } from "../core/registry.ts";
 import { streams } from "../core/rng.ts";
 import { builtinRegistry } from "../mod.ts";
-import { formatTable, timeIt, type Timing } from "./bench_util.ts";
+import { childEnv, formatTable, timeIt, type Timing } from "./bench_util.ts";
+import { taskForScript } from "./gate.ts";
 import { configFor, WIDTHS } from "./bench_vjp.ts";
 import { main, parseCli, parseNumber } from "./common.ts";
+import { Progress } from "./progress.ts";
 
 const USAGE = `Usage: deno task bench:loss [--sizes 64,128] [--runs N] [--warmup N] [--threads N]
-                            [--no-memory] [--out bench-results/loss.json]
+                            [--no-memory] [--quiet] [--out bench-results/loss.json]
 
 Whole-loss graph (SD-block composite at SD1.5 widths + VAE-decoder-shaped block + blur σ=3 +
 norm): forward+VJP vs forward and vs the network-by-network chain, at the given latent sizes; the
@@ -87,8 +91,9 @@ async function benchSize(
   const unet = { key: `bench-loss/unet/${size}`, bytes: sdBlockGraph(cfg), label: "sd-block" };
   const vae = {
     key: `bench-loss/vae/${size}`,
-    // a quarter of SD's VAE-decoder widths (512, 512, 256, 128): 128, 64, 32, 16 channels
-    bytes: vaeDecoderGraph({ height: size, width: size, channels: 128, groups: 16 }),
+    // SD's VAE-decoder layout at a quarter of its widths (512, 512, 256, 128 → 128, 128, 64, 32),
+    // one ResNet per level (SD: 3 — at a 128² latent that no longer fits in 23 GB)
+    bytes: vaeDecoderGraph({ height: size, width: size, channels: 128, groups: 16, resnets: 1 }),
     label: "vae-decoder",
   };
   const img = [1, 3, 8 * size, 8 * size];
@@ -350,23 +355,16 @@ async function memoryReport(dir: string): Promise<Record<string, unknown>> {
       "granted"
     ? Deno.execPath()
     : "deno";
+  // the task's own flags (cli/gate.ts checks them in the child too)
+  const flags = taskForScript("cli/bench_loss.ts")?.flags ??
+    ["--v8-flags=--expose-gc", "--allow-read", "--allow-write=bench-results", "--allow-ffi"];
   const run = async (which: string) => {
     const r = await new Deno.Command(exec, {
-      args: [
-        "run",
-        "--v8-flags=--expose-gc",
-        "--allow-read",
-        `--allow-write=${dir}`,
-        "--allow-ffi",
-        "--allow-env",
-        "--allow-sys",
-        fileURLToPath(import.meta.url),
-        "--memory-child",
-        path,
-        which,
-      ],
+      args: ["run", ...flags, fileURLToPath(import.meta.url), "--memory-child", path, which],
       stdin: "null",
       stderr: "inherit",
+      env: childEnv(),
+      clearEnv: true,
     }).output();
     if (r.code !== 0) throw new Error(`memory child (${which}) failed`);
     return JSON.parse(new TextDecoder().decode(r.stdout)) as Record<string, number>;
@@ -384,9 +382,26 @@ async function memoryReport(dir: string): Promise<Record<string, unknown>> {
   };
 }
 
-/** Run the whole-loss benchmark with command-line arguments. */
-export async function benchLoss(args: string[]): Promise<number> {
-  if (args[0] === "--memory-child") return await memoryChild(args[1], args[2].split(","));
+/** A checked whole-loss benchmark run (see {@link planLossBench}). */
+export interface LossBenchPlan {
+  /** Latent sizes. */
+  sizes: number[];
+  /** Timed runs (default by size). */
+  runs?: number;
+  /** Untimed rounds first. */
+  warmup: number;
+  /** ORT intra-op threads. */
+  threads?: number;
+  /** Measure the resident memory of forward and VJP sessions (child processes). */
+  memory: boolean;
+  /** JSON output path. */
+  out: string;
+  /** No progress bars. */
+  quiet: boolean;
+}
+
+/** Check the arguments (before anything runs); undefined after printing `--help`. */
+export function planLossBench(args: string[]): LossBenchPlan | undefined {
   const { values } = parseCli(args, {
     sizes: { type: "string" },
     runs: { type: "string" },
@@ -394,10 +409,11 @@ export async function benchLoss(args: string[]): Promise<number> {
     threads: { type: "string" },
     "no-memory": { type: "boolean" },
     out: { type: "string" },
+    quiet: { type: "boolean" },
   });
   if (values.help) {
     console.log(USAGE);
-    return 0;
+    return undefined;
   }
   const sizes = (values.sizes ?? "64,128").split(",").map((s) => {
     const v = Number(s.trim());
@@ -406,10 +422,27 @@ export async function benchLoss(args: string[]): Promise<number> {
     }
     return v;
   });
-  const warmup = parseNumber(values.warmup, "--warmup", { fallback: 1, min: 0, integer: true });
-  const threads = values.threads
-    ? parseNumber(values.threads, "--threads", { min: 1, integer: true })
-    : undefined;
+  const out = values.out ?? "bench-results/loss.json";
+  if (!out.endsWith(".json")) throw new InputError(`--out ${out}: expected a .json path`);
+  return {
+    sizes,
+    runs: values.runs === undefined
+      ? undefined
+      : parseNumber(values.runs, "--runs", { min: 1, integer: true }),
+    warmup: parseNumber(values.warmup, "--warmup", { fallback: 1, min: 0, integer: true }),
+    threads: values.threads
+      ? parseNumber(values.threads, "--threads", { min: 1, integer: true })
+      : undefined,
+    memory: !values["no-memory"],
+    out,
+    quiet: values.quiet ?? false,
+  };
+}
+
+/** Run a checked whole-loss benchmark: every size, the memory section, the JSON file. */
+export async function runLossBench(plan: LossBenchPlan): Promise<void> {
+  const progress = new Progress({ enabled: !plan.quiet });
+  const cases = progress.task("loss", plan.sizes.length + (plan.memory ? 1 : 0));
   const results: SizeReport[] = [];
   const rows = [[
     "latent",
@@ -423,52 +456,65 @@ export async function benchLoss(args: string[]): Promise<number> {
     "recompute ms",
     "held MB",
   ]];
-  for (const size of sizes) {
-    const runs = parseNumber(values.runs, "--runs", {
-      fallback: size >= 128 ? 5 : 7,
-      min: 1,
-      integer: true,
-    });
-    const r = await benchSize(size, runs, warmup, threads);
-    (globalThis as { gc?: () => void }).gc?.();
-    results.push(r);
-    rows.push([
-      `1x4x${size}x${size}`,
-      `${r.image[2]}²`,
-      r.forward.median.toFixed(0),
-      r.whole.median.toFixed(0),
-      r.chained.median.toFixed(0),
-      r.ratioForward.toFixed(2),
-      r.ratioChained.toFixed(2),
-      r.twoPhase.twoPhase.median.toFixed(0),
-      r.twoPhase.recompute.median.toFixed(0),
-      r.twoPhase.heldMB.toFixed(0),
-    ]);
-  }
   let memory: Record<string, unknown> | undefined;
-  if (!values["no-memory"]) {
-    const dir = "bench-results/.weights-once";
-    try {
-      memory = await memoryReport(dir);
-    } finally {
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+  try {
+    for (const size of plan.sizes) {
+      const runs = plan.runs ?? (size >= 128 ? 3 : 5);
+      const r = await benchSize(size, runs, plan.warmup, plan.threads);
+      (globalThis as { gc?: () => void }).gc?.();
+      results.push(r);
+      rows.push([
+        `1x4x${size}x${size}`,
+        `${r.image[2]}²`,
+        r.forward.median.toFixed(0),
+        r.whole.median.toFixed(0),
+        r.chained.median.toFixed(0),
+        r.ratioForward.toFixed(2),
+        r.ratioChained.toFixed(2),
+        r.twoPhase.twoPhase.median.toFixed(0),
+        r.twoPhase.recompute.median.toFixed(0),
+        r.twoPhase.heldMB.toFixed(0),
+      ]);
+      cases.tick();
     }
+    if (plan.memory) {
+      const dir = join(dirname(plan.out), ".weights-once");
+      try {
+        memory = await memoryReport(dir);
+      } finally {
+        await Deno.remove(dir, { recursive: true }).catch(() => {});
+      }
+      cases.tick();
+    }
+  } finally {
+    cases.done();
+    progress.stop();
   }
   const report = {
     kind: "loss",
     date: new Date().toISOString(),
     targets: "whole ≤ 2.5 × forward; whole ≤ 0.75 × chained",
-    machine: { cpus: navigator.hardwareConcurrency, loadavg: Deno.loadavg(), threads },
+    machine: {
+      cpus: navigator.hardwareConcurrency,
+      loadavg: Deno.loadavg(),
+      threads: plan.threads,
+    },
     results,
     memory,
   };
-  const out = values.out ?? "bench-results/loss.json";
-  await writeFileAtomic(out, new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"));
+  await writeFileAtomic(plan.out, new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"));
   console.log(`whole-loss graphs (CPU, load ${Deno.loadavg()[0].toFixed(2)})`);
   console.log(formatTable(rows));
   if (memory) console.log(`resident memory, 52 MB weight: ${JSON.stringify(memory)}`);
-  console.log(`wrote ${out}`);
+  console.log(`wrote ${plan.out}`);
+}
+
+/** Run the whole-loss benchmark with command-line arguments. */
+export async function benchLoss(args: string[]): Promise<number> {
+  if (args[0] === "--memory-child") return await memoryChild(args[1], args[2].split(","));
+  const plan = planLossBench(args);
+  if (plan) await runLossBench(plan);
   return 0;
 }
 
-if (import.meta.main) main(benchLoss);
+if (import.meta.main) await main(benchLoss);

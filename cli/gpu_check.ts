@@ -18,6 +18,7 @@
  *
  * @module
  */
+import "./gate.ts"; // first: permissions before any native library loads
 import * as ort from "onnxruntime-node";
 import { join } from "node:path";
 import { InputError } from "../core/errors.ts";
@@ -230,6 +231,7 @@ async function checkCase(
   try {
     const s = await open(c.vjp, {
       ...base,
+      logSeverityLevel: 4, // the refusal is the answer, not an error to print
       extra: { session: { disable_cpu_ep_fallback: "1" } },
     } as ort.InferenceSession.SessionOptions);
     res.fallbackOption.vjpCreated = true;
@@ -313,7 +315,9 @@ export async function gpuCheck(args: string[]): Promise<number> {
   } finally {
     await Deno.remove(profileDir, { recursive: true }).catch(() => {});
   }
-  const failed = device !== "cpu" && results.some((r) => r.nodes.cpuCompute.length > 0);
+  // a compute node on the CPU fails the check; so does a missing profile (nothing was verified)
+  const failed = device !== "cpu" &&
+    results.some((r) => r.nodes.cpuCompute.length > 0 || r.nodes.total === 0);
   const out = values.out ?? "bench-results/gpu.json";
   const report = { kind: "gpu-check", date: new Date().toISOString(), device, results, failed };
   await writeFileAtomic(out, new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"));
@@ -350,4 +354,4 @@ export async function gpuCheck(args: string[]): Promise<number> {
   return failed ? 1 : 0;
 }
 
-if (import.meta.main) main(gpuCheck);
+if (import.meta.main) await main(gpuCheck);

@@ -65,6 +65,11 @@ export interface SessionRequest {
    * measured speed cost on the SD-block composite's VJP (README, "Weights once").
    */
   prepack?: boolean;
+  /**
+   * ONNX Runtime graph optimisation level (default "all"). "basic" keeps float64 graphs exact: the
+   * extended level folds scalar multiplications into float32 attributes (MatMulScaleFusion).
+   */
+  optimization?: "all" | "basic";
 }
 
 /** Options of a pool. */
@@ -157,11 +162,13 @@ export class SessionPool {
   ): Promise<ModelSession> {
     const choice = await resolveDevice(request.device ?? "auto");
     const key = modelKey(source);
-    const prepack = request.prepack ?? true;
-    const poolKey = `${choice.provider}|${prepack ? "" : "noprepack|"}${key}`;
+    const prepack = request.prepack ?? true, optimization = request.optimization ?? "all";
+    const poolKey = `${choice.provider}|${prepack ? "" : "noprepack|"}${
+      optimization === "all" ? "" : `${optimization}|`
+    }${key}`;
     let p = this.#models.get(poolKey);
     if (!p) {
-      p = this.#load(key, source, choice, prepack);
+      p = this.#load(key, source, choice, prepack, optimization);
       this.#models.set(poolKey, p);
       p.catch(() => this.#models.delete(poolKey));
     }
@@ -179,8 +186,10 @@ export class SessionPool {
     source: ModelSource,
     choice: DeviceChoice,
     prepack: boolean,
+    optimization: "all" | "basic",
   ): Promise<LoadedModel> {
     const options = this.sessionOptions(choice, prepack);
+    options.graphOptimizationLevel = optimization;
     if (source.externalData?.length) {
       options.externalData = source.externalData.map((e) => ({ path: e.path, data: e.data }));
     }

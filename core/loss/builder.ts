@@ -37,6 +37,7 @@ import type { Feed } from "../backend/session.ts";
 import type { ModelSource, SessionPool } from "../backend/pool.ts";
 import type { ElemType } from "../onnx/builder.ts";
 import { decodeModel, encodeModel } from "../onnx/proto.ts";
+import { inlineExternalData } from "../onnx/external.ts";
 import {
   elemName,
   GraphComposer,
@@ -81,6 +82,11 @@ export interface LossBuildOptions {
   device?: string;
   /** How the operator fallback keeps the forward for its backward (default "two-phase"). */
   fallback?: BackwardMode;
+  /**
+   * ONNX Runtime graph optimisation (default "all"). Float64 graphs checked to 1e-9 need "basic":
+   * the extended level folds scalar multiplications into float32 attributes.
+   */
+  optimization?: "all" | "basic";
 }
 
 const decoded = new Map<string, Promise<InlineSource>>();
@@ -92,7 +98,11 @@ function networkSource(src: ModelSource): Promise<InlineSource> {
   if (!key || !model) throw new InputError("network: give a path, or bytes with a key");
   let p = decoded.get(key);
   if (!p) {
-    p = inlineSource(model);
+    p = inlineSource(model).then((s) => {
+      // in-memory external data (a model handed over as bytes + files) is embedded for inlining
+      if (src.externalData?.length) inlineExternalData(s.model, src.externalData);
+      return s;
+    });
     decoded.set(key, p);
     p.catch(() => decoded.delete(key));
   }
@@ -214,6 +224,18 @@ export class LossGraphBuilder {
     const s = this.scale(a, k);
     return c === 0 ? s : this.add(s, c);
   }
+  /** Channels [start, end) of an NCHW value (e.g. the mean half of `latent_parameters`). */
+  channels(v: Value, start: number, end: number): Value {
+    const g = this.#c.g;
+    const out = this.#c.op("Slice", [
+      v.name,
+      g.constI("starts", [start]),
+      g.constI("ends", [end]),
+      g.constI("axes", [1]),
+    ]);
+    return this.#v(out, v.dims ? [v.dims[0], end - start, ...v.dims.slice(2)] : undefined);
+  }
+
   /** Σ coefficient_i · value_i (coefficients: scalar inputs or numbers). */
   lincomb(terms: [Value, Value | number][]): Value {
     if (!terms.length) throw new RangeError("lincomb of no terms");
@@ -299,6 +321,7 @@ export class LossGraphBuilder {
         networks: [...this.#networks],
         pool: options.pool,
         device: options.device,
+        optimization: options.optimization,
       },
     );
     return new LossGraph(graph, this.dtype, tail, options.fallback ?? "two-phase");

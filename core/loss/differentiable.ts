@@ -54,6 +54,8 @@ export interface DifferentiableGraphOptions {
   pool?: SessionPool;
   /** Execution provider request (default "auto"). */
   device?: string;
+  /** ONNX Runtime graph optimisation level (default "all"; "basic" for exact float64 checks). */
+  optimization?: "all" | "basic";
 }
 
 /** Run counters of a graph. */
@@ -227,7 +229,11 @@ export class DifferentiableGraph {
     const o = this.options;
     const label = `${o.label ?? o.key} (${kind})`;
     // gradient models read most weights twice: no per-consumer prepacked copies (pool docs)
-    const request = { device: o.device ?? "auto", prepack: kind === "forward" };
+    const request = {
+      device: o.device ?? "auto",
+      prepack: kind === "forward",
+      optimization: o.optimization,
+    };
     const name = `${o.label ?? o.key}/${kind}`;
     let src: { path?: string; bytes?: Uint8Array };
     if (kind === "forward") src = await DifferentiableGraph.#materialized(o.key, this.#source);

@@ -441,38 +441,46 @@ export interface VaeDecoderConfig {
   height: number;
   /** Latent width. */
   width: number;
-  /** Channels at the latent resolution; halved at each ×2 upsampling (default 32). */
+  /**
+   * Channels at the latent resolution (default 32); the levels follow SD's decoder widths
+   * (512, 512, 256, 128 → C, C, C/2, C/4).
+   */
   channels?: number;
-  /** GroupNorm groups (default 4). */
+  /** GroupNorm groups (default 4; must divide C/4). */
   groups?: number;
-  /** Number of ×2 upsamplings (default 3: the image is 8× the latent, as SD's VAE). */
-  upsamplings?: number;
+  /** ResNet blocks per level (SD: 3; default 1). */
+  resnets?: number;
   /** Weight seed (default 3). */
   seed?: number;
 }
 
 /**
- * A VAE-decoder-shaped block in SD's VAE decoder layout at small widths: `latent_sample`
- * [1,4,h,w] → `sample` [1,3,8h,8w]: conv_in, a ResNet block and single-head mid-block attention at
- * the latent resolution, then per level a ResNet block, nearest ×2 `Resize` and a 3×3 conv (the
- * channels halving per level), GroupNorm + SiLU + conv_out; exported GroupNorm pattern throughout.
+ * A VAE-decoder-shaped block: SD's VAE-decoder layout at reduced widths, `latent_sample`
+ * [1,4,h,w] → `sample` [1,3,8h,8w]. conv_in; mid block (ResNet, single-head attention over the
+ * latent pixels, ResNet); four levels at 1×, 2×, 4×, 8× the latent resolution with C, C, C/2, C/4
+ * channels (SD: 512, 512, 256, 128), each `resnets` ResNet blocks (1×1 shortcut where the width
+ * changes) followed — except the last — by nearest ×2 `Resize` and a 3×3 conv; GroupNorm + SiLU +
+ * conv_out. The exported GroupNorm pattern throughout. With SD's 3 ResNets per level the convolutions
+ * dominate the work as in the real decoder (the attention is a few percent at a 64² latent).
  */
 export function vaeDecoderGraph(cfg: VaeDecoderConfig): Uint8Array {
   const { height: h, width: w } = cfg;
-  const C0 = cfg.channels ?? 32, G = cfg.groups ?? 4, ups = cfg.upsamplings ?? 3;
+  const C0 = cfg.channels ?? 32, G = cfg.groups ?? 4, R = cfg.resnets ?? 1;
   const g = new GraphBuilder("vae_decoder", 17);
   const l = new Layers(g, weights(g, cfg.seed ?? 3, "vae-decoder"));
   const z = g.input("latent_sample", "float32", [1, 4, h, w]);
-  const res = (y: string, c: number) => {
+  const res = (y: string, cin: number, cout: number) => {
     const r = l.conv(
-      l.silu(l.groupNorm(l.conv(l.silu(l.groupNorm(y, c, G, 1e-6)), c, c, 3), c, G, 1e-6)),
-      c,
-      c,
+      l.silu(
+        l.groupNorm(l.conv(l.silu(l.groupNorm(y, cin, G, 1e-6)), cin, cout, 3), cout, G, 1e-6),
+      ),
+      cout,
+      cout,
       3,
     );
-    return g.op("Add", [y, r]);
+    return g.op("Add", [cin === cout ? y : l.conv(y, cin, cout, 1, 1, 0), r]);
   };
-  let y = res(l.conv(z, 4, C0, 3), C0);
+  let y = res(l.conv(z, 4, C0, 3), C0, C0);
   // mid-block attention over the latent pixels, one head
   const T = h * w;
   const n = l.groupNorm(y, C0, G, 1e-6);
@@ -489,20 +497,24 @@ export function vaeDecoderGraph(cfg: VaeDecoderConfig): Uint8Array {
     y,
     g.op("Reshape", [g.op("Transpose", [a], { perm: [0, 2, 1] }), g.constI("img", [1, C0, h, w])]),
   ]);
+  y = res(y, C0, C0);
+  const widths = [C0, C0, C0 / 2, C0 / 4];
   let c = C0;
-  for (let i = 0; i < ups; i++) {
-    y = res(y, c);
-    const up = g.op("Resize", [y, "", g.constF("up_scales", [4], [1, 1, 2, 2])], {
-      mode: "nearest",
-      coordinate_transformation_mode: "asymmetric",
-      nearest_mode: "floor",
-    });
-    const next = Math.max(G, c / 2);
-    y = l.conv(up, c, next, 3);
-    c = next;
-  }
+  widths.forEach((cw, level) => {
+    for (let i = 0; i < R; i++) {
+      y = res(y, c, cw);
+      c = cw;
+    }
+    if (level < widths.length - 1) {
+      const up = g.op("Resize", [y, "", g.constF("up_scales", [4], [1, 1, 2, 2])], {
+        mode: "nearest",
+        coordinate_transformation_mode: "asymmetric",
+        nearest_mode: "floor",
+      });
+      y = l.conv(up, c, c, 3);
+    }
+  });
   const out = l.conv(l.silu(l.groupNorm(y, c, G, 1e-6)), c, 3, 3);
-  const f = 2 ** ups;
-  g.output(out, "sample", "float32", [1, 3, f * h, f * w]);
+  g.output(out, "sample", "float32", [1, 3, 8 * h, 8 * w]);
   return g.toBytes();
 }
