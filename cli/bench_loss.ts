@@ -5,8 +5,10 @@
  * widths as the UNet (core/onnx/vjp/fixtures.ts), a VAE-decoder-shaped block (SD's decoder layout at a
  * quarter of its widths, one ResNet per level, 8× upsampling) as
  * D, and the Gaussian blur σ = 3 (its ONNX export) as A, at 64² and 128² latents (512² and 1024²
- * images). Measured in one process, medians of N runs after warm-up (forward and whole
- * interleaved; the chain in the next phase, as all their sessions together exceed the memory):
+ * images). Wall time and CPU time (with `--threads 1`, all of ORT's work; robust on a shared machine),
+ * medians of N rounds after warm-up rounds, in one process; each round runs the
+ * whole graph's forward and forward+VJP, releases their sessions, then the chain (their sessions
+ * together exceed the memory at 128²); the first run after loading is not timed:
  * - forward: the composed chain's forward (one run, loss out);
  * - whole: the whole-loss graph's forward + VJP w.r.t. z_t (one run);
  * - chained: network by network — UNet forward, decoder forward, A and its VJP in TypeScript, the
@@ -24,6 +26,7 @@
  */
 import "./gate.ts"; // first: permissions before any native library loads
 import { dirname, join } from "node:path";
+import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { InputError } from "../core/errors.ts";
 import { writeFileAtomic } from "../core/io/atomic.ts";
@@ -40,7 +43,7 @@ import { DifferentiableGraph } from "../core/loss/differentiable.ts";
 import { createOperator } from "../core/registry.ts";
 import { streams } from "../core/rng.ts";
 import { builtinRegistry } from "../mod.ts";
-import { childEnv, formatTable, timeIt, type Timing } from "./bench_util.ts";
+import { childEnv, formatTable, type Timing } from "./bench_util.ts";
 import { taskForScript } from "./gate.ts";
 import { configFor, WIDTHS } from "./bench_vjp.ts";
 import { main, parseCli, parseNumber } from "./common.ts";
@@ -64,19 +67,44 @@ function randn(n: number, name: string, s = 1): Float32Array {
   return a;
 }
 
+/**
+ * CPU time (user + system) as `node:process` reports it in Deno: the calling thread's, which with
+ * `--threads 1` is all of ONNX Runtime's work (it then computes in the calling thread). On a shared
+ * machine a run's wall time depends on what else runs; its CPU time much less.
+ */
+export function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+/** Wall and CPU time of one call. */
+async function measure(fn: () => Promise<unknown>): Promise<{ wall: number; cpu: number }> {
+  const c0 = cpuMs(), t0 = performance.now();
+  await fn();
+  return { wall: performance.now() - t0, cpu: cpuMs() - c0 };
+}
+
+/** Wall and CPU timings of one measurement. */
+interface Times {
+  /** Wall clock. */
+  wall: Timing;
+  /** Process CPU time (all threads). */
+  cpu: Timing;
+}
+
 interface SizeReport {
   size: number;
   image: number[];
-  forward: Timing;
-  whole: Timing;
-  chained: Timing;
-  /** whole / forward (medians). */
-  ratioForward: number;
-  /** whole / chained (medians). */
-  ratioChained: number;
+  forward: Times;
+  whole: Times;
+  chained: Times;
+  /** whole / forward (medians of CPU time; wall-time ratio beside). */
+  ratioForward: { cpu: number; wall: number };
+  /** whole / chained (medians of CPU time; wall-time ratio beside). */
+  ratioChained: { cpu: number; wall: number };
   /** Loss values of the whole graph and the chain (same numbers). */
   loss: { whole: number; chained: number };
-  twoPhase: { twoPhase: Timing; recompute: Timing; heldMB: number };
+  twoPhase: { twoPhase: Times; recompute: Times; heldMB: number };
 }
 
 async function benchSize(
@@ -85,7 +113,6 @@ async function benchSize(
   warmup: number,
   threads: number | undefined,
 ): Promise<SizeReport> {
-  const pool = new SessionPool({ threads });
   const w = WIDTHS.sd15;
   const cfg = configFor(size, w.channels, w.heads);
   const unet = { key: `bench-loss/unet/${size}`, bytes: sdBlockGraph(cfg), label: "sd-block" };
@@ -99,17 +126,21 @@ async function benchSize(
   const img = [1, 3, 8 * size, 8 * size];
   const op = await createOperator(builtinRegistry(), "blur:sigma=3", img, 0);
   const L = 77, D = 768, lat = [1, 4, size, size];
-  const b = new LossGraphBuilder("ldps-bench");
-  const z = b.input("z_t", lat);
-  const c = b.input("encoder_hidden_states", [1, L, D]);
-  const t = await b.inputLike(unet, "timestep");
-  const [ca, cb] = [b.scalar("x0_z"), b.scalar("x0_out")];
-  const eps = (await b.network("unet", unet, { sample: z, timestep: t, encoder_hidden_states: c }))
-    .out_sample;
-  const z0 = b.lincomb([[z, ca], [eps, cb]]);
-  const x = (await b.network("vae_decoder", vae, { latent_sample: b.scale(z0, 1 / SCALE) })).sample;
-  b.loss(b.norm(b.residual(op, b.affine(x, 0.5, 0.5), b.input("y", img)), { scale: 2 }));
-  const lg = await b.build({ key: `bench-loss/${size}`, wrt: ["z_t"], pool, device: "cpu" });
+  const buildLoss = async (pool: SessionPool) => {
+    const b = new LossGraphBuilder("ldps-bench");
+    const z = b.input("z_t", lat);
+    const c = b.input("encoder_hidden_states", [1, L, D]);
+    const t = await b.inputLike(unet, "timestep");
+    const [ca, cb] = [b.scalar("x0_z"), b.scalar("x0_out")];
+    const eps =
+      (await b.network("unet", unet, { sample: z, timestep: t, encoder_hidden_states: c }))
+        .out_sample;
+    const z0 = b.lincomb([[z, ca], [eps, cb]]);
+    const x = (await b.network("vae_decoder", vae, { latent_sample: b.scale(z0, 1 / SCALE) }))
+      .sample;
+    b.loss(b.norm(b.residual(op, b.affine(x, 0.5, 0.5), b.input("y", img)), { scale: 2 }));
+    return await b.build({ key: `bench-loss/${size}`, wrt: ["z_t"], pool, device: "cpu" });
+  };
   const n = lat.reduce((p, q) => p * q, 1), m = img.reduce((p, q) => p * q, 1);
   const feeds: Record<string, Feed> = {
     z_t: { data: randn(n, "z"), shape: lat },
@@ -122,7 +153,7 @@ async function benchSize(
 
   // the chain, network by network
   const dev = { device: "cpu" };
-  const sessions = async () => ({
+  const chainSessions = async (pool: SessionPool) => ({
     uF: await pool.session("chain/unet", unet, dev),
     dF: await pool.session("chain/vae", vae, dev),
     uB: await pool.session(
@@ -136,7 +167,6 @@ async function benchSize(
       dev,
     ),
   });
-  let chain: Awaited<ReturnType<typeof sessions>> | undefined;
   const uFeeds = {
     sample: feeds.z_t,
     timestep: feeds.timestep,
@@ -144,8 +174,8 @@ async function benchSize(
   };
   const y = feeds.y.data as Float32Array, zt = feeds.z_t.data as Float32Array;
   let chainLoss = 0;
-  const chained = async () => {
-    const { uF, dF, uB, dB } = chain ??= await sessions();
+  const chained = async (ch: Awaited<ReturnType<typeof chainSessions>>) => {
+    const { uF, dF, uB, dB } = ch;
     const e = (await uF.run(uFeeds)).out_sample;
     const zs = new Float32Array(n);
     for (let i = 0; i < n; i++) zs[i] = (ALPHA * zt[i] + BETA * e.data[i]) / SCALE;
@@ -173,22 +203,46 @@ async function benchSize(
     return gs;
   };
   let wholeLoss = 0;
-  const whole = async () => {
-    wholeLoss = (await lg.lossAndGrad(feeds)).value;
-  };
-  const forward = () => lg.graph.forward(feeds);
 
-  // Phases, each releasing its sessions: at 128² a gradient session's arena holds several GB (the
-  // decoder's mid-block attention alone has 16384² scores), and all of them at once exceed 23 GB.
-  // Forward and whole are interleaved; the chain runs next.
-  const g1 = await interleave({ forward, whole }, runs, warmup);
-  await pool.release();
-  const g1b = await interleave({ chained }, runs, warmup);
-  await pool.release();
+  // Rounds alternate two phases, each with its own sessions released at its end: at 128² a
+  // gradient session's arena holds several GB (the decoder's mid-block attention alone has 16384²
+  // scores) and the whole graph's and the chain's sessions together exceed 23 GB. Alternating
+  // within each round keeps a drifting load (a shared machine) from favouring one side.
+  type M = { wall: number; cpu: number };
+  const times = { forward: [] as M[], whole: [] as M[], chained: [] as M[] };
+  for (let round = 0; round < warmup + runs; round++) {
+    const keep = round >= warmup;
+    let pool = new SessionPool({ threads });
+    const lg = await buildLoss(pool);
+    await lg.graph.forward(feeds); // first runs (session set-up, arena growth) are not timed
+    await lg.lossAndGrad(feeds);
+    const tf = await measure(() => lg.graph.forward(feeds));
+    const tw = await measure(async () => {
+      wholeLoss = (await lg.lossAndGrad(feeds)).value;
+    });
+    await pool.release();
+    pool = new SessionPool({ threads });
+    const ch = await chainSessions(pool);
+    await chained(ch);
+    const tc = await measure(() => chained(ch));
+    await pool.release();
+    if (keep) {
+      times.forward.push(tf);
+      times.whole.push(tw);
+      times.chained.push(tc);
+    }
+  }
+  const both = (a: M[]): Times => ({
+    wall: summary(a.map((x) => x.wall)),
+    cpu: summary(a.map((x) => x.cpu)),
+  });
+  const g1 = { forward: both(times.forward), whole: both(times.whole) };
+  const g1b = { chained: both(times.chained) };
 
   // group 2: LATINO-PRO's pattern — UNet → x̂0 (vector), the cotangent comes from TypeScript after
   // the forward, ∂/∂context — two-phase against recompute
   const pool2 = new SessionPool({ threads });
+  (globalThis as { gc?: () => void }).gc?.();
   const x0Graph = await DifferentiableGraph.create(
     { bytes: await x0Model(unet, lat, L, D) },
     {
@@ -217,8 +271,14 @@ async function benchSize(
     forward: g1.forward,
     whole: g1.whole,
     chained: g1b.chained,
-    ratioForward: g1.whole.median / g1.forward.median,
-    ratioChained: g1.whole.median / g1b.chained.median,
+    ratioForward: {
+      cpu: g1.whole.cpu.median / g1.forward.cpu.median,
+      wall: g1.whole.wall.median / g1.forward.wall.median,
+    },
+    ratioChained: {
+      cpu: g1.whole.cpu.median / g1b.chained.cpu.median,
+      wall: g1.whole.wall.median / g1b.chained.wall.median,
+    },
     loss: { whole: wholeLoss, chained: chainLoss },
     twoPhase: {
       twoPhase: g2.twoPhase,
@@ -228,26 +288,37 @@ async function benchSize(
   };
 }
 
+/** Median, p10, p90 of timings. */
+function summary(a: number[]): Timing {
+  const s = [...a].sort((p, q) => p - q);
+  const q = (f: number) => {
+    const pos = f * (s.length - 1), lo = Math.floor(pos), hi = Math.ceil(pos);
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo);
+  };
+  return { median: q(0.5), p10: q(0.1), p90: q(0.9), runs: a };
+}
+
 /** Time functions interleaved: `warmup` rounds, then `runs` rounds each running every function once. */
 async function interleave<K extends string>(
-  fns: Record<K, () => unknown>,
+  fns: Record<K, () => Promise<unknown>>,
   runs: number,
   warmup: number,
-): Promise<Record<K, Timing>> {
+): Promise<Record<K, Times>> {
   const names = Object.keys(fns) as K[];
   for (let i = 0; i < warmup; i++) for (const k of names) await fns[k]();
-  const times = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<K, number[]>;
-  for (let r = 0; r < runs; r++) {
-    for (const k of names) times[k].push((await timeIt(fns[k], { warmup: 0, runs: 1 })).runs[0]);
-  }
-  const out = {} as Record<K, Timing>;
+  const times = Object.fromEntries(
+    names.map((k) => [k, [] as { wall: number; cpu: number }[]]),
+  ) as Record<
+    K,
+    { wall: number; cpu: number }[]
+  >;
+  for (let r = 0; r < runs; r++) for (const k of names) times[k].push(await measure(fns[k]));
+  const out = {} as Record<K, Times>;
   for (const k of names) {
-    const s = [...times[k]].sort((p, q) => p - q);
-    const q = (f: number) => {
-      const pos = f * (s.length - 1), lo = Math.floor(pos), hi = Math.ceil(pos);
-      return s[lo] + (s[hi] - s[lo]) * (pos - lo);
+    out[k] = {
+      wall: summary(times[k].map((x) => x.wall)),
+      cpu: summary(times[k].map((x) => x.cpu)),
     };
-    out[k] = { median: q(0.5), p10: q(0.1), p90: q(0.9), runs: times[k] };
   }
   return out;
 }
@@ -286,9 +357,14 @@ async function x0Model(
 
 // ---- resident memory of forward and VJP sessions (fresh child processes)
 
-const MEM_N = 3200, MEM_M = 4096; // one 52.4 MB weight
+/** Sizes of the weight of {@link writeBigModel}: W is MEM_N × MEM_M float32 (52.4 MB). */
+export const MEM_N = 3200, MEM_M = 4096;
 
-async function writeBigModel(dir: string): Promise<string> {
+/**
+ * Write y = tanh(x W) with W (52.4 MB) as external data into `dir` (`model.onnx` +
+ * `model.onnx_data`); returns the model path. Shared with the weights-once test.
+ */
+export async function writeBigModel(dir: string): Promise<string> {
   await Deno.mkdir(dir, { recursive: true });
   const w = new Float32Array(MEM_N * MEM_M);
   for (let i = 0; i < w.length; i++) w[i] = 0.01 * Math.sin(i);
@@ -447,13 +523,13 @@ export async function runLossBench(plan: LossBenchPlan): Promise<void> {
   const rows = [[
     "latent",
     "image",
-    "forward ms",
-    "whole ms",
-    "chained ms",
-    "whole/forward",
-    "whole/chained",
-    "two-phase ms",
-    "recompute ms",
+    "forward ms cpu (wall)",
+    "whole ms cpu (wall)",
+    "chained ms cpu (wall)",
+    "whole/forward cpu (wall)",
+    "whole/chained cpu (wall)",
+    "two-phase ms cpu",
+    "recompute ms cpu",
     "held MB",
   ]];
   let memory: Record<string, unknown> | undefined;
@@ -463,16 +539,18 @@ export async function runLossBench(plan: LossBenchPlan): Promise<void> {
       const r = await benchSize(size, runs, plan.warmup, plan.threads);
       (globalThis as { gc?: () => void }).gc?.();
       results.push(r);
+      const t = (x: Times) => `${x.cpu.median.toFixed(0)} (${x.wall.median.toFixed(0)})`;
+      const q = (x: { cpu: number; wall: number }) => `${x.cpu.toFixed(2)} (${x.wall.toFixed(2)})`;
       rows.push([
         `1x4x${size}x${size}`,
         `${r.image[2]}²`,
-        r.forward.median.toFixed(0),
-        r.whole.median.toFixed(0),
-        r.chained.median.toFixed(0),
-        r.ratioForward.toFixed(2),
-        r.ratioChained.toFixed(2),
-        r.twoPhase.twoPhase.median.toFixed(0),
-        r.twoPhase.recompute.median.toFixed(0),
+        t(r.forward),
+        t(r.whole),
+        t(r.chained),
+        q(r.ratioForward),
+        q(r.ratioChained),
+        r.twoPhase.twoPhase.cpu.median.toFixed(0),
+        r.twoPhase.recompute.cpu.median.toFixed(0),
         r.twoPhase.heldMB.toFixed(0),
       ]);
       cases.tick();

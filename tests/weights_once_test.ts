@@ -5,8 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
-import { GraphBuilder } from "../core/onnx/builder.ts";
-import { writeModel } from "../core/onnx/external.ts";
+import { MEM_M, MEM_N, writeBigModel } from "../cli/bench_loss.ts";
 import { SessionPool } from "../core/backend/pool.ts";
 import { vjpSource } from "../core/onnx/vjp.ts";
 import { LossGraphBuilder } from "../core/loss/builder.ts";
@@ -34,27 +33,8 @@ function diskUse(dirs: string[]): number {
 
 Deno.test("weights once: a 52 MB external initializer, its VJP model and a whole-loss graph add < 1 MB on disk", async () => {
   const dir = await Deno.makeTempDir({ prefix: "weights-once-" });
-  const N = 3200, M = 4096; // W: 3200×4096 float32 = 52.4 MB
-  const bytes = N * M * 4;
-  const w = new Float32Array(N * M);
-  for (let i = 0; i < w.length; i++) w[i] = 0.01 * Math.sin(i);
-  await Deno.writeFile(join(dir, "model.onnx_data"), new Uint8Array(w.buffer));
-  const g = new GraphBuilder("big");
-  const x = g.input("x", "float32", [1, N]);
-  g.initializers.push({
-    name: "W",
-    dims: [N, M],
-    dataType: 1,
-    dataLocation: 1,
-    externalData: [
-      { key: "location", value: "model.onnx_data" },
-      { key: "offset", value: "0" },
-      { key: "length", value: String(bytes) },
-    ],
-  });
-  g.output(g.op("Tanh", [g.op("MatMul", [x, "W"])]), "y", "float32", [1, M]);
-  const path = join(dir, "model.onnx");
-  await writeModel(g.toModel(), path, dir);
+  const N = MEM_N, M = MEM_M;
+  const path = await writeBigModel(dir);
   const before = diskUse([dir]);
   assert.ok(before >= 50e6, `the model folder holds ${before} bytes`);
 
