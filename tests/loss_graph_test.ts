@@ -25,10 +25,10 @@ const H = 8, W = 8, L = SMALL_SD_BLOCK.contextLength, D = SMALL_SD_BLOCK.context
 const unet = { key: "test/sd-block", bytes: sdBlockGraph(SMALL_SD_BLOCK), label: "sd-block" };
 const vae = {
   key: "test/vae-decoder",
-  bytes: vaeDecoderGraph({ height: H, width: W, channels: 8, groups: 4, upsamplings: 2 }),
+  bytes: vaeDecoderGraph({ height: H, width: W, channels: 16, groups: 4 }),
   label: "vae-decoder",
 };
-const IMG = [1, 3, 4 * H, 4 * W];
+const IMG = [1, 3, 8 * H, 8 * W];
 const SCALE = 0.18215, ALPHA = 1.7, BETA = -0.9; // x̂0 = α z + β ε (ε-prediction at some ᾱ)
 
 function randn(shape: number[], name: string, s = 1): Float32Array {
