@@ -49,8 +49,10 @@ import { configFor, WIDTHS } from "./bench_vjp.ts";
 import { main, parseCli, parseNumber } from "./common.ts";
 import { Progress } from "./progress.ts";
 
-const USAGE = `Usage: deno task bench:loss [--sizes 64,128] [--runs N] [--warmup N] [--threads N]
-                            [--no-memory] [--quiet] [--out bench-results/loss.json]
+const USAGE =
+  `Usage: deno task bench:loss [--only whole,two-phase,memory] [--sizes 64,128] [--runs N]
+                            [--warmup N] [--threads N] [--no-memory] [--quiet]
+                            [--out bench-results/loss.json]
 
 Whole-loss graph (SD-block composite at SD1.5 widths + VAE-decoder-shaped block + blur σ=3 +
 norm): forward+VJP vs forward and vs the network-by-network chain, at the given latent sizes; the
@@ -95,16 +97,20 @@ interface Times {
 interface SizeReport {
   size: number;
   image: number[];
-  forward: Times;
-  whole: Times;
-  chained: Times;
-  /** whole / forward (medians of CPU time; wall-time ratio beside). */
-  ratioForward: { cpu: number; wall: number };
-  /** whole / chained (medians of CPU time; wall-time ratio beside). */
-  ratioChained: { cpu: number; wall: number };
-  /** Loss values of the whole graph and the chain (same numbers). */
-  loss: { whole: number; chained: number };
-  twoPhase: { twoPhase: Times; recompute: Times; heldMB: number };
+  /** The "whole" section: forward, whole and chained, and their ratios. */
+  whole?: {
+    forward: Times;
+    whole: Times;
+    chained: Times;
+    /** whole / forward (medians of CPU time; wall-time ratio beside). */
+    ratioForward: { cpu: number; wall: number };
+    /** whole / chained (medians of CPU time; wall-time ratio beside). */
+    ratioChained: { cpu: number; wall: number };
+    /** Loss values of the whole graph and the chain (same numbers). */
+    loss: { whole: number; chained: number };
+  };
+  /** The "two-phase" section. */
+  twoPhase?: { twoPhase: Times; recompute: Times; heldMB: number };
 }
 
 async function benchSize(
@@ -112,6 +118,7 @@ async function benchSize(
   runs: number,
   warmup: number,
   threads: number | undefined,
+  sections: ReadonlySet<string>,
 ): Promise<SizeReport> {
   const w = WIDTHS.sd15;
   const cfg = configFor(size, w.channels, w.heads);
@@ -208,37 +215,55 @@ async function benchSize(
   // gradient session's arena holds several GB (the decoder's mid-block attention alone has 16384²
   // scores) and the whole graph's and the chain's sessions together exceed 23 GB. Alternating
   // within each round keeps a drifting load (a shared machine) from favouring one side.
+  const report: SizeReport = { size, image: img };
   type M = { wall: number; cpu: number };
-  const times = { forward: [] as M[], whole: [] as M[], chained: [] as M[] };
-  for (let round = 0; round < warmup + runs; round++) {
-    const keep = round >= warmup;
-    let pool = new SessionPool({ threads });
-    const lg = await buildLoss(pool);
-    await lg.graph.forward(feeds); // first runs (session set-up, arena growth) are not timed
-    await lg.lossAndGrad(feeds);
-    const tf = await measure(() => lg.graph.forward(feeds));
-    const tw = await measure(async () => {
-      wholeLoss = (await lg.lossAndGrad(feeds)).value;
-    });
-    await pool.release();
-    pool = new SessionPool({ threads });
-    const ch = await chainSessions(pool);
-    await chained(ch);
-    const tc = await measure(() => chained(ch));
-    await pool.release();
-    if (keep) {
-      times.forward.push(tf);
-      times.whole.push(tw);
-      times.chained.push(tc);
+  if (sections.has("whole")) {
+    const times = { forward: [] as M[], whole: [] as M[], chained: [] as M[] };
+    for (let round = 0; round < warmup + runs; round++) {
+      const keep = round >= warmup;
+      let pool = new SessionPool({ threads });
+      const lg = await buildLoss(pool);
+      await lg.graph.forward(feeds); // first runs (session set-up, arena growth) are not timed
+      await lg.lossAndGrad(feeds);
+      const tf = await measure(() => lg.graph.forward(feeds));
+      const tw = await measure(async () => {
+        wholeLoss = (await lg.lossAndGrad(feeds)).value;
+      });
+      await pool.release();
+      pool = new SessionPool({ threads });
+      const ch = await chainSessions(pool);
+      await chained(ch);
+      const tc = await measure(() => chained(ch));
+      await pool.release();
+      if (keep) {
+        times.forward.push(tf);
+        times.whole.push(tw);
+        times.chained.push(tc);
+      }
     }
+    const both = (a: M[]): Times => ({
+      wall: summary(a.map((x) => x.wall)),
+      cpu: summary(a.map((x) => x.cpu)),
+    });
+    const g1 = { forward: both(times.forward), whole: both(times.whole) };
+    const g1b = { chained: both(times.chained) };
+    report.whole = {
+      forward: g1.forward,
+      whole: g1.whole,
+      chained: g1b.chained,
+      ratioForward: {
+        cpu: g1.whole.cpu.median / g1.forward.cpu.median,
+        wall: g1.whole.wall.median / g1.forward.wall.median,
+      },
+      ratioChained: {
+        cpu: g1.whole.cpu.median / g1b.chained.cpu.median,
+        wall: g1.whole.wall.median / g1b.chained.wall.median,
+      },
+      loss: { whole: wholeLoss, chained: chainLoss },
+    };
   }
-  const both = (a: M[]): Times => ({
-    wall: summary(a.map((x) => x.wall)),
-    cpu: summary(a.map((x) => x.cpu)),
-  });
-  const g1 = { forward: both(times.forward), whole: both(times.whole) };
-  const g1b = { chained: both(times.chained) };
 
+  if (!sections.has("two-phase")) return report;
   // group 2: LATINO-PRO's pattern — UNet → x̂0 (vector), the cotangent comes from TypeScript after
   // the forward, ∂/∂context — two-phase against recompute
   const pool2 = new SessionPool({ threads });
@@ -265,27 +290,12 @@ async function benchSize(
     warmup,
   );
   await pool2.release();
-  return {
-    size,
-    image: img,
-    forward: g1.forward,
-    whole: g1.whole,
-    chained: g1b.chained,
-    ratioForward: {
-      cpu: g1.whole.cpu.median / g1.forward.cpu.median,
-      wall: g1.whole.wall.median / g1.forward.wall.median,
-    },
-    ratioChained: {
-      cpu: g1.whole.cpu.median / g1b.chained.cpu.median,
-      wall: g1.whole.wall.median / g1b.chained.wall.median,
-    },
-    loss: { whole: wholeLoss, chained: chainLoss },
-    twoPhase: {
-      twoPhase: g2.twoPhase,
-      recompute: g2.recompute,
-      heldMB: (await x0Graph.heldElements()) * 4 / 2 ** 20,
-    },
+  report.twoPhase = {
+    twoPhase: g2.twoPhase,
+    recompute: g2.recompute,
+    heldMB: (await x0Graph.heldElements()) * 4 / 2 ** 20,
   };
+  return report;
 }
 
 /** Median, p10, p90 of timings. */
@@ -468,12 +478,30 @@ export interface LossBenchPlan {
   warmup: number;
   /** ORT intra-op threads. */
   threads?: number;
-  /** Measure the resident memory of forward and VJP sessions (child processes). */
-  memory: boolean;
+  /** Sections to run: "whole" (forward, whole, chained), "two-phase", "memory". */
+  sections: Set<string>;
   /** JSON output path. */
   out: string;
   /** No progress bars. */
   quiet: boolean;
+}
+
+/** The benchmark's sections. */
+export const LOSS_SECTIONS: readonly string[] = ["whole", "two-phase", "memory"];
+
+function chooseSections(only: string | undefined, noMemory: boolean): Set<string> {
+  const names = only === undefined
+    ? [...LOSS_SECTIONS]
+    : only.split(",").map((n) => n.trim()).filter(Boolean);
+  for (const n of names) {
+    if (!LOSS_SECTIONS.includes(n)) {
+      throw new InputError(`--only ${n}: expected ${LOSS_SECTIONS.join(", ")} (comma-separated)`);
+    }
+  }
+  if (!names.length) throw new InputError("--only: expected a comma-separated list of sections");
+  const s = new Set(names);
+  if (noMemory) s.delete("memory");
+  return s;
 }
 
 /** Check the arguments (before anything runs); undefined after printing `--help`. */
@@ -484,6 +512,7 @@ export function planLossBench(args: string[]): LossBenchPlan | undefined {
     warmup: { type: "string" },
     threads: { type: "string" },
     "no-memory": { type: "boolean" },
+    only: { type: "string" },
     out: { type: "string" },
     quiet: { type: "boolean" },
   });
@@ -509,7 +538,7 @@ export function planLossBench(args: string[]): LossBenchPlan | undefined {
     threads: values.threads
       ? parseNumber(values.threads, "--threads", { min: 1, integer: true })
       : undefined,
-    memory: !values["no-memory"],
+    sections: chooseSections(values.only, values["no-memory"] ?? false),
     out,
     quiet: values.quiet ?? false,
   };
@@ -518,7 +547,9 @@ export function planLossBench(args: string[]): LossBenchPlan | undefined {
 /** Run a checked whole-loss benchmark: every size, the memory section, the JSON file. */
 export async function runLossBench(plan: LossBenchPlan): Promise<void> {
   const progress = new Progress({ enabled: !plan.quiet });
-  const cases = progress.task("loss", plan.sizes.length + (plan.memory ? 1 : 0));
+  const sized = plan.sections.has("whole") || plan.sections.has("two-phase");
+  const memorySection = plan.sections.has("memory");
+  const cases = progress.task("loss", (sized ? plan.sizes.length : 0) + (memorySection ? 1 : 0));
   const results: SizeReport[] = [];
   const rows = [[
     "latent",
@@ -534,28 +565,30 @@ export async function runLossBench(plan: LossBenchPlan): Promise<void> {
   ]];
   let memory: Record<string, unknown> | undefined;
   try {
-    for (const size of plan.sizes) {
+    for (const size of sized ? plan.sizes : []) {
       const runs = plan.runs ?? (size >= 128 ? 3 : 5);
-      const r = await benchSize(size, runs, plan.warmup, plan.threads);
+      const r = await benchSize(size, runs, plan.warmup, plan.threads, plan.sections);
       (globalThis as { gc?: () => void }).gc?.();
       results.push(r);
-      const t = (x: Times) => `${x.cpu.median.toFixed(0)} (${x.wall.median.toFixed(0)})`;
-      const q = (x: { cpu: number; wall: number }) => `${x.cpu.toFixed(2)} (${x.wall.toFixed(2)})`;
+      const t = (x?: Times) => x ? `${x.cpu.median.toFixed(0)} (${x.wall.median.toFixed(0)})` : "–";
+      const q = (x?: { cpu: number; wall: number }) =>
+        x ? `${x.cpu.toFixed(2)} (${x.wall.toFixed(2)})` : "–";
+      const w = r.whole, tp = r.twoPhase;
       rows.push([
         `1x4x${size}x${size}`,
         `${r.image[2]}²`,
-        t(r.forward),
-        t(r.whole),
-        t(r.chained),
-        q(r.ratioForward),
-        q(r.ratioChained),
-        r.twoPhase.twoPhase.cpu.median.toFixed(0),
-        r.twoPhase.recompute.cpu.median.toFixed(0),
-        r.twoPhase.heldMB.toFixed(0),
+        t(w?.forward),
+        t(w?.whole),
+        t(w?.chained),
+        q(w?.ratioForward),
+        q(w?.ratioChained),
+        tp ? tp.twoPhase.cpu.median.toFixed(0) : "–",
+        tp ? tp.recompute.cpu.median.toFixed(0) : "–",
+        tp ? tp.heldMB.toFixed(0) : "–",
       ]);
       cases.tick();
     }
-    if (plan.memory) {
+    if (memorySection) {
       const dir = join(dirname(plan.out), ".weights-once");
       try {
         memory = await memoryReport(dir);
