@@ -27,14 +27,16 @@ import { runSolver } from "./run_problem.ts";
 import { childEnv, formatTable, summarize } from "./bench_util.ts";
 import { PeakSampler } from "./bench_memory.ts";
 import { taskForScript } from "./gate.ts";
-import { main, parseCli, parseNumber } from "./common.ts";
+import { main, parseCli, parseNumber, priorSpecFromFlags } from "./common.ts";
+import { formatSpec, type Spec } from "../core/spec.ts";
 import { Progress } from "./progress.ts";
 
 const USAGE =
   `Usage: deno task bench:latino-pro [--sizes 256,512] [--runs 3] [--only latino,latino-pro]
-                                     [--out PATH] [--quiet]
+                                     [--prior SPEC | --model DIR] [--out PATH] [--quiet]
 
-LATINO-PRO next to LATINO on the built-in model (CPU, blur σ=3, σ_y=0.01): wall time, NFE, VJPs,
+LATINO-PRO next to LATINO on a prior (default the built-in model; --prior SPEC as in solve; CPU,
+blur σ=3, σ_y=0.01): wall time, NFE, VJPs,
 time in forwards vs VJPs, peak memory; ratios PRO/LATINO and VJP/forward. Each case runs in a
 fresh process. JSON to bench-results/latino_pro.json (or --out).
 `;
@@ -70,7 +72,12 @@ export interface CaseResult {
 const median = (v: number[]) => summarize(v).median;
 
 /** Child mode: one solver at one size, warm-up + timed runs; prints the CaseResult as JSON. */
-async function child(solver: SolverKey, size: number, runs: number): Promise<CaseResult> {
+async function child(
+  solver: SolverKey,
+  size: number,
+  runs: number,
+  priorSpec: Spec,
+): Promise<CaseResult> {
   const sampler = new PeakSampler();
   const startRssMB = Deno.memoryUsage().rss / 2 ** 20;
   await sampler.reset();
@@ -84,8 +91,8 @@ async function child(solver: SolverKey, size: number, runs: number): Promise<Cas
     noise: { kind: "gaussian" as const, sigma: 0.01 },
     imageShape: x.shape,
   };
-  const priorPlugin = registry.get("prior", "builtin");
-  const prior = await priorPlugin.create(validateOptions(priorPlugin, {}), {
+  const priorPlugin = registry.get("prior", priorSpec.name);
+  const prior = await priorPlugin.create(validateOptions(priorPlugin, priorSpec.options), {
     device: "cpu",
     imageShape: x.shape,
   });
@@ -121,7 +128,12 @@ async function child(solver: SolverKey, size: number, runs: number): Promise<Cas
 }
 
 /** Run one case in a fresh process (this script in child mode). */
-async function inChild(solver: SolverKey, size: number, runs: number): Promise<CaseResult> {
+async function inChild(
+  solver: SolverKey,
+  size: number,
+  runs: number,
+  priorSpec: Spec,
+): Promise<CaseResult> {
   const flags = taskForScript("cli/bench_latino_pro.ts")?.flags ??
     ["--allow-read", "--allow-ffi", "--allow-env", "--allow-sys"];
   const script = fileURLToPath(new URL("./bench_latino_pro.ts", import.meta.url));
@@ -130,7 +142,15 @@ async function inChild(solver: SolverKey, size: number, runs: number): Promise<C
     ? exec
     : "deno";
   const r = await new Deno.Command(deno, {
-    args: ["run", ...flags, script, "--child", `${solver}:${size}:${runs}`],
+    args: [
+      "run",
+      ...flags,
+      script,
+      "--child",
+      `${solver}:${size}:${runs}`,
+      "--prior",
+      formatSpec(priorSpec),
+    ],
     stdin: "null",
     env: childEnv(),
     clearEnv: true,
@@ -176,15 +196,21 @@ export async function benchLatinoPro(args: string[]): Promise<number> {
     quiet: { type: "boolean" },
     only: { type: "string" },
     child: { type: "string" },
+    prior: { type: "string" },
+    model: { type: "string" },
   });
   if (values.help) {
     console.log(USAGE);
     return 0;
   }
+  const priorSpec = priorSpecFromFlags(values);
+  const registry = builtinRegistry();
+  validateOptions(registry.get("prior", priorSpec.name), priorSpec.options); // up front
   if (values.child) {
     const [solver, size, runs] = values.child.split(":");
     if (!(solver in SOLVERS)) throw new InputError(`--child ${values.child}: unknown solver`);
-    console.log(JSON.stringify(await child(solver as SolverKey, Number(size), Number(runs))));
+    const r = await child(solver as SolverKey, Number(size), Number(runs), priorSpec);
+    console.log(JSON.stringify(r));
     return 0;
   }
   const sizes = (values.sizes ?? "256,512").split(",").map((s) =>
@@ -206,7 +232,7 @@ export async function benchLatinoPro(args: string[]): Promise<number> {
       const got: Partial<Record<SolverKey, CaseResult>> = {};
       for (const k of solvers) {
         task.update(task.value, { case: `${k} ${size}²` });
-        got[k] = await inChild(k, size, runs);
+        got[k] = await inChild(k, size, runs, priorSpec);
         task.tick({ case: `${k} ${size}²` });
         cases.push(got[k]!);
       }
@@ -253,7 +279,8 @@ export async function benchLatinoPro(args: string[]): Promise<number> {
     ]),
   ]));
   const json = {
-    setting: "built-in model, CPU, blur σ=3 circular, σ_y=0.01, procedural scene, default options",
+    setting: "CPU, blur σ=3 circular, σ_y=0.01, procedural scene, default options",
+    prior: formatSpec(priorSpec),
     paper: {
       hardware: "A100, 1024²",
       latino: { seconds: 5.53, memoryGB: 13.6, nfe: 8 },

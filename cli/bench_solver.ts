@@ -32,15 +32,17 @@ import { writeFileAtomic } from "../core/io/atomic.ts";
 import { InputError } from "../core/errors.ts";
 import { latinoOptions, runLatino } from "../solvers/latino.ts";
 import { solveContext } from "../core/context.ts";
-import { main, parseCli, parseNumber, registryFromFlags } from "./common.ts";
+import { main, parseCli, parseNumber, priorSpecFromFlags, registryFromFlags } from "./common.ts";
+import { formatSpec } from "../core/spec.ts";
 import { formatTable, summarize, type Timing } from "./bench_util.ts";
 import { Progress, type StepProgress } from "./progress.ts";
 
 const USAGE = `Usage: deno task bench:solver [--sizes 512,1024] [--steps 8] [--runs 9] [--only LIST]
-                                 [--out PATH] [--quiet]
+                                 [--prior SPEC | --model DIR] [--out PATH] [--quiet]
 
-Per-step model / non-model / prox time of LATINO on the built-in model (blur, SR, inpainting, and
-blur with a residual δ rule), against the time of one latent-sized normal draw in the same run.
+Per-step model / non-model / prox time of LATINO on a prior (default the built-in model; --prior
+SPEC as in solve) for blur, SR, inpainting, and blur with a residual δ rule, against the time of
+one latent-sized normal draw in the same run.
 --only takes blur, sr, inpaint; --runs counts the draw timings. Progress with an ETA on stderr.
 `;
 
@@ -138,6 +140,7 @@ async function runConfig(
   latino: Record<string, unknown>,
   size: number,
   steps: number,
+  prior: Prior,
   stepProgress?: StepProgress,
 ): Promise<StepTimes[]> {
   const registry = await registryFromFlags({});
@@ -145,11 +148,6 @@ async function runConfig(
   const base = await createOperator(registry, spec, shape, 0);
   const x = testScene(size, size);
   const y = await measure(base, x, 0.01, streams(0).get("measurement-noise"));
-  const plugin = registry.get("prior", "builtin");
-  const prior = await plugin.create(validateOptions(plugin, {}), {
-    device: "cpu",
-    imageShape: shape,
-  });
   const { op, proxMs } = timedOperator(base);
   // Model time: wall time inside the prior's calls (its tensor plumbing included), and the
   // sessions' own run time from its stats, for comparison.
@@ -218,6 +216,8 @@ export async function benchSolver(args: string[]): Promise<number> {
     steps: { type: "string" },
     runs: { type: "string" },
     only: { type: "string" },
+    prior: { type: "string" },
+    model: { type: "string" },
     out: { type: "string" },
     quiet: { type: "boolean" },
   });
@@ -237,6 +237,10 @@ export async function benchSolver(args: string[]): Promise<number> {
   }
   const out = values.out ?? "bench-results/solver.json";
   if (!out.endsWith(".json")) throw new InputError(`--out ${out}: expected a .json path`);
+  const registry = await registryFromFlags({});
+  const priorSpec = priorSpecFromFlags(values);
+  const priorPlugin = registry.get("prior", priorSpec.name);
+  const priorOptions = validateOptions(priorPlugin, priorSpec.options);
 
   const results: Record<string, unknown>[] = [];
   const rows: string[][] = [[
@@ -257,9 +261,11 @@ export async function benchSolver(args: string[]): Promise<number> {
   const cases = progress.task("solver", sizes.length * configs.length);
   try {
     for (const size of sizes) {
+      const imageShape = [1, 3, size, size];
+      const prior = await priorPlugin.create(priorOptions, { device: "cpu", imageShape });
       // The draws, same run: one latent-sized tensor (the built-in latent is 3×H×W) and the
       // reference Box–Muller on the same stream's uniforms.
-      const latent = new Float32Array(numel([1, 3, size, size]));
+      const latent = new Float32Array(numel(prior.latentShape(imageShape)));
       const rng = streams(1).get("bench-draw");
       // Alternated run by run, so both see the same load.
       const tz: number[] = [], tb: number[] = [];
@@ -287,6 +293,7 @@ export async function benchSolver(args: string[]): Promise<number> {
           c.latino,
           size,
           steps,
+          prior,
           progress.solverSteps({
             parent: cases,
             label,
@@ -361,6 +368,7 @@ export async function benchSolver(args: string[]): Promise<number> {
     date: new Date().toISOString(),
     deno: Deno.version.deno,
     hardwareConcurrency: navigator.hardwareConcurrency,
+    prior: formatSpec(priorSpec),
     steps,
     samplers,
     results,

@@ -1,10 +1,11 @@
 /**
  * Developer script: how the `builtin/*` δ presets of LATINO were chosen. For an operator spec and a
- * list of constant δ, runs LATINO on Kodak images (full size, σ_y = 0.01, seed 0) with the built-in
- * prior and prints PSNR next to the operator's pseudo-inverse.
+ * list of constant δ, runs LATINO on Kodak images (full size, σ_y = 0.01, seed 0) with a prior (a
+ * spec as in solve; default the built-in model) and prints PSNR next to the operator's
+ * pseudo-inverse.
  *
  *   deno run --allow-read --allow-ffi --allow-env --allow-sys examples/tune_latino_delta.ts \
- *     --operator blur:sigma=3 --deltas 0.1,0.3,1 --images 01,02,05 [--prior '{"ref_size":16}']
+ *     --operator blur:sigma=3 --deltas 0.1,0.3,1 --images 01,02,05 [--prior builtin:ref_size=16]
  *
  * Needs the Kodak test images in ../shared/data/kodak (the product itself does not).
  *
@@ -14,6 +15,7 @@ import { solveContext } from "../core/context.ts";
 import { parseArgs } from "node:util";
 import { builtinRegistry } from "../mod.ts";
 import { createOperator, validateOptions } from "../core/registry.ts";
+import { parseSpec } from "../core/spec.ts";
 import { measure } from "../core/noise.ts";
 import { streams } from "../core/rng.ts";
 import { readImage } from "../core/io/image.ts";
@@ -26,7 +28,7 @@ if (import.meta.main) {
       operator: { type: "string", default: "blur:sigma=3" },
       deltas: { type: "string", default: "0.1,0.3,1" },
       images: { type: "string", default: "01,02,05" },
-      prior: { type: "string", default: "{}" },
+      prior: { type: "string", default: "builtin" },
       sigma: { type: "string", default: "0.01" },
     },
   });
@@ -37,8 +39,9 @@ if (import.meta.main) {
     const op = await createOperator(registry, values.operator, x.shape, 0);
     const y = await measure(op, x, sigma, streams(0).get("measurement-noise"));
     const init = op.pseudoInverse ? await op.pseudoInverse(y) : await op.adjoint!(y);
-    const plugin = registry.get("prior", "builtin");
-    const prior = await plugin.create(validateOptions(plugin, JSON.parse(values.prior)), {
+    const priorSpec = parseSpec(values.prior, "--prior");
+    const plugin = registry.get("prior", priorSpec.name);
+    const prior = await plugin.create(validateOptions(plugin, priorSpec.options), {
       device: "cpu",
       imageShape: x.shape,
     });
