@@ -209,6 +209,27 @@ async function runConfig(
   return out;
 }
 
+/**
+ * One latent-sized normal draw (the stream's ziggurat sampler) and the reference Box–Muller on the
+ * same stream's uniforms, alternated run by run so that both see the same load.
+ */
+function drawTimings(latentValues: number, runs: number) {
+  const latent = new Float32Array(latentValues);
+  const rng = streams(1).get("bench-draw");
+  const tz: number[] = [], tb: number[] = [];
+  for (let i = -2; i < runs; i++) {
+    let t0 = performance.now();
+    rng.fillNormal(latent);
+    const a = performance.now() - t0;
+    t0 = performance.now();
+    boxMullerFill(rng, latent);
+    const b = performance.now() - t0;
+    if (i >= 0) tz.push(a), tb.push(b);
+  }
+  const ziggurat: Timing = summarize(tz), boxMuller: Timing = summarize(tb);
+  return { ziggurat, boxMuller, speedup: boxMuller.median / ziggurat.median };
+}
+
 /** Run the benchmark. */
 export async function benchSolver(args: string[]): Promise<number> {
   const { values } = parseCli(args, {
@@ -263,29 +284,9 @@ export async function benchSolver(args: string[]): Promise<number> {
     for (const size of sizes) {
       const imageShape = [1, 3, size, size];
       const prior = await priorPlugin.create(priorOptions, { device: "cpu", imageShape });
-      // The draws, same run: one latent-sized tensor (the built-in latent is 3×H×W) and the
-      // reference Box–Muller on the same stream's uniforms.
-      const latent = new Float32Array(numel(prior.latentShape(imageShape)));
-      const rng = streams(1).get("bench-draw");
-      // Alternated run by run, so both see the same load.
-      const tz: number[] = [], tb: number[] = [];
-      for (let i = -2; i < runs; i++) {
-        let t0 = performance.now();
-        rng.fillNormal(latent);
-        const a = performance.now() - t0;
-        t0 = performance.now();
-        boxMullerFill(rng, latent);
-        const b = performance.now() - t0;
-        if (i >= 0) tz.push(a), tb.push(b);
-      }
-      const zig: Timing = summarize(tz), bm: Timing = summarize(tb);
-      samplers.push({
-        size,
-        latentValues: latent.length,
-        ziggurat: zig,
-        boxMuller: bm,
-        speedup: bm.median / zig.median,
-      });
+      // The draws, same run: one latent-sized tensor and the reference Box–Muller.
+      const latentValues = numel(prior.latentShape(imageShape));
+      samplers.push({ size, latentValues, ...drawTimings(latentValues, runs) });
       for (const c of configs) {
         const label = `${c.name.split(",")[0]} ${size}²`;
         const per = await runConfig(

@@ -110,6 +110,24 @@ async function transposeApply(op: ForwardOperator, at: Tensor, r: Tensor): Promi
   return op.adjoint ? await op.adjoint(r) : await op.vjp(at, r);
 }
 
+/** |<Ax, y> − <x, Aᵀy>| / (‖Ax‖‖y‖) for Gaussian x, y (asserted below `s.tol`). */
+async function adjointError(
+  op: ForwardOperator,
+  s: { seed: number; tol: number; label: string },
+): Promise<number> {
+  const { seed, label } = s;
+  const shape = [...op.inputShape];
+  assert.ok(op.adjoint, `${label}: linear operator without adjoint`);
+  const u = gaussian(shape, seed, "adj-x");
+  const v = gaussian(op.outputShape, seed, "adj-y");
+  const au = await op.forward(u);
+  const atv = await op.adjoint(v);
+  assert.ok(sameShape(atv.shape, shape), `${label}: adjoint shape [${atv.shape}]`);
+  const err = Math.abs(dot(au, v) - dot(u, atv)) / (norm(au) * norm(v));
+  assert.ok(err < s.tol, `${label}: adjointness error ${err.toExponential(2)}`);
+  return err;
+}
+
 /**
  * The relative optimality residual ‖γ·½∇D_y(u) + u − z‖/‖z‖ of a prox point u, with
  * ½∇D_y = J_Aᵀ(A u − y) unless the operator declares another data term.
@@ -229,15 +247,7 @@ export async function testOperator(
 
   // Adjointness.
   if (op.capabilities.linear) {
-    assert.ok(op.adjoint, `${label}: linear operator without adjoint`);
-    const u = gaussian(shape, seed, "adj-x");
-    const v = gaussian(op.outputShape, seed, "adj-y");
-    const au = await op.forward(u);
-    const atv = await op.adjoint(v);
-    assert.ok(sameShape(atv.shape, shape), `${label}: adjoint shape [${atv.shape}]`);
-    const err = Math.abs(dot(au, v) - dot(u, atv)) / (norm(au) * norm(v));
-    report.adjointError = err;
-    assert.ok(err < tol.adjoint, `${label}: adjointness error ${err.toExponential(2)}`);
+    report.adjointError = await adjointError(op, { seed, tol: tol.adjoint, label });
   }
 
   // VJP against central finite differences of f(x) = <g, A(x)> (differentiable operators).

@@ -163,6 +163,33 @@ export async function checkGradient(
   return await checkBuilt(label, dtype, built, opts);
 }
 
+/** Perturb initializers through feeds: the case with its `wrtInitializers` turned into inputs. */
+function initializersAsInputs(built: BuiltCase): BuiltCase {
+  // perturb initializers through feeds: turn them into graph inputs
+  const m = decodeModel(built.bytes);
+  const extra: CaseInput[] = [];
+  for (const name of built.wrtInitializers ?? []) {
+    const t = m.graph!.initializer!.find((i) => i.name === name);
+    if (!t) throw new Error(`no initializer ${name}`);
+    const dims = tensorDims(t);
+    const vals = Array.from(tensorValues(t));
+    m.graph!.input!.push(valueInfo(name, t.dataType === 11 ? "float64" : "float32", dims));
+    m.graph!.initializer = m.graph!.initializer!.filter((i) => i.name !== name);
+    extra.push({
+      name,
+      dims,
+      values: () => vals,
+      type: t.dataType === 11 ? "float64" : "float32",
+    });
+  }
+  return {
+    ...built,
+    bytes: encodeModel(m),
+    inputs: [...built.inputs, ...extra],
+    wrtInitializers: [],
+  };
+}
+
 /** Check a pre-built model (see {@link checkGradient}). */
 export async function checkBuilt(
   label: string,
@@ -171,29 +198,7 @@ export async function checkBuilt(
   opts: CheckOptions = {},
 ): Promise<GradReport> {
   if (built.wrtInitializers?.length) {
-    // perturb initializers through feeds: turn them into graph inputs
-    const m = decodeModel(built.bytes);
-    const extra: CaseInput[] = [];
-    for (const name of built.wrtInitializers) {
-      const t = m.graph!.initializer!.find((i) => i.name === name);
-      if (!t) throw new Error(`no initializer ${name}`);
-      const dims = tensorDims(t);
-      const vals = Array.from(tensorValues(t));
-      m.graph!.input!.push(valueInfo(name, t.dataType === 11 ? "float64" : "float32", dims));
-      m.graph!.initializer = m.graph!.initializer!.filter((i) => i.name !== name);
-      extra.push({
-        name,
-        dims,
-        values: () => vals,
-        type: t.dataType === 11 ? "float64" : "float32",
-      });
-    }
-    built = {
-      ...built,
-      bytes: encodeModel(m),
-      inputs: [...built.inputs, ...extra],
-      wrtInitializers: [],
-    };
+    built = initializersAsInputs(built);
     opts = { ...opts, vjp: { ...opts.vjp, exposeInitializers: true } };
   }
   const rng = streams(opts.seed ?? 7).get(`vjp-test/${label}`);

@@ -209,17 +209,21 @@ export interface TransformResult {
   info: InfoMap;
 }
 
-/**
- * Build the VJP model.
- *
- * @param model a decoded model (it is modified: callers pass a fresh decode)
- * @param opts what to differentiate
- */
-export async function transform(
-  model: ModelProto,
-  opts: TransformOptions,
-): Promise<TransformResult> {
-  const t0 = performance.now();
+/** What the stages of {@link transform} share about the forward graph. */
+interface Forward {
+  model: ModelProto;
+  graph: NonNullable<ModelProto["graph"]>;
+  opset: number;
+  opts: TransformOptions;
+  inits: Map<string, TensorProto>;
+  realInputs: ValueInfoProto[];
+  nodes: NodeProto[];
+  info: InfoMap;
+  outNames: Set<string>;
+}
+
+/** The forward graph: opset, initializers, inputs with concrete dims, nodes in order. */
+function readForward(model: ModelProto, opts: TransformOptions): Forward {
   const graph = model.graph;
   if (!graph) throw new InputError("model has no graph");
   const opset = defaultOpset(model.opsetImport);
@@ -228,7 +232,6 @@ export async function transform(
   }
   if (opts.of.length === 0) throw new InputError("vjp: name at least one output (--of)");
   if (opts.wrt.length === 0) throw new InputError("vjp: name at least one input (--wrt)");
-
   const inits = new Map<string, TensorProto>();
   for (const t of graph.initializer ?? []) inits.set(t.name ?? "", t);
   const realInputs = (graph.input ?? []).filter((i) => !inits.has(i.name ?? ""));
@@ -236,10 +239,14 @@ export async function transform(
   for (const [n, t] of inits) {
     if (!info.has(n)) info.set(n, tensorInfo(opts.constants?.get(n) ?? t));
   }
-
   const nodes = topoSort(graph.node ?? [], [...info.keys()]);
+  const outNames = new Set((graph.output ?? []).map((o) => o.name ?? ""));
+  return { model, graph, opset, opts, inits, realInputs, nodes, info, outNames };
+}
 
-  // ---- shapes
+/** Concrete shapes of every tensor: static inference, else one probing run. */
+async function resolveShapes(f: Forward): Promise<"static" | "probe"> {
+  const { model, opts, nodes, opset, info } = f;
   let shapeSource: "static" | "probe" = "static";
   const allOutputs = nodes.flatMap((n) => (n.output ?? []).filter((o) => o));
   if (opts.shapes !== "probe") {
@@ -248,7 +255,7 @@ export async function transform(
     if (failures.length && opts.shapes === "static") {
       throw new InputError(
         `static shape inference failed at ${
-          failures.slice(0, 5).map((f) => `${f.node}: ${f.reason}`).join("; ")
+          failures.slice(0, 5).map((x) => `${x.node}: ${x.reason}`).join("; ")
         } (allow probing with shapes: "auto")`,
       );
     }
@@ -262,8 +269,12 @@ export async function transform(
     for (const [k, v] of again.info) if (!info.has(k)) info.set(k, v);
   }
 
-  // ---- validate of / wrt
-  const outNames = new Set((graph.output ?? []).map((o) => o.name ?? ""));
+  return shapeSource;
+}
+
+/** `of` must be float graph outputs, `wrt` float inputs or initializers (or zeros allowed). */
+function checkTargets(f: Forward): void {
+  const { opts, info, realInputs, inits, outNames } = f;
   for (const o of opts.of) {
     if (!outNames.has(o)) {
       throw new InputError(
@@ -292,8 +303,11 @@ export async function transform(
   }
   if (new Set(opts.wrt).size !== opts.wrt.length) throw new InputError("--wrt lists a name twice");
   if (new Set(opts.of).size !== opts.of.length) throw new InputError("--of lists a name twice");
+}
 
-  // ---- activity, fused units and rule coverage
+/** Activity, fused units, and the rule coverage of every active node. */
+function analyse(f: Forward) {
+  const { opts, info, nodes, outNames } = f;
   // integer entries (accepted only with allowZeroGrad) get zeros, never a path through a Cast
   const floatWrt = opts.wrt.filter((w) => isFloatType(info.get(w)?.dtype));
   const act = activity(nodes, floatWrt, opts.of, (n) => info.get(n)?.dtype);
@@ -332,7 +346,13 @@ export async function transform(
   }
   if (unsupported.length) throw new VjpUnsupportedError(unsupported);
 
-  // ---- emission
+  return { act, zeroGrad, units, interior };
+}
+
+/** The reverse sweep: cotangent inputs, every active node's rule, the gradient outputs. */
+function emitBackward(f: Forward, a: ReturnType<typeof analyse>, allOutputs: string[]) {
+  const { opts, info, nodes, opset } = f;
+  const { act, units, interior } = a;
   const used = new Set<string>([...info.keys(), ...allOutputs]);
   for (const n of nodes) if (n.name) used.add(n.name);
   const e = new Emitter(used, opset);
@@ -384,7 +404,13 @@ export async function transform(
     e.opN("Identity", [g], [gradNames[i]]);
   });
 
-  // ---- assemble
+  return { e, cotangents, gradNames };
+}
+
+/** The VJP model: the forward graph, the backward nodes, the new inputs and outputs. */
+function assembleModel(f: Forward, b: ReturnType<typeof emitBackward>): IModelProto {
+  const { model, graph, opts, info, realInputs, inits, nodes } = f;
+  const { e, cotangents, gradNames } = b;
   const newInputs: ValueInfoProto[] = realInputs.map((vi) => {
     const ii = info.get(vi.name ?? "")!;
     return concreteInfo(vi.name ?? "", ii.dtype, ii.dims);
@@ -422,6 +448,30 @@ export async function transform(
       sparseInitializer: graph.sparseInitializer,
     },
   };
+  return out;
+}
+
+/**
+ * Build the VJP model.
+ *
+ * @param model a decoded model (it is modified: callers pass a fresh decode)
+ * @param opts what to differentiate
+ */
+export async function transform(
+  model: ModelProto,
+  opts: TransformOptions,
+): Promise<TransformResult> {
+  const t0 = performance.now();
+  const f = readForward(model, opts);
+  const allOutputs = f.nodes.flatMap((n) => (n.output ?? []).filter((o) => o));
+  const shapeSource = await resolveShapes(f);
+  checkTargets(f);
+  const a = analyse(f);
+  const b = emitBackward(f, a, allOutputs);
+  const out = assembleModel(f, b);
+  const { info, nodes } = f;
+  const { act, zeroGrad, units } = a;
+  const e = b.e;
   return {
     model: out,
     info,
