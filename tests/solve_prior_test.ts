@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { builtinRegistry } from "../mod.ts";
 import { optionsHelp } from "../cli/common.ts";
 import { LCM_SCHEDULER, pipelineFiles, writeFolder } from "./diffusers_fixtures.ts";
-import { task } from "./subprocess.ts";
+import { ROOT, task } from "./subprocess.ts";
 
 const SMALL = ["--operator", "blur:sigma=1", "--noise", "0.01", "--seed", "1", "--size", "32x32"];
 
@@ -165,4 +165,18 @@ Deno.test("solve --help: every option of every plugin, with its description and 
   ) {
     assert.match(r.stdout, new RegExp(`\\n\\s+${key}=`), key);
   }
+});
+
+Deno.test("solve: a solver that needs gradients refuses a differentiable: false operator, in one line", async () => {
+  const dir = await Deno.makeTempDir();
+  const out = join(dir, "run");
+  const plugin = join(ROOT, "tests", "fixtures", "nondiff_plugins.ts");
+  const args = ["--plugin", plugin, "--operator", "quantise", "--size", "16x16", "--quiet"];
+  const r = await task("solve", ...args, "--solver", "grad-probe", "--out", out);
+  assert.equal(r.code, 2, r.stderr);
+  assert.deepEqual(r.stderr.trimEnd().split("\n"), [
+    'error: solver "grad-probe" cannot run here: operator "quantise" is not differentiable',
+  ]);
+  assert.throws(() => Deno.statSync(out), Deno.errors.NotFound);
+  await Deno.remove(dir, { recursive: true });
 });

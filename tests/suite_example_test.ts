@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { z } from "zod";
 import {
   defineOperator,
-  InputError,
   linearOperator,
   proxOf,
   type Tensor,
@@ -11,6 +10,7 @@ import {
   unmetRequirements,
 } from "../mod.ts";
 import { gainPlugin } from "../examples/gain_plugin.ts";
+import { quantisePlugin } from "./fixtures/nondiff_plugins.ts";
 
 Deno.test("example third-party gain plugin passes the operator contract suite", async () => {
   const r = await testOperator(gainPlugin, { strength: 0.5 });
@@ -78,36 +78,11 @@ Deno.test("linearOperator: checks shapes and γ, binds the prox to y (Aᵀy once
   assert.equal(adjoints, cgAdjoints + 1, "proxL2 computes Aᵀy per call, the bound prox once");
 });
 
-// A non-differentiable operator: y = round(8x)/8 (a quantiser). It declares differentiable: false,
-// so the suite skips the VJP checks, and a solver that needs gradients refuses it.
-const quantise = defineOperator({
-  kind: "operator",
-  name: "quantise",
-  description: "uniform quantiser to 1/8 steps (not differentiable)",
-  options: z.strictObject({}),
-  create: (_o, { shape }) => {
-    const q = (t: Tensor) => tensor(shape, t.data.map((v) => Math.round(8 * v) / 8));
-    const check = (t: Tensor) => {
-      if (t.data.length !== q(t).data.length || t.shape.join() !== shape.join()) {
-        throw new InputError(`quantise: shape [${t.shape}]`);
-      }
-    };
-    return {
-      name: "quantise",
-      options: {},
-      inputShape: shape,
-      outputShape: shape,
-      capabilities: { linear: false, closedFormProx: false, differentiable: false },
-      forward: (x) => (check(x), Promise.resolve(q(x))),
-      vjp: () => Promise.reject(new InputError("quantise is not differentiable")),
-      // argmin (γ/2)‖Q(u) − y‖² + ½‖u − z‖²: keep z (a stationary point of this flat data term).
-      proxL2: (z, y) => (check(z), check(y), Promise.resolve(tensor(shape, z.data.slice()))),
-    };
-  },
-});
-
+// A non-differentiable operator (y = round(8x)/8, tests/fixtures/nondiff_plugins.ts) declares
+// differentiable: false, so the suite skips the VJP checks, and a solver that needs gradients
+// refuses it (and, end to end through solve: tests/solve_prior_test.ts).
 Deno.test("differentiable: false — the suite skips the VJP checks; gradient solvers refuse it", async () => {
-  const r = await testOperator(quantise, {});
+  const r = await testOperator(quantisePlugin, {});
   assert.ok(r.skipped.some((s) => s.startsWith("vjp")), JSON.stringify(r.skipped));
   const op = {
     name: "quantise",
