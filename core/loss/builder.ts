@@ -38,6 +38,7 @@ import type { ModelSource, SessionPool } from "../backend/pool.ts";
 import type { ElemType } from "../onnx/builder.ts";
 import { decodeModel, encodeModel } from "../onnx/proto.ts";
 import { inlineExternalData } from "../onnx/external.ts";
+import { vjpTransform } from "../onnx/vjp.ts";
 import {
   elemName,
   GraphComposer,
@@ -120,6 +121,33 @@ interface Tail {
   norm?: Required<NormOptions>;
 }
 
+/** What a TypeScript loss tail returns for the graph values it was given. */
+export interface TailResult {
+  /** The loss value. */
+  value: number;
+  /** ∂loss/∂value for every value the tail was given (shaped like it). */
+  cotangents: Record<string, Tensor>;
+  /** Scalars to report beside the loss (e.g. the terms of a weighted sum). */
+  extras?: Record<string, number>;
+}
+
+/**
+ * A loss computed in TypeScript from values of the graph (see {@link LossGraphBuilder.tail}):
+ * gets the values (float32, whatever the graph's element type) and the feeds of the step.
+ */
+export type TailFunction = (
+  values: Record<string, Tensor>,
+  feeds: Record<string, Feed>,
+) => Promise<TailResult>;
+
+interface CustomTail {
+  values: Record<string, Value>;
+  fn: TailFunction;
+}
+
+/** Placeholder for the loss of a custom TypeScript tail. */
+const CUSTOM_LOSS = "<custom tail loss>";
+
 /**
  * Builds a whole-loss graph (see the module documentation).
  */
@@ -129,6 +157,7 @@ export class LossGraphBuilder {
   #c: GraphComposer;
   #networks: string[] = [];
   #tail?: Tail;
+  #custom?: CustomTail;
   #loss?: Value;
   #shapes: Record<string, number[]> = {};
   #extra: [string, Value][] = [];
@@ -244,6 +273,39 @@ export class LossGraphBuilder {
   }
 
   /**
+   * J_A(x)ᵀ g inside the graph: the VJP of the operator's ONNX export (built by the VJP transform)
+   * inlined, so that it is differentiated again with the rest — for a linear operator this is
+   * Aᵀ g (independent of x), e.g. PSLD's gluing x − Aᵀ(A x − y). An operator without an export is
+   * an InputError (use {@link tail} for those).
+   */
+  async operatorVjp(op: ForwardOperator, x: Value, g: Value): Promise<Value> {
+    if (!op.exportOnnx) {
+      throw new InputError(`operator "${op.name}" has no ONNX export (no in-graph VJP)`);
+    }
+    const m = op.exportOnnx({ dtype: this.dtype });
+    const v = await vjpTransform(m.bytes, [m.output], [m.input]);
+    const outs = this.#c.inline({ model: v.model }, `operator_${op.name}_vjp`, {
+      [m.input]: x.name,
+      [v.cotangentName(m.output)]: g.name,
+    });
+    return this.#v(outs[v.gradName(m.input)], op.inputShape);
+  }
+
+  /**
+   * A loss computed in TypeScript from values of this graph, for chains whose operator has no ONNX
+   * export but is needed before the end (PSLD's gluing through a third-party operator): the graph
+   * returns `values` (a forward pass), `fn` computes the loss and its cotangents w.r.t. them, and
+   * the graph's backward finishes (two-phase or recompute, as the operator fallback). The returned
+   * placeholder is the loss: pass it to {@link loss} as is.
+   */
+  tail(values: Record<string, Value>, fn: TailFunction): Value {
+    if (this.#tail || this.#custom) throw new InputError("one TypeScript tail per loss graph");
+    if (!Object.keys(values).length) throw new InputError("a TypeScript tail needs graph values");
+    this.#custom = { values, fn };
+    return this.#v(CUSTOM_LOSS, []);
+  }
+
+  /**
    * The residual A(x) − y: A inlined from `op.exportOnnx` when the operator has it (in this
    * builder's element type), else the TypeScript fallback (then the residual may only feed the
    * loss's norm).
@@ -255,7 +317,9 @@ export class LossGraphBuilder {
       const ax = this.#c.inline(src, `operator_${op.name}`, { [m.input]: x.name })[m.output];
       return this.sub(this.#v(ax, op.outputShape), y);
     }
-    if (this.#tail) throw new InputError("one operator without an ONNX export per loss graph");
+    if (this.#tail || this.#custom) {
+      throw new InputError("one operator without an ONNX export per loss graph");
+    }
     this.#tail = { op, u: x, y };
     return this.#v(FALLBACK_RESIDUAL, op.outputShape);
   }
@@ -287,14 +351,22 @@ export class LossGraphBuilder {
     if (!this.#loss) throw new InputError("loss graph: declare the loss (builder.loss(norm(…)))");
     const c = this.#c;
     const tail = this.#tail;
+    const custom = this.#custom;
+    if (custom && this.#loss.name !== CUSTOM_LOSS) {
+      throw new InputError("loss graph: a TypeScript tail's result must be the loss");
+    }
     if (tail && this.#loss.name !== FALLBACK_LOSS) {
       throw new InputError("loss graph: the fallback operator's residual must feed the loss norm");
     }
     if (tail && !tail.norm) {
       throw new InputError("loss graph: missing norm of the fallback residual");
     }
-    const of = tail ? ["operator_input"] : ["loss"];
-    if (tail) {
+    const of = tail ? ["operator_input"] : custom ? Object.keys(custom.values) : ["loss"];
+    if (custom) {
+      for (const [name, v] of Object.entries(custom.values)) {
+        c.output(v.name, name, this.dtype, v.dims ? [...v.dims] : undefined);
+      }
+    } else if (tail) {
       c.output(
         tail.u.name,
         "operator_input",
@@ -324,7 +396,7 @@ export class LossGraphBuilder {
         optimization: options.optimization,
       },
     );
-    return new LossGraph(graph, this.dtype, tail, options.fallback ?? "two-phase");
+    return new LossGraph(graph, this.dtype, tail, options.fallback ?? "two-phase", custom);
   }
 }
 
@@ -336,6 +408,8 @@ export interface LossAndGrad {
   grads: Record<string, GraphTensor>;
   /** Extra outputs declared with `output`. */
   outputs: Record<string, GraphTensor>;
+  /** Scalars a TypeScript tail reported beside the loss. */
+  extras?: Record<string, number>;
 }
 
 function feedData(f: Feed): Float32Array | Float64Array {
@@ -352,6 +426,7 @@ export class LossGraph {
   /** How the operator fallback keeps the forward (when there is a fallback). */
   readonly fallbackMode: BackwardMode;
   #tail?: Tail;
+  #custom?: CustomTail;
 
   /** @internal Use {@link LossGraphBuilder.build}. */
   constructor(
@@ -359,16 +434,42 @@ export class LossGraph {
     dtype: "float32" | "float64",
     tail: Tail | undefined,
     fallbackMode: BackwardMode,
+    custom?: CustomTail,
   ) {
     this.graph = graph;
     this.dtype = dtype;
     this.#tail = tail;
+    this.#custom = custom;
     this.fallbackMode = fallbackMode;
   }
 
-  /** Whether the operator runs in TypeScript (no ONNX export). */
+  /** Whether part of the loss runs in TypeScript (an operator without an ONNX export). */
   get usesFallback(): boolean {
-    return this.#tail !== undefined;
+    return this.#tail !== undefined || this.#custom !== undefined;
+  }
+
+  /** Forward pass, TypeScript tail, backward pass. */
+  async #customLossAndGrad(custom: CustomTail, feeds: Record<string, Feed>): Promise<LossAndGrad> {
+    const pass = await this.graph.begin(feeds, this.fallbackMode);
+    const values: Record<string, Tensor> = {}, outputs: Record<string, GraphTensor> = {};
+    for (const [k, v] of Object.entries(pass.outputs)) {
+      if (k in custom.values) {
+        values[k] = {
+          data: v.data instanceof Float32Array ? v.data : Float32Array.from(v.data),
+          shape: v.shape,
+        };
+      } else outputs[k] = v;
+    }
+    const r = await custom.fn(values, feeds);
+    const cot: Record<string, Feed> = {};
+    for (const k of Object.keys(custom.values)) {
+      const g = r.cotangents[k];
+      if (!g) throw new InputError(`loss graph: the TypeScript tail gave no cotangent for '${k}'`);
+      const data = this.dtype === "float64" ? Float64Array.from(g.data) : g.data;
+      cot[k] = { data, shape: g.shape };
+    }
+    const grads = await pass.backward(cot);
+    return { value: r.value, grads, outputs, extras: r.extras };
   }
 
   /** Counters (session runs, forwards and VJPs per network). */
@@ -382,6 +483,7 @@ export class LossGraph {
    * `y` for the fallback).
    */
   async lossAndGrad(feeds: Record<string, Feed>): Promise<LossAndGrad> {
+    if (this.#custom) return await this.#customLossAndGrad(this.#custom, feeds);
     const tail = this.#tail;
     if (!tail) {
       const one = this.dtype === "float64" ? Float64Array.of(1) : Float32Array.of(1);

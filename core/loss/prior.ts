@@ -35,6 +35,8 @@ import type { LossGraphBuilder, Value } from "./builder.ts";
 export interface DenoiserInGraph {
   /** The prediction (x̂0, ε̂ or G). */
   value: Value;
+  /** The network's own output (ε, v or x0), e.g. for a second prediction from the same call. */
+  raw: Value;
   /** What it predicts. */
   output: "x0" | "eps" | "consistency";
   /** Graph input names: the timestep and the two coefficients. */
@@ -71,7 +73,7 @@ export async function addDenoiser(
   for (const c of net.conditioning) inputs[c] = conditioning[c];
   const o = (await b.network(net.name, net.source, inputs))[net.output];
   const value = b.lincomb([[z, b.scalar(coefZ)], [o, b.scalar(coefOut)]]);
-  return { value, output, inputs: { timestep, coefZ, coefOut } };
+  return { value, raw: o, output, inputs: { timestep, coefZ, coefOut } };
 }
 
 /**
