@@ -71,6 +71,10 @@ export interface StepRecord {
   t?: number;
   /** ‖A x − y‖ on the [0,1] scale after the step, when the solver reports it. */
   residual?: number;
+  /** A gradient solver's loss at the step, when it reports it. */
+  loss?: number;
+  /** The norm of that loss's gradient, when reported. */
+  gradNorm?: number;
   /** Milliseconds spent in the step. */
   ms: number;
   /** Forward model calls so far, per model. */
@@ -164,6 +168,8 @@ export async function runSolver(
       step: ev.step,
       t: ev.t,
       residual: ev.residual,
+      loss: ev.loss,
+      gradNorm: ev.gradNorm,
       ms: ev.ms,
       nfe: { ...ev.nfe },
       vjp: { ...ev.vjp },

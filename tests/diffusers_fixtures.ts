@@ -6,6 +6,7 @@
 import { GraphBuilder } from "../core/onnx/builder.ts";
 import { decodeModel, encodeModel, type IModelProto, onnx } from "../core/onnx/proto.ts";
 import { join } from "node:path";
+import { streams } from "../core/rng.ts";
 
 /** Image/latent sizes of every fixture: 16×16 RGB images, 4×2×2 latents (f = 8). */
 export const IMG = 16, LAT = 2, C = 4, F = 8;
@@ -163,6 +164,117 @@ export function vaeDecoderGraph(): Uint8Array {
   return g.toBytes();
 }
 
+/** Random weights, seeded: N(0, scale²) values from the stream `fixture/NAME` of `seed`. */
+function randomWeights(seed: number, name: string, n: number, scale: number): number[] {
+  const r = streams(seed).get(`fixture/${name}`);
+  return Array.from({ length: n }, () => scale * r.normal());
+}
+
+/**
+ * A small UNet with random weights (seeded) and SD's input/output names: out = Conv3×3(SiLU(
+ * Conv3×3(sample) + sin(t·f)·w_t + tanh(mean_tokens(ehs)/10)·W_c)), 8 hidden channels; f32 scalar
+ * timestep.
+ * Nonlinear in the latent and the conditioning (gradient tests against finite differences).
+ */
+export function randomUnetGraph(seed: number, ehsDim = 8, hidden = 8): Uint8Array {
+  const g = new GraphBuilder("unet");
+  const dims = ["batch", C, "height", "width"];
+  const sample = g.input("sample", "float32", dims);
+  const t = g.input("timestep", "float32", []);
+  const ehs = g.input("encoder_hidden_states", "float32", ["batch", 77, ehsDim]);
+  const conv = (x: string, name: string, o: number, i: number, k: number) =>
+    g.op("Conv", [
+      x,
+      g.constF(
+        `${name}_w`,
+        [o, i, k, k],
+        randomWeights(seed, `${name}.w`, o * i * k * k, 1 / Math.sqrt(i * k * k)),
+      ),
+      g.constF(`${name}_b`, [o], randomWeights(seed, `${name}.b`, o, 0.1)),
+    ], { pads: [(k - 1) / 2, (k - 1) / 2, (k - 1) / 2, (k - 1) / 2] });
+  const h1 = conv(sample, "conv_in", hidden, C, 3);
+  // time embedding: sin(t · f_j) · w_j per hidden channel
+  const f = g.constF(
+    "t_freq",
+    [1, hidden, 1, 1],
+    Array.from({ length: hidden }, (_, j) => 0.001 * (j + 1)),
+  );
+  const wt = g.constF("t_w", [1, hidden, 1, 1], randomWeights(seed, "t.w", hidden, 0.5));
+  const temb = g.op("Mul", [g.op("Sin", [g.op("Mul", [t, f])]), wt]);
+  // conditioning: mean over tokens, then a random projection to the hidden channels
+  // (tanh of a tenth of the token mean: CLIP-like fixture embeddings reach tens)
+  const cbar = g.op("Tanh", [
+    g.op("Mul", [
+      g.op("ReduceMean", [ehs], { axes: [1], keepdims: 0 }),
+      g.constF("c_k", [], [0.1]),
+    ]),
+  ]);
+  const wc = g.constF("c_w", [ehsDim, hidden], randomWeights(seed, "c.w", ehsDim * hidden, 1));
+  const cemb = g.op("Reshape", [
+    g.op("MatMul", [cbar, wc]),
+    g.constI("c_shape", [-1, hidden, 1, 1]),
+  ]);
+  const pre = g.op("Add", [g.op("Add", [h1, temb]), cemb]);
+  const act = g.op("Mul", [pre, g.op("Sigmoid", [pre])]); // SiLU
+  const out = conv(act, "conv_out", C, hidden, 3);
+  g.output(out, "out_sample", "float32", dims);
+  return g.toBytes();
+}
+
+/** A VAE decoder with random weights: Conv3×3 → tanh → nearest ×8 → Conv1×1 (3 channels). */
+export function randomVaeDecoderGraph(seed: number, hidden = 8): Uint8Array {
+  const g = new GraphBuilder("vae_decoder");
+  const z = g.input("latent_sample", "float32", ["batch", C, "h", "w"]);
+  const h = g.op("Tanh", [g.op("Conv", [
+    z,
+    g.constF(
+      "w1",
+      [hidden, C, 3, 3],
+      randomWeights(seed, "dec.w1", hidden * C * 9, 1 / Math.sqrt(C * 9)),
+    ),
+    g.constF("b1", [hidden], randomWeights(seed, "dec.b1", hidden, 0.1)),
+  ], { pads: [1, 1, 1, 1] })]);
+  const up = g.op("Resize", [h, "", g.constF("scales", [4], [1, 1, F, F])], {
+    mode: "nearest",
+    coordinate_transformation_mode: "asymmetric",
+    nearest_mode: "floor",
+  });
+  const out = g.op("Conv", [
+    up,
+    g.constF(
+      "w2",
+      [3, hidden, 1, 1],
+      randomWeights(seed, "dec.w2", 3 * hidden, 1 / Math.sqrt(hidden)),
+    ),
+    g.constF("b2", [3], randomWeights(seed, "dec.b2", 3, 0.1)),
+  ]);
+  g.output(out, "sample", "float32", ["batch", 3, "H", "W"]);
+  return g.toBytes();
+}
+
+/** A VAE encoder with random weights: 8×8 average pool → Conv1×1 → tanh → Conv1×1 (mean ‖ logvar). */
+export function randomVaeEncoderGraph(seed: number, hidden = 8): Uint8Array {
+  const g = new GraphBuilder("vae_encoder");
+  const x = g.input("sample", "float32", ["batch", 3, "height", "width"]);
+  const pooled = g.op("AveragePool", [x], { kernel_shape: [F, F], strides: [F, F] });
+  const h = g.op("Tanh", [g.op("Conv", [
+    pooled,
+    g.constF("w1", [hidden, 3, 1, 1], randomWeights(seed, "enc.w1", hidden * 3, 1)),
+    g.constF("b1", [hidden], randomWeights(seed, "enc.b1", hidden, 0.1)),
+  ])]);
+  const out = g.op("Conv", [
+    h,
+    g.constF(
+      "w2",
+      [2 * C, hidden, 1, 1],
+      randomWeights(seed, "enc.w2", 2 * C * hidden, 1 / Math.sqrt(hidden)),
+    ),
+    g.constF("b2", [2 * C], randomWeights(seed, "enc.b2", 2 * C, 0.1)),
+  ]);
+  g.output(out, "latent_parameters", "float32", ["batch", 2 * C, "h", "w"]);
+  return g.toBytes();
+}
+
 /** Text-encoder weight w_d (token embedding of id i is i·w_d·(layer+1)). */
 export function textW(d: number, D: number, salt = 0): number {
   return (d + 1 + salt) / (1000 * D);
@@ -307,6 +419,12 @@ export interface PipelineSpec {
   unetConfig?: Record<string, unknown>;
   externalUnet?: boolean;
   tokenizer?: boolean;
+  /**
+   * Random-weight networks from this seed instead of the affine ones: {@link randomUnetGraph}
+   * (f32 scalar timestep, encoder_hidden_states of the text encoder's width),
+   * {@link randomVaeDecoderGraph}, {@link randomVaeEncoderGraph} (mean ‖ logvar).
+   */
+  random?: number;
 }
 
 /** Lay out a pipeline folder as path → contents. */
@@ -321,7 +439,10 @@ export function pipelineFiles(spec: PipelineSpec): Map<string, Uint8Array | stri
     m.set("scheduler/scheduler_config.json", json(spec.scheduler ?? SD15_SCHEDULER));
   }
   if (spec.unet !== null) {
-    const unet = unetGraph(spec.unet ?? { timestep: "f32-scalar", ehsDim: 8 });
+    const ehsDim = spec.text?.dim ?? 8;
+    const unet = spec.random !== undefined
+      ? randomUnetGraph(spec.random, ehsDim)
+      : unetGraph(spec.unet ?? { timestep: "f32-scalar", ehsDim: 8 });
     if (spec.externalUnet) {
       const { onnx, data } = externalize(unet);
       m.set("unet/model.onnx", onnx);
@@ -339,10 +460,18 @@ export function pipelineFiles(spec: PipelineSpec): Map<string, Uint8Array | stri
   const vaeCfg = spec.vaeConfig === null ? undefined : spec.vaeConfig ??
     { latent_channels: C, block_out_channels: [8, 8, 8, 8], scaling_factor: 0.5 };
   if (spec.vaeEncoder !== null) {
-    m.set("vae_encoder/model.onnx", vaeEncoderGraph(spec.vaeEncoder ?? "parameters"));
+    m.set(
+      "vae_encoder/model.onnx",
+      spec.random !== undefined
+        ? randomVaeEncoderGraph(spec.random)
+        : vaeEncoderGraph(spec.vaeEncoder ?? "parameters"),
+    );
     if (vaeCfg) m.set("vae_encoder/config.json", json(vaeCfg));
   }
-  m.set("vae_decoder/model.onnx", vaeDecoderGraph());
+  m.set(
+    "vae_decoder/model.onnx",
+    spec.random !== undefined ? randomVaeDecoderGraph(spec.random) : vaeDecoderGraph(),
+  );
   if (vaeCfg) m.set("vae_decoder/config.json", json(vaeCfg));
   const text = spec.text === undefined ? { ids: "int64" as const, dim: 8 } : spec.text;
   if (text) {

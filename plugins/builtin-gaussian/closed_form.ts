@@ -46,3 +46,4 @@ export * from "./posterior.ts";
 export * from "./evidence.ts";
 export * from "./latino_moments.ts";
 export * from "./posterior_cg.ts";
+export * from "./sample_error.ts";
