@@ -432,6 +432,7 @@ Deno.test("every bench task takes --only, --sizes and --runs, and shows progress
     "bench:fft": ["--only", "fft32", "--sizes", "32x32", "--runs", "1"],
     "bench:latino-pro": ["--only", "latino", "--sizes", "32", "--runs", "1"],
     "bench:loss": ["--only", "whole", "--sizes", "8", "--runs", "1", "--warmup", "0"],
+    "bench:dps": ["--only", "builtin-ldps-blur", "--sizes", "32", "--runs", "1", "--steps", "3"],
     "bench:compare": [
       "--only",
       "solve",
