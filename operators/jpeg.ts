@@ -122,12 +122,20 @@ export const JPEG_PROX_DEFAULTS: Readonly<{ maxIter: number; tol: number; maxCg:
   JPEG_BIN_PROX_DEFAULTS;
 
 const optionsSchema = z.strictObject({
-  quality: z.number().int().min(1).max(100).default(10),
-  subsampling: z.union([z.literal(420), z.literal(444)]).default(420),
-  softness: z.number().min(0.05).max(64).default(1),
-  data_term: z.enum(["bins", "surrogate"]).default("bins"),
-  bin_margin: z.number().min(0).max(64).default(2),
-  bin_shrink: z.number().min(0).max(0.25).default(BIN_SHRINK_DEFAULT),
+  quality: z.number().int().min(1).max(100).default(10)
+    .describe("IJG quality 1–100 (libjpeg's Annex K tables, scaled)"),
+  subsampling: z.union([z.literal(420), z.literal(444)]).default(420)
+    .describe("chroma subsampling: 420 (2×2 average, fancy upsampling) | 444 (none)"),
+  softness: z.number().min(0.05).max(64).default(1)
+    .describe("std, in 8-bit levels, of the dither that smooths rounding and clamping in A"),
+  data_term: z.enum(["bins", "surrogate"]).default("bins")
+    .describe(
+      "what the prox fits: bins (distance to y's quantisation bins) | surrogate (‖A(u) − y‖²)",
+    ),
+  bin_margin: z.number().min(0).max(64).default(2)
+    .describe("bins: levels by which each bin is at least shrunk on both sides"),
+  bin_shrink: z.number().min(0).max(0.25).default(BIN_SHRINK_DEFAULT)
+    .describe("bins: fraction of Q by which each bin is shrunk on both sides (larger wins, ≤ Q/4)"),
 });
 
 /** The bins of every image of y, computed once per measurement (LATINO calls the prox 8 times). */
