@@ -5,7 +5,13 @@
  */
 import puppeteer from "puppeteer-core";
 
-const CANDIDATES = [
+/**
+ * Where a browser is looked for. Absolute paths: the test task's `--allow-run` lists exactly these
+ * (a bare name there that is not on PATH makes Deno print "Failed to resolve … for allow-run" for
+ * every test module; an absolute path that does not exist is silent). `tests/browser_test.ts`
+ * keeps the two lists equal.
+ */
+export const CHROMIUM_CANDIDATES: readonly string[] = [
   "/usr/bin/chromium",
   "/usr/bin/chromium-headless-shell",
   "/usr/lib/chromium/chromium-headless-shell",
@@ -13,10 +19,16 @@ const CANDIDATES = [
   "/usr/bin/google-chrome",
 ];
 
-/** Path of a Chromium binary (CHROMIUM_PATH wins), or undefined. */
+/**
+ * Path of a Chromium binary (CHROMIUM_PATH wins), or undefined. A CHROMIUM_PATH outside
+ * {@link CHROMIUM_CANDIDATES} must also be granted with `--allow-run`: an error says so.
+ */
 export function findChromium(): string | undefined {
   const env = Deno.env.get("CHROMIUM_PATH");
-  for (const p of env ? [env, ...CANDIDATES] : CANDIDATES) {
+  if (env && Deno.permissions.querySync({ name: "run", command: env }).state !== "granted") {
+    throw new Error(`CHROMIUM_PATH=${env}: add it to the test task's --allow-run`);
+  }
+  for (const p of env ? [env, ...CHROMIUM_CANDIDATES] : CHROMIUM_CANDIDATES) {
     try {
       if (Deno.statSync(p).isFile) return p;
     } catch { /* next */ }
