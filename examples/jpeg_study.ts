@@ -22,6 +22,7 @@
  */
 import { parseArgs } from "node:util";
 import { solveContext } from "../core/context.ts";
+import { conjugateGradientSync, jacobi } from "../core/linalg/cg.ts";
 import { builtinRegistry } from "../mod.ts";
 import { createOperator, validateOptions } from "../core/registry.ts";
 import type { ForwardOperator, Prior } from "../core/contracts.ts";
@@ -247,23 +248,11 @@ function lmmse(y: Tensor, quality: number): Float64Array {
       }
     }
   }
-  const dot = (a: Float64Array, b: Float64Array) => {
-    let s = 0;
-    for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-    return s;
-  };
-  const x = new Float64Array(n), r = Float64Array.from(rhs);
-  let zr = r.map((v, i) => v / diag[i]);
-  const p = Float64Array.from(zr), stop = 1e-6 * Math.sqrt(dot(r, r));
-  let rz = dot(r, zr);
-  for (let it = 0; it < 500 && Math.sqrt(dot(r, r)) > stop; it++) {
-    const ap = apply(p), alpha = rz / dot(p, ap);
-    for (let i = 0; i < n; i++) x[i] += alpha * p[i], r[i] -= alpha * ap[i];
-    zr = r.map((v, i) => v / diag[i]);
-    const next = dot(r, zr), beta = next / rz;
-    rz = next;
-    for (let i = 0; i < n; i++) p[i] = zr[i] + beta * p[i];
-  }
+  const { x } = conjugateGradientSync(apply, rhs, {
+    maxIter: 500,
+    tol: 1e-6,
+    precondition: jacobi(diag),
+  });
   return decode64(mu.map((m, i) => m + sl[i] * x[i]), l).map((v) => (v + 1) / 2);
 }
 

@@ -26,7 +26,24 @@ export interface CgResult {
   stop: "tolerance" | "max-iterations" | "non-positive-curvature";
 }
 
-/** Options of {@link conjugateGradient}. */
+/**
+ * Caller-owned vectors of a CG solve (all of length n, none of them b), so that a hot loop that solves many systems
+ * of one size allocates nothing: see {@link cgWork}. `x` holds the solution on return (the
+ * result's `x` is this array); `z` (the preconditioned residual) is needed only with a
+ * preconditioner.
+ */
+export interface CgWork {
+  /** The iterate, then the solution. */
+  x: Float64Array;
+  /** The residual b − M x. */
+  r: Float64Array;
+  /** The search direction. */
+  p: Float64Array;
+  /** P r (only used with a preconditioner). */
+  z?: Float64Array;
+}
+
+/** Options of {@link conjugateGradient} and {@link conjugateGradientSync}. */
 export interface CgOptions {
   /** Maximum iterations (default {@link CG_DEFAULTS}.maxIter). */
   maxIter?: number;
@@ -39,6 +56,14 @@ export interface CgOptions {
    * of M⁻¹ (e.g. {@link jacobi}). Without it, plain CG (P = I).
    */
   precondition?: (r: Float64Array, out: Float64Array) => void;
+  /** Work vectors to use instead of fresh ones (default: allocated per solve). */
+  work?: CgWork;
+  /**
+   * Called after each iteration's update x ← x + αp, r ← r − αMp, with α, p and the M p that
+   * `apply` returned for it: for quantities a caller accumulates along the iterates (e.g. B x for a
+   * linear B whose B p the caller's `apply` already computed). Must not modify its arguments.
+   */
+  onStep?: (alpha: number, p: Float64Array, mp: Float64Array) => void;
 }
 
 /**
@@ -57,8 +82,10 @@ export const CG_DEFAULTS = { maxIter: 200, tol: 1e-6 } as const;
  * Solve M x = b for symmetric positive definite M given as a function, by (preconditioned)
  * conjugate gradients (Nocedal & Wright, "Numerical Optimization", Alg. 5.3). Stops when
  * ‖r‖ ≤ tol·‖b‖, after `maxIter` iterations, or on a direction of non-positive curvature. The one
- * CG of the toolkit: the operators' CG prox, the truncated Newton steps of the nonlinear prox and
- * the built-in model's exact posterior solves all run it. Vectors are float64.
+ * CG of the toolkit: the operators' CG prox, the truncated Newton steps of the nonlinear prox, the
+ * JPEG bin prox's Newton steps ({@link conjugateGradientSync}) and the built-in model's exact
+ * posterior solves all run it. Vectors are float64. `apply` must not modify its argument and may
+ * return the same buffer every call (it is read before the next call).
  *
  * @example
  * ```ts
@@ -79,23 +106,92 @@ export async function conjugateGradient(
   b: Float64Array,
   options: CgOptions = {},
 ): Promise<CgResult> {
+  const loop = cgIterations(b, options);
+  for (let s = loop.next();;) {
+    if (s.done) return s.value;
+    s = loop.next(await apply(s.value));
+  }
+}
+
+/**
+ * {@link conjugateGradient} for a synchronous `apply`: the same iteration (one implementation,
+ * driven without awaiting), for solvers that must not yield between iterations — e.g. because they
+ * reuse shared work buffers ({@link CgOptions.work}).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { cgWork, conjugateGradientSync } from "./cg.ts";
+ * // M = diag(2, 4): x = b / diag; E x accumulated along the iterates with onStep (here E = I).
+ * const mp = new Float64Array(2), ex = new Float64Array(2), work = cgWork(2, false);
+ * const apply = (v: Float64Array) => (mp[0] = 2 * v[0], mp[1] = 4 * v[1], mp);
+ * const onStep = (a: number, p: Float64Array) => p.forEach((v, i) => ex[i] += a * v);
+ * const r = conjugateGradientSync(apply, Float64Array.of(2, 2), { tol: 1e-12, work, onStep });
+ * assert.equal(r.x, work.x);
+ * assert.ok(Math.abs(r.x[0] - 1) < 1e-12 && Math.abs(r.x[1] - 0.5) < 1e-12);
+ * assert.ok(Math.abs(ex[0] - r.x[0]) < 1e-12 && Math.abs(ex[1] - r.x[1]) < 1e-12);
+ * ```
+ */
+export function conjugateGradientSync(
+  apply: (v: Float64Array) => Float64Array,
+  b: Float64Array,
+  options: CgOptions = {},
+): CgResult {
+  const loop = cgIterations(b, options);
+  for (let s = loop.next();;) {
+    if (s.done) return s.value;
+    s = loop.next(apply(s.value));
+  }
+}
+
+/**
+ * Work vectors for {@link CgOptions.work}: x, r, p and, when `preconditioned`, z.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { cgWork } from "./cg.ts";
+ * assert.equal(cgWork(3).z?.length, 3);
+ * assert.equal(cgWork(3, false).z, undefined);
+ * ```
+ */
+export function cgWork(n: number, preconditioned = true): CgWork {
+  const v = () => new Float64Array(n);
+  return { x: v(), r: v(), p: v(), ...(preconditioned ? { z: v() } : {}) };
+}
+
+/**
+ * The CG iteration as a generator: it yields each vector v whose M v it needs and is resumed with
+ * M v; it returns the result. Both drivers above run it.
+ */
+function* cgIterations(
+  b: Float64Array,
+  options: CgOptions,
+): Generator<Float64Array, CgResult, Float64Array> {
   const maxIter = options.maxIter ?? CG_DEFAULTS.maxIter;
   const tol = options.tol ?? CG_DEFAULTS.tol;
-  const precondition = options.precondition;
+  const { precondition, work, onStep } = options;
   const n = b.length;
-  const x = options.x0 ? Float64Array.from(options.x0) : new Float64Array(n);
-  const r = Float64Array.from(b);
+  if (work) checkWork(work, b, precondition !== undefined);
+  const x = work ? work.x : new Float64Array(n);
+  if (options.x0) x.set(options.x0);
+  else if (work) x.fill(0);
+  const r = work ? work.r : new Float64Array(n);
+  r.set(b);
   if (options.x0) {
-    const mx = await apply(x);
+    const mx = yield x;
     for (let i = 0; i < n; i++) r[i] -= mx[i];
   }
   // z = P r (z is r itself without a preconditioner).
-  const zv = precondition ? new Float64Array(n) : r;
+  const zv = precondition ? (work?.z ?? new Float64Array(n)) : r;
   precondition?.(r, zv);
-  const p = Float64Array.from(zv);
+  const p = work ? work.p : new Float64Array(n);
+  p.set(zv);
   let rz = dot64(r, zv);
-  let rn = Math.sqrt(precondition ? dot64(r, r) : rz);
-  const bn = Math.sqrt(dot64(b, b)) || 1;
+  const bb = dot64(b, b);
+  // ‖r‖ (= ‖b‖ from x = 0, the same sum), read off rz = rᵀr without a preconditioner.
+  let rn = Math.sqrt(!precondition ? rz : options.x0 ? dot64(r, r) : bb);
+  const bn = Math.sqrt(bb) || 1;
   let it = 0;
   let stop: CgResult["stop"] = "max-iterations";
   while (true) {
@@ -104,30 +200,46 @@ export async function conjugateGradient(
       break;
     }
     if (it >= maxIter) break;
-    const mp = await apply(p);
+    const mp = yield p;
     const curvature = dot64(p, mp);
     if (!(curvature > 0)) {
       stop = "non-positive-curvature";
       break;
     }
     const alpha = rz / curvature;
+    let rr = 0; // rᵀr of the new residual, summed as it is written
     for (let i = 0; i < n; i++) {
       x[i] += alpha * p[i];
-      r[i] -= alpha * mp[i];
+      const ri = r[i] - alpha * mp[i];
+      r[i] = ri;
+      rr += ri * ri;
     }
+    onStep?.(alpha, p, mp);
     it++;
+    rn = Math.sqrt(rr);
     if (precondition) {
-      rn = Math.sqrt(dot64(r, r));
       if (rn <= tol * bn) continue; // converged: skip the unused direction update
       precondition(r, zv);
     }
-    const rzNew = dot64(r, zv);
-    if (!precondition) rn = Math.sqrt(rzNew);
+    const rzNew = precondition ? dot64(r, zv) : rr;
     const beta = rzNew / rz;
     for (let i = 0; i < n; i++) p[i] = zv[i] + beta * p[i];
     rz = rzNew;
   }
   return { x, iterations: it, relResidual: rn / bn, stop };
+}
+
+function checkWork(work: CgWork, b: Float64Array, preconditioned: boolean): void {
+  const keys: (keyof CgWork)[] = preconditioned ? ["x", "r", "p", "z"] : ["x", "r", "p"];
+  for (const k of keys) {
+    const v = work[k];
+    if (v?.length !== b.length) {
+      throw new RangeError(
+        `conjugateGradient: work.${k} must have length ${b.length}, got ${v?.length}`,
+      );
+    }
+    if (v === b) throw new RangeError(`conjugateGradient: work.${k} must not be b`);
+  }
 }
 
 /**

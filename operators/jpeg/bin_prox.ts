@@ -36,6 +36,7 @@
  * @module
  */
 import type { ProxOptions } from "../../core/contracts.ts";
+import { type CgWork, cgWork, conjugateGradientSync } from "../../core/linalg/cg.ts";
 import { type Geometry, PLANE_WEIGHT } from "./colour.ts";
 import { codedPlanes, codedSize, encode, encodeT } from "./linear.ts";
 import type { Quantiser } from "./quantise.ts";
@@ -163,35 +164,59 @@ export interface BinProxReport {
 }
 
 /**
- * Preallocated vectors of one solve: image-sized (3·h·w) and coefficient-sized, and the
- * preconditioner; one per geometry, reused by every solve on it (a solve is synchronous).
+ * Preallocated vectors of one solve: image-sized (3·h·w) and coefficient-sized, the CG work vectors
+ * and the preconditioner; one per geometry, reused by every solve on it (a solve is synchronous).
  */
 class Work {
   readonly u: Float64Array;
-  readonly grad: Float64Array;
-  readonly d: Float64Array;
-  readonly r: Float64Array;
-  readonly zc: Float64Array;
-  readonly p: Float64Array;
+  /** −∇ at u, the Newton system's right-hand side. */
+  readonly b: Float64Array;
   readonly hp: Float64Array;
-  /** E u, its bin residual, E p (then M ⊙ E p), E d, trial coefficients, stiffness. */
+  /** CG's vectors; `cg.x` is the Newton direction d. */
+  readonly cg: CgWork;
+  /** E u, its bin residual, E p, M ⊙ E p, E d, trial coefficients, stiffness. */
   readonly cu: Float64Array[];
   readonly res: Float64Array[];
   readonly cp: Float64Array[];
+  readonly cm: Float64Array[];
   readonly cd: Float64Array[];
   readonly trial: Float64Array[];
   readonly m: Float64Array[];
   readonly precondition: WoodburyPreconditioner;
   /** Factors from stiffness to the preconditioner's normalised stiffness, per plane. */
   readonly scale: number[];
+  /** The generalised Hessian H p = p + Eᵀ (M ⊙ E p), into `hp`; keeps E p in `cp`. */
+  readonly hessian: (p: Float64Array) => Float64Array;
+  /** CG's hooks: the preconditioner, and E d += α E p after each CG update d += α p. */
+  readonly pre: (r: Float64Array, out: Float64Array) => void;
+  readonly accumulate: (alpha: number) => void;
   constructor(readonly g: Geometry) {
     const n = 3 * g.h * g.w, img = () => new Float64Array(n);
-    this.u = img(), this.grad = img(), this.d = img(), this.r = img();
-    this.zc = img(), this.p = img(), this.hp = img();
+    this.u = img(), this.b = img(), this.hp = img();
+    this.cg = cgWork(n);
     this.cu = codedPlanes(g), this.res = codedPlanes(g), this.cp = codedPlanes(g);
-    this.cd = codedPlanes(g), this.trial = codedPlanes(g), this.m = codedPlanes(g);
+    this.cm = codedPlanes(g), this.cd = codedPlanes(g), this.trial = codedPlanes(g);
+    this.m = codedPlanes(g);
     this.precondition = new WoodburyPreconditioner(g);
     this.scale = [0, 1, 2].map((k) => normalisedStiffness(g, k));
+    const { cp, cm, cd, m, hp, precondition } = this;
+    this.hessian = (p) => {
+      encode(p, g, cp);
+      for (let k = 0; k < 3; k++) {
+        const ck = cp[k], mk = m[k], out = cm[k];
+        for (let i = 0; i < ck.length; i++) out[i] = mk[i] * ck[i];
+      }
+      encodeT(cm, g, hp);
+      for (let i = 0; i < n; i++) hp[i] += p[i];
+      return hp;
+    };
+    this.pre = (r, out) => precondition.apply(r, out);
+    this.accumulate = (alpha) => {
+      for (let k = 0; k < 3; k++) {
+        const ck = cp[k], dk = cd[k];
+        for (let i = 0; i < ck.length; i++) dk[i] += alpha * ck[i];
+      }
+    };
   }
 }
 
@@ -220,7 +245,7 @@ export function binProxImage(
   if (!W) workspaces.set(g, W = new Work(g));
   const n = W.u.length;
   const zd = Float64Array.from(z), zn = Math.sqrt(dot(zd, zd)) || 1;
-  const { u, grad, d, cu, res, cd, trial, m } = W;
+  const { u, b, cu, res, cd, trial, m } = W, d = W.cg.x;
   u.set(zd);
   const report: BinProxReport = { newton: 0, cg: 0, relResidual: Infinity };
   for (;;) {
@@ -230,20 +255,21 @@ export function binProxImage(
     let uz = 0;
     for (let i = 0; i < n; i++) uz += (u[i] - zd[i]) ** 2;
     const f = 0.5 * gamma * dist + 0.5 * uz;
+    // b = −∇ (negations are exact: these are the gradient's own sums, sign flipped).
     for (let k = 0; k < 3; k++) {
-      const rk = res[k], gw = gamma * bins.weight[k];
+      const rk = res[k], gw = -gamma * bins.weight[k];
       for (let i = 0; i < rk.length; i++) rk[i] *= gw;
     }
-    encodeT(res, g, grad);
-    for (let i = 0; i < n; i++) grad[i] += u[i] - zd[i];
-    const gn = Math.sqrt(dot(grad, grad));
+    encodeT(res, g, b);
+    for (let i = 0; i < n; i++) b[i] -= u[i] - zd[i];
+    const gn = Math.sqrt(dot(b, b));
     report.relResidual = gn / zn;
     if (gn <= tol * zn || report.newton >= maxIter) break;
     W.precondition.set(m, W.scale);
     report.cg += newtonStep(W, Math.min(0.1, Math.sqrt(gn / zn)), maxCg);
     report.newton++;
     // Armijo backtracking on the convex objective, with E(u + αd) = E u + α E d.
-    const slope = dot(grad, d);
+    const slope = -dot(b, d);
     let ud = 0, dd = 0;
     for (let i = 0; i < n; i++) ud += (u[i] - zd[i]) * d[i], dd += d[i] * d[i];
     let alpha = 1;
@@ -262,45 +288,17 @@ export function binProxImage(
 }
 
 /**
- * Preconditioned CG on H d = −∇ (H = I + Eᵀ M E, M = W.m) from d = 0, to ‖H d + ∇‖ ≤ η‖∇‖ or maxCg
- * iterations; leaves d in W.d and E d in W.cd. Returns the iterations.
+ * Preconditioned CG ({@link conjugateGradientSync}) on H d = −∇ (H = I + Eᵀ M E, M = W.m) from
+ * d = 0, to ‖H d + ∇‖ ≤ η‖∇‖ or maxCg iterations; leaves d in W.cg.x and E d in W.cd. Returns the
+ * iterations.
  */
 function newtonStep(W: Work, eta: number, maxCg: number): number {
-  const { g, grad, d, r, zc, p, hp, cp, cd, m, precondition } = W, n = d.length;
-  d.fill(0);
-  for (const c of cd) c.fill(0);
-  for (let i = 0; i < n; i++) r[i] = -grad[i];
-  precondition.apply(r, zc);
-  p.set(zc);
-  let rz = dot(r, zc);
-  const stop = eta * Math.sqrt(dot(grad, grad));
-  let it = 0;
-  while (it < maxCg) {
-    // hp = p + Eᵀ (M ⊙ E p); keep E p for E d.
-    encode(p, g, cp);
-    let php = 0;
-    for (let k = 0; k < 3; k++) {
-      const ck = cp[k], mk = m[k];
-      for (let i = 0; i < ck.length; i++) php += mk[i] * ck[i] * ck[i];
-    }
-    for (let i = 0; i < n; i++) php += p[i] * p[i];
-    const alpha = rz / php;
-    for (let k = 0; k < 3; k++) {
-      const ck = cp[k], dk = cd[k], mk = m[k];
-      for (let i = 0; i < ck.length; i++) dk[i] += alpha * ck[i], ck[i] *= mk[i];
-    }
-    encodeT(cp, g, hp);
-    for (let i = 0; i < n; i++) {
-      hp[i] += p[i];
-      d[i] += alpha * p[i];
-      r[i] -= alpha * hp[i];
-    }
-    it++;
-    if (Math.sqrt(dot(r, r)) <= stop) break;
-    precondition.apply(r, zc);
-    const rzNew = dot(r, zc), beta = rzNew / rz;
-    rz = rzNew;
-    for (let i = 0; i < n; i++) p[i] = zc[i] + beta * p[i];
-  }
-  return it;
+  for (const c of W.cd) c.fill(0);
+  return conjugateGradientSync(W.hessian, W.b, {
+    maxIter: maxCg,
+    tol: eta,
+    precondition: W.pre,
+    work: W.cg,
+    onStep: W.accumulate,
+  }).iterations;
 }
