@@ -39,18 +39,9 @@ import { readImage } from "../core/io/image.ts";
 import { centreCrop } from "../cli/compare/config.ts";
 import { builtinRegistry } from "../mod.ts";
 import { DpsStepLoss } from "../solvers/dps_loss.ts";
+import { relErr } from "./exact_model_helpers.ts";
 
 const EHS = "encoder_hidden_states";
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let e = 0, m = 0;
-  for (let i = 0; i < a.length; i++) {
-    e = Math.max(e, Math.abs(a[i] - b[i]));
-    m = Math.max(m, Math.abs(b[i]));
-  }
-  return e / (m || 1);
-}
 
 interface Case {
   size: number;

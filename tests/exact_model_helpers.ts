@@ -200,3 +200,9 @@ export function simulate(
 
 export const model = createExactModel({ imageShape: [1, 3, H, W] });
 export const files = buildExactModelFiles(model);
+
+/** n normals from the seeded stream `name`, times `scale` (float64). */
+export function normals(n: number, name: string, scale = 1): Float64Array {
+  const r = streams(0).get(name);
+  return Float64Array.from({ length: n }, () => scale * r.normal());
+}

@@ -21,6 +21,7 @@ import {
   promptIds,
   promptTheta,
 } from "../plugins/builtin-gaussian/model.ts";
+import { relErr } from "./exact_model_helpers.ts";
 
 const H = 16, W = 24;
 
@@ -32,16 +33,6 @@ async function makePrior(spec: string): Promise<Prior> {
     device: "cpu",
     imageShape: [1, 3, H, W],
   });
-}
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let e = 0, n = 0;
-  for (let i = 0; i < a.length; i++) {
-    e = Math.max(e, Math.abs(a[i] - b[i]));
-    n = Math.max(n, Math.abs(b[i]));
-  }
-  return e / (n || 1);
 }
 
 Deno.test("builtin prior: encode/decode/condition/denoise/consistency equal the closed forms", async () => {

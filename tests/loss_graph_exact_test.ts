@@ -36,6 +36,7 @@ import { offDeviceNodes } from "../core/onnx/device_ops.ts";
 import { srFilterTaps } from "../operators/sr.ts";
 import type { BlurOperator } from "../operators/blur.ts";
 import { builtinRegistry } from "../mod.ts";
+import { relErr } from "./exact_model_helpers.ts";
 
 const EHS = "encoder_hidden_states";
 const SIZE = 32;
@@ -44,16 +45,6 @@ const IMG = [1, 3, SIZE, SIZE];
 function normals(n: number, name: string, scale = 1): Float64Array {
   const r = streams(0).get(`loss-exact/${name}`);
   return Float64Array.from({ length: n }, () => Math.fround(scale * r.normal()));
-}
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let e = 0, m = 0;
-  for (let i = 0; i < a.length; i++) {
-    e = Math.max(e, Math.abs(a[i] - b[i]));
-    m = Math.max(m, Math.abs(b[i]));
-  }
-  return e / (m || 1);
 }
 
 /** A and Aᵀ in float64, from the operators' definitions (independent of their ONNX exports). */

@@ -20,6 +20,7 @@ import type { ForwardOperator } from "../core/contracts.ts";
 import { streams } from "../core/rng.ts";
 import { builtinRegistry } from "../mod.ts";
 import { SMALL_SD_BLOCK } from "./onnx_vjp_harness.ts";
+import { relErr } from "./exact_model_helpers.ts";
 
 const H = 8, W = 8, L = SMALL_SD_BLOCK.contextLength, D = SMALL_SD_BLOCK.contextDim;
 const unet = { key: "test/sd-block", bytes: sdBlockGraph(SMALL_SD_BLOCK), label: "sd-block" };
@@ -72,15 +73,6 @@ const feeds: Record<string, Feed> = {
   x0_out: { data: [BETA], shape: [] },
   y: { data: randn(IMG, "y", 0.1).map((v) => 0.5 + v), shape: IMG },
 };
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / den;
-}
 
 /** The loss and gradients network by network: separate forward and VJP models, TS operator. */
 async function chained(op: ForwardOperator, pool: SessionPool) {

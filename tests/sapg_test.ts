@@ -34,28 +34,13 @@ import {
   unetGraph,
 } from "../plugins/builtin-gaussian/mod.ts";
 import { validateOptions } from "../core/registry.ts";
-import { streams } from "../core/rng.ts";
 import { denoiserAffine, denoiserHead, HEAD } from "../core/networks.ts";
 import { decodeModel, encodeModel } from "../core/onnx/proto.ts";
 import { vjpTransform } from "../core/onnx/vjp.ts";
 import { evidenceCase, fisherFractions } from "../examples/latino_pro_study.ts";
+import { normals, relErr } from "./exact_model_helpers.ts";
 
 const EHS = "encoder_hidden_states";
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let e = 0, m = 0;
-  for (let i = 0; i < a.length; i++) {
-    e = Math.max(e, Math.abs(a[i] - b[i]));
-    m = Math.max(m, Math.abs(b[i]));
-  }
-  return e / (m || 1);
-}
-
-function normals(n: number, name: string, scale = 1): Float64Array {
-  const r = streams(0).get(name);
-  return Float64Array.from({ length: n }, () => scale * r.normal());
-}
 
 function median(v: number[]): number {
   const s = [...v].sort((a, b) => a - b), n = s.length;
