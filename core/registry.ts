@@ -10,6 +10,7 @@
  */
 import type { ForwardOperator, Prior, Solver } from "./contracts.ts";
 import type { RandomStream } from "./rng.ts";
+import type { SessionPool } from "./backend/pool.ts";
 import { STREAMS, streams } from "./rng.ts";
 import { InputError } from "./errors.ts";
 import { parseSpec, type Spec } from "./spec.ts";
@@ -28,9 +29,19 @@ export interface PriorContext {
   device: string;
   /** Shape of the images the prior will see, [1,3,H,W] (size-specific models need it). */
   imageShape: readonly number[];
+  /**
+   * The session pool to load the prior's networks into (default: the process-wide pool). A
+   * benchmark passes its own to set the intra-op thread count.
+   */
+  sessions?: SessionPool;
 }
 
-/** Context given to a solver plugin's `create` (nothing yet; reserved). */
+/**
+ * Context given to a solver plugin's `create`: empty by design. A solver is built from its options
+ * alone; everything about a run reaches it in `run(problem, prior, ctx)` (the operator and
+ * measurement in `Problem`; device, shapes, streams and sessions in `SolveContext`), so one solver
+ * object can serve several runs.
+ */
 export type SolverContext = Record<string, never>;
 
 /** One problem found by a schema. */

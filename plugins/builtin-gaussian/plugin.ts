@@ -117,6 +117,7 @@ export const builtinPlugin: PriorPlugin<BuiltinPriorOptions> = definePrior<Built
     return await DiffusersPrior.load(memoryFiles("builtin", files), {
       device: ctx.device,
       imageShape: shape,
+      pool: ctx.sessions,
     });
   },
 });

@@ -50,6 +50,7 @@ export const diffusersPlugin: PriorPlugin<DiffusersPluginOptions> = definePrior(
     return await DiffusersPrior.load(directoryFiles(options.path), {
       device: ctx.device,
       imageShape: ctx.imageShape,
+      pool: ctx.sessions,
       lcmGuidance: options.lcm_guidance,
       family: options.family,
     });
