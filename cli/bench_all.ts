@@ -14,6 +14,7 @@ import "./gate.ts"; // first: permissions before any native library loads
 import { InputError } from "../core/errors.ts";
 import { operatorNames, planOperatorBench, runOperatorBench } from "./bench.ts";
 import { planVjpBench, runVjpBench, VJP_NAMES } from "./bench_vjp.ts";
+import { checkPriorSelection } from "./bench_prior_vjp.ts";
 import { planLossBench, runLossBench } from "./bench_loss.ts";
 import { main, parseCli, parseNumber } from "./common.ts";
 
@@ -24,14 +25,16 @@ bench:loss (bench-results/loss.json) with the same arguments; progress with an E
 
 Options:
   --only LIST       names, comma-separated: operator plugins (blur, sr, inpaint, jpeg, …), VJP
-                    sections (sd15, narrow, builtin), "operators" / "vjp" for a whole half, "loss"
+                    sections (sd15, narrow, prior), "operators" / "vjp" for a whole half, "loss"
                     for the whole-loss part; a part with nothing named is skipped (default:
                     everything)
   --sizes LIST      image sizes (default 512,1024); the VJP and loss parts run at size/8 (the SD
                     latent), so they need multiples of 32 from 64
   --runs N          timed runs per measurement (defaults: operators 7, VJP 7 below 128², 5 above)
   --warmup N        untimed runs first (defaults: operators 1, VJP 2)
-  --threads N       ORT intra-op threads of the VJP half
+  --threads N       ORT intra-op threads of the VJP half and the loss part
+  --prior SPEC      the prior of the VJP half's prior section (default builtin; as in solve)
+  --model DIR       shorthand for --prior diffusers:path=DIR
   --no-reference    skip the SciPy and PyTorch references
   --quiet           no progress bars
   --out-dir DIR     where operators.json and vjp.json go (default bench-results; the task may
@@ -53,6 +56,8 @@ export function splitBenchArgs(
     "no-reference": { type: "boolean" },
     quiet: { type: "boolean" },
     "out-dir": { type: "string" },
+    prior: { type: "string" },
+    model: { type: "string" },
   });
   if (values.help) return {};
   const dir = (values["out-dir"] ?? "bench-results").replace(/\/+$/, "");
@@ -96,9 +101,18 @@ export function splitBenchArgs(
       ...(sizes ? ["--sizes", sizes.join(",")] : []),
       ...(opOnly ? ["--only", [...new Set(opOnly)].join(",")] : []),
     ];
-  } else if (values.threads !== undefined && (!vjpOnly || !vjpOnly.length)) {
-    throw new InputError("--threads applies to the VJP half, which --only leaves out");
   }
+  if (vjpOnly && !vjpOnly.length) {
+    if (values.threads !== undefined && !loss) {
+      throw new InputError("--threads applies to the VJP and loss parts, which --only leaves out");
+    }
+    for (const flag of ["prior", "model"] as const) {
+      if (values[flag] !== undefined) {
+        throw new InputError(`--${flag} applies to the VJP half, which --only leaves out`);
+      }
+    }
+  }
+  const plugins = (values.plugin ?? []).flatMap((p) => ["--plugin", p]);
   if (!vjpOnly || vjpOnly.length) {
     if (sizes) {
       const bad = sizes.find((s) => s % 32 !== 0 || s < 64);
@@ -116,6 +130,9 @@ export function splitBenchArgs(
       ...(sizes ? ["--sizes", sizes.map((s) => s / 8).join(",")] : []),
       ...(vjpOnly ? ["--only", [...new Set(vjpOnly)].join(",")] : []),
       ...(values.threads !== undefined ? ["--threads", values.threads] : []),
+      ...(values.prior !== undefined ? ["--prior", values.prior] : []),
+      ...(values.model !== undefined ? ["--model", values.model] : []),
+      ...plugins,
     ];
   }
   if (loss) {
@@ -141,6 +158,7 @@ export async function benchAll(args: string[]): Promise<number> {
   const operators = halves.operators && planOperatorBench(halves.operators);
   const vjp = halves.vjp && planVjpBench(halves.vjp);
   const loss = halves.loss && planLossBench(halves.loss);
+  if (vjp && vjp.prior) await checkPriorSelection(vjp.prior); // the prior too, before anything runs
   if (operators) await runOperatorBench(operators);
   if (vjp) await runVjpBench(vjp);
   if (loss) await runLossBench(loss);

@@ -4,7 +4,8 @@
  * Cases, each in a fresh child process (its peak resident memory is the process's high-water mark,
  * `VmHWM`, beside its resident memory when the solver starts):
  * - `builtin-ldps-blur`, `builtin-psld-blur`: the built-in exact model (lossless DCT autoencoder,
- *   latent 3×256×256), Gaussian blur σ = 3 through its ONNX export;
+ *   latent 3×256×256), Gaussian blur σ = 3 through its ONNX export — or, with `--prior SPEC` /
+ *   `--model DIR`, that prior instead (the case names keep their `builtin-` prefix);
  * - `builtin-ldps-jpeg`: the same with JPEG q = 10, which has no ONNX export (the TypeScript
  *   fallback: graph forward, A and its VJP in TypeScript, graph backward);
  * - `standin-ldps-blur`: the SD-block composite at SD1.5's first-level widths as a stand-in UNet
@@ -44,18 +45,18 @@ import { streams } from "../core/rng.ts";
 import { testScene } from "../core/scene.ts";
 import type { Tensor } from "../core/tensor.ts";
 import { solveContext } from "../core/context.ts";
-import { builtinRegistry } from "../mod.ts";
 import { DpsStepLoss } from "../solvers/dps_loss.ts";
 import { dpsSettings, ldpsOptions, psldOptions, runDps } from "../solvers/ldps.ts";
 import { childEnv, formatTable, timeIt } from "./bench_util.ts";
 import { taskForScript } from "./gate.ts";
 import { configFor, WIDTHS } from "./bench_vjp.ts";
-import { main, parseCli, parseNumber } from "./common.ts";
+import { buildRegistry, main, parseCli, parseNumber, priorSpecFromFlags } from "./common.ts";
+import { formatSpec, type Spec } from "../core/spec.ts";
 import { Progress } from "./progress.ts";
 
 const USAGE =
   `Usage: deno task bench:dps [--sizes 256] [--steps N] [--runs N] [--only LIST] [--quiet]
-                         [--out bench-results/dps.json]
+                         [--prior SPEC | --model DIR] [--out bench-results/dps.json]
 
 LDPS/PSLD per step on CPU (built-in model; SD-block stand-in UNet + VAE-decoder block): ms per
 step, NFE and VJPs per step, peak memory (fresh child process per case), whole-loss forward+VJP vs
@@ -67,6 +68,9 @@ Options:
   --runs N     timed runs of the forward / forward+VJP comparison (default 9)
   --only LIST  cases, comma-separated (default all): builtin-ldps-blur, builtin-psld-blur,
                builtin-ldps-jpeg, standin-ldps-blur
+  --prior SPEC the prior of the builtin-* cases, as in solve (default builtin; diffusers:path=DIR,
+               or one a --plugin module provides)
+  --model DIR  shorthand for --prior diffusers:path=DIR
   --out PATH   JSON results (default bench-results/dps.json)
 `;
 
@@ -75,6 +79,8 @@ const CASES = ["builtin-ldps-blur", "builtin-psld-blur", "builtin-ldps-jpeg", "s
 /** What one case measured. */
 export interface CaseResult {
   case: string;
+  /** The prior the case ran (a spec, or "stand-in"). */
+  prior: string;
   size: number;
   steps: number;
   /** Median ms per step (steps after the first). */
@@ -187,15 +193,25 @@ function standInPrior(size: number): Prior {
 }
 
 /** Run one case in this process. */
-async function runCase(name: string, size: number, steps: number, runs: number) {
+async function runCase(
+  name: string,
+  size: number,
+  steps: number,
+  runs: number,
+  priorSpec: Spec,
+  plugins: readonly string[],
+) {
   const [family, solver, opName] = name.split("-");
   if (!CASES.includes(name)) throw new InputError(`--case: unknown case "${name}"`);
   const shape = [1, 3, size, size];
-  const registry = builtinRegistry();
+  const registry = await buildRegistry({ plugins });
   let prior: Prior;
   if (family === "builtin") {
-    const p = registry.get("prior", "builtin");
-    prior = await p.create(validateOptions(p, {}), { device: "cpu", imageShape: shape });
+    const p = registry.get("prior", priorSpec.name);
+    prior = await p.create(validateOptions(p, priorSpec.options), {
+      device: "cpu",
+      imageShape: shape,
+    });
   } else prior = standInPrior(size);
   const op = await createOperator(
     registry,
@@ -268,6 +284,7 @@ async function runCase(name: string, size: number, steps: number, runs: number) 
   const med = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
   const result: CaseResult = {
     case: name,
+    prior: family === "builtin" ? formatSpec(priorSpec) : "stand-in",
     size,
     steps,
     msPerStep: med(timed),
@@ -298,6 +315,8 @@ async function caseInChild(
   size: number,
   steps: number,
   runs: number,
+  priorSpec: Spec,
+  plugins: readonly string[],
 ): Promise<CaseResult> {
   const flags = taskForScript("cli/bench_dps.ts")?.flags ??
     ["--allow-read", "--allow-ffi", "--allow-env", "--allow-sys"];
@@ -315,6 +334,9 @@ async function caseInChild(
       String(steps),
       "--runs",
       String(runs),
+      "--prior",
+      formatSpec(priorSpec),
+      ...plugins.flatMap((p) => ["--plugin", p]),
     ],
     stdin: "null",
     env: childEnv(),
@@ -338,6 +360,8 @@ export async function benchDps(args: string[]): Promise<number> {
     only: { type: "string" },
     out: { type: "string" },
     case: { type: "string" },
+    prior: { type: "string" },
+    model: { type: "string" },
   });
   if (values.help) {
     console.log(USAGE);
@@ -351,8 +375,13 @@ export async function benchDps(args: string[]): Promise<number> {
   }
   const steps = parseNumber(values.steps, "--steps", { fallback: 12, min: 2, integer: true });
   const runs = parseNumber(values.runs, "--runs", { fallback: 9, min: 1, integer: true });
+  const priorSpec = priorSpecFromFlags(values), plugins = values.plugin ?? [];
+  // the prior is checked before any case starts (its options; a --plugin module loads)
+  const registry = await buildRegistry({ plugins });
+  validateOptions(registry.get("prior", priorSpec.name), priorSpec.options);
   if (values.case) {
-    console.log(JSON.stringify(await runCase(values.case, sizes[0], steps, runs)));
+    const r = await runCase(values.case, sizes[0], steps, runs, priorSpec, plugins);
+    console.log(JSON.stringify(r));
     return 0;
   }
   const out = values.out ?? "bench-results/dps.json";
@@ -373,7 +402,7 @@ export async function benchDps(args: string[]): Promise<number> {
   try {
     for (const size of sizes) {
       for (const c of cases) {
-        results.push(await caseInChild(c, size, steps, runs));
+        results.push(await caseInChild(c, size, steps, runs, priorSpec, plugins));
         task.tick({ case: `${c} ${size}²` });
       }
     }
@@ -410,7 +439,11 @@ export async function benchDps(args: string[]): Promise<number> {
   await writeFileAtomic(
     out,
     new TextEncoder().encode(
-      JSON.stringify({ date: new Date().toISOString(), results }, null, 2) + "\n",
+      JSON.stringify(
+        { date: new Date().toISOString(), prior: formatSpec(priorSpec), results },
+        null,
+        2,
+      ) + "\n",
     ),
   );
   return 0;

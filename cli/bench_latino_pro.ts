@@ -17,7 +17,6 @@
 import "./gate.ts"; // first: permissions before any native library loads
 import { fileURLToPath } from "node:url";
 import { createOperator, validateOptions } from "../core/registry.ts";
-import { builtinRegistry } from "../mod.ts";
 import { measure } from "../core/noise.ts";
 import { streams } from "../core/rng.ts";
 import { testScene } from "../core/scene.ts";
@@ -27,7 +26,7 @@ import { runSolver } from "./run_problem.ts";
 import { childEnv, formatTable, summarize } from "./bench_util.ts";
 import { PeakSampler } from "./bench_memory.ts";
 import { taskForScript } from "./gate.ts";
-import { main, parseCli, parseNumber, priorSpecFromFlags } from "./common.ts";
+import { buildRegistry, main, parseCli, parseNumber, priorSpecFromFlags } from "./common.ts";
 import { formatSpec, type Spec } from "../core/spec.ts";
 import { Progress } from "./progress.ts";
 
@@ -77,11 +76,12 @@ async function child(
   size: number,
   runs: number,
   priorSpec: Spec,
+  plugins: readonly string[],
 ): Promise<CaseResult> {
   const sampler = new PeakSampler();
   const startRssMB = Deno.memoryUsage().rss / 2 ** 20;
   await sampler.reset();
-  const registry = builtinRegistry();
+  const registry = await buildRegistry({ plugins });
   const x = testScene(size, size);
   const op = await createOperator(registry, "blur:kernel=gaussian,sigma=3", x.shape, 0);
   const y = await measure(op, x, 0.01, streams(0).get("measurement-noise"));
@@ -133,6 +133,7 @@ async function inChild(
   size: number,
   runs: number,
   priorSpec: Spec,
+  plugins: readonly string[],
 ): Promise<CaseResult> {
   const flags = taskForScript("cli/bench_latino_pro.ts")?.flags ??
     ["--allow-read", "--allow-ffi", "--allow-env", "--allow-sys"];
@@ -150,6 +151,7 @@ async function inChild(
       `${solver}:${size}:${runs}`,
       "--prior",
       formatSpec(priorSpec),
+      ...plugins.flatMap((p) => ["--plugin", p]),
     ],
     stdin: "null",
     env: childEnv(),
@@ -204,12 +206,13 @@ export async function benchLatinoPro(args: string[]): Promise<number> {
     return 0;
   }
   const priorSpec = priorSpecFromFlags(values);
-  const registry = builtinRegistry();
+  const plugins = values.plugin ?? [];
+  const registry = await buildRegistry({ plugins });
   validateOptions(registry.get("prior", priorSpec.name), priorSpec.options); // up front
   if (values.child) {
     const [solver, size, runs] = values.child.split(":");
     if (!(solver in SOLVERS)) throw new InputError(`--child ${values.child}: unknown solver`);
-    const r = await child(solver as SolverKey, Number(size), Number(runs), priorSpec);
+    const r = await child(solver as SolverKey, Number(size), Number(runs), priorSpec, plugins);
     console.log(JSON.stringify(r));
     return 0;
   }
@@ -232,7 +235,7 @@ export async function benchLatinoPro(args: string[]): Promise<number> {
       const got: Partial<Record<SolverKey, CaseResult>> = {};
       for (const k of solvers) {
         task.update(task.value, { case: `${k} ${size}²` });
-        got[k] = await inChild(k, size, runs, priorSpec);
+        got[k] = await inChild(k, size, runs, priorSpec, plugins);
         task.tick({ case: `${k} ${size}²` });
         cases.push(got[k]!);
       }

@@ -53,7 +53,7 @@ export class PeakSampler {
 /** Peak RSS above the level before the session existed, over session creation and two runs. */
 export async function peakOf(
   sampler: PeakSampler,
-  bytes: Uint8Array,
+  model: Uint8Array | string,
   feeds: Record<string, ort.Tensor>,
   options: ort.InferenceSession.SessionOptions,
 ): Promise<number> {
@@ -63,7 +63,9 @@ export async function peakOf(
   await new Promise((r) => setTimeout(r, 20));
   const before = Deno.memoryUsage().rss / 2 ** 20;
   await sampler.reset();
-  const s = await ort.InferenceSession.create(bytes, options);
+  const s = typeof model === "string"
+    ? await ort.InferenceSession.create(model, options)
+    : await ort.InferenceSession.create(model, options);
   await s.run(feeds);
   await s.run(feeds);
   const peak = await sampler.peakMB();

@@ -22,7 +22,7 @@
  * @module
  */
 import "./gate.ts"; // first: permissions before any native library loads
-import { createOperator, validateOptions } from "../core/registry.ts";
+import { createOperator, type PluginRegistry, validateOptions } from "../core/registry.ts";
 import type { ForwardOperator, Prior, ProxOptions } from "../core/contracts.ts";
 import { measure } from "../core/noise.ts";
 import { type RandomStream, streams } from "../core/rng.ts";
@@ -141,9 +141,9 @@ async function runConfig(
   size: number,
   steps: number,
   prior: Prior,
+  registry: PluginRegistry,
   stepProgress?: StepProgress,
 ): Promise<StepTimes[]> {
-  const registry = await registryFromFlags({});
   const shape = [1, 3, size, size];
   const base = await createOperator(registry, spec, shape, 0);
   const x = testScene(size, size);
@@ -258,7 +258,7 @@ export async function benchSolver(args: string[]): Promise<number> {
   }
   const out = values.out ?? "bench-results/solver.json";
   if (!out.endsWith(".json")) throw new InputError(`--out ${out}: expected a .json path`);
-  const registry = await registryFromFlags({});
+  const registry = await registryFromFlags(values); // --plugin: a prior a module provides
   const priorSpec = priorSpecFromFlags(values);
   const priorPlugin = registry.get("prior", priorSpec.name);
   const priorOptions = validateOptions(priorPlugin, priorSpec.options);
@@ -295,6 +295,7 @@ export async function benchSolver(args: string[]): Promise<number> {
           size,
           steps,
           prior,
+          registry,
           progress.solverSteps({
             parent: cases,
             label,

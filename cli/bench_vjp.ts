@@ -30,20 +30,23 @@ import { formatTable, runPythonJson, timeIt, type Timing } from "./bench_util.ts
 import { peakInFreshProcess, peakOf, PeakSampler } from "./bench_memory.ts";
 import {
   benchPriorVjps,
+  checkPriorSelection,
   PRIOR_NETWORKS,
   priorPeakChild,
+  type PriorSelection,
   type PriorVjpResult,
 } from "./bench_prior_vjp.ts";
-import { main, parseCli, parseNumber } from "./common.ts";
+import { main, parseCli, parseNumber, priorSpecFromFlags } from "./common.ts";
+import { formatSpec } from "../core/spec.ts";
 import { Progress, type ProgressTask } from "./progress.ts";
 import { fileURLToPath } from "node:url";
 
 const USAGE =
-  `Usage: deno task bench:vjp [--only sd15,narrow] [--sizes 64,128] [--runs 7] [--threads N]
-                              [--out PATH]
+  `Usage: deno task bench:vjp [--only sd15,narrow,prior] [--sizes 64,128] [--runs 7] [--threads N]
+                              [--prior SPEC | --model DIR] [--out PATH]
 
-Forward vs forward+VJP wall time and peak memory on CPU: the SD-block composite, and the built-in
-prior's networks through the Prior API.
+Forward vs forward+VJP wall time and peak memory on CPU: the SD-block composite, and a prior's
+networks through the Prior API (the built-in model unless --prior/--model names another).
 
 Options:
   --sizes LIST     latent sizes (square), comma-separated (default 64,128)
@@ -53,9 +56,13 @@ Options:
   --only LIST      named sections, comma-separated (default all; --widths is the same):
                    sd15    composite: transformer 320 channels, 8 heads of 40 (SD1.5's level 1)
                    narrow  composite: transformer 128 channels, 4 heads of 32 (attention-heavy)
-                   builtin the built-in prior through the Prior API: denoise/denoiseVjp,
-                           consistency/consistencyVjp, decode/decodeVjp, encode/encodeVjp
-  --prior-sizes L  image sizes of the builtin section (default 256,512; latent = image size)
+                   prior   the prior through the Prior API: denoise/denoiseVjp,
+                           consistency/consistencyVjp, decode/decodeVjp, encode/encodeVjp (the
+                           networks it has and can differentiate); "builtin" is the same section
+  --prior SPEC     the prior of that section, as in solve (default builtin; builtin:lossy=true,
+                   diffusers:path=DIR, or one a --plugin module provides)
+  --model DIR      shorthand for --prior diffusers:path=DIR
+  --prior-sizes L  image sizes of the prior section (default 256,512; built-in: latent = image size)
   --channels N     custom widths instead: base channels (multiple of 32; the transformer runs at 2N)
   --heads N        with --channels: attention heads (default 4; head width 2N/heads)
   --out PATH       JSON output (default bench-results/vjp.json)
@@ -377,7 +384,7 @@ function chooseWidths(
   }
   if (headsArg !== undefined) throw new InputError("--heads: only with --channels");
   const list = (names ?? "sd15,narrow").split(",").map((n) => n.trim())
-    .filter((n) => n !== PRIOR_SECTION);
+    .filter((n) => !PRIOR_SECTION_NAMES.includes(n));
   return list.map((n) => {
     const w = WIDTHS[n];
     if (!w) {
@@ -389,11 +396,11 @@ function chooseWidths(
   });
 }
 
-/** The `--only` name of the built-in prior section. */
-export const PRIOR_SECTION = "builtin";
+/** The `--only` names of the prior section (`builtin`: its name before `--prior` existed). */
+export const PRIOR_SECTION_NAMES: readonly string[] = ["prior", "builtin"];
 
-/** Every name `--only` takes: the composite's widths and the built-in prior section. */
-export const VJP_NAMES: readonly string[] = [...Object.keys(WIDTHS), PRIOR_SECTION];
+/** Every name `--only` takes: the composite's widths and the prior section. */
+export const VJP_NAMES: readonly string[] = [...Object.keys(WIDTHS), ...PRIOR_SECTION_NAMES];
 
 /** A checked `bench:vjp` invocation, ready to run. */
 export interface VjpBenchPlan {
@@ -413,8 +420,8 @@ export interface VjpBenchPlan {
   out: string;
   /** No progress output. */
   quiet: boolean;
-  /** The built-in prior section: image sizes (absent: skipped). */
-  prior?: { sizes: number[] };
+  /** The prior section: which prior, image sizes (absent: skipped). */
+  prior?: { sizes: number[] } & PriorSelection;
 }
 
 /**
@@ -436,6 +443,8 @@ export function planVjpBench(args: string[]): VjpBenchPlan | undefined {
     "torch-python": { type: "string" },
     quiet: { type: "boolean" },
     "prior-sizes": { type: "string" },
+    prior: { type: "string" },
+    model: { type: "string" },
   });
   if (values.help) {
     console.log(USAGE);
@@ -473,7 +482,14 @@ export function planVjpBench(args: string[]): VjpBenchPlan | undefined {
   if (!out.endsWith(".json")) throw new InputError(`--out ${out}: expected a .json path`);
   const named = (values.only ?? values.widths)?.split(",").map((n) => n.trim());
   const withPrior = values.channels === undefined &&
-    (named === undefined || named.includes(PRIOR_SECTION));
+    (named === undefined || named.some((n) => PRIOR_SECTION_NAMES.includes(n)));
+  if (!withPrior && (values.prior !== undefined || values.model !== undefined)) {
+    throw new InputError(
+      `${values.prior !== undefined ? "--prior" : "--model"}: applies to the prior section, ` +
+        "which --only/--channels leave out",
+    );
+  }
+  const priorSpec = priorSpecFromFlags(values);
   const priorSizes = (values["prior-sizes"] ?? "256,512").split(",").map((s) =>
     parseNumber(s, "--prior-sizes", { min: 8, max: 4096, integer: true })
   );
@@ -486,7 +502,9 @@ export function planVjpBench(args: string[]): VjpBenchPlan | undefined {
     reference,
     out,
     quiet: values.quiet ?? false,
-    prior: withPrior ? { sizes: priorSizes } : undefined,
+    prior: withPrior
+      ? { sizes: priorSizes, spec: priorSpec, plugins: values.plugin ?? [] }
+      : undefined,
   };
 }
 
@@ -495,6 +513,8 @@ export async function runVjpBench(plan: VjpBenchPlan): Promise<void> {
   const { sizes, warmup, widths, options, reference } = plan;
   const progress = new Progress({ enabled: !plan.quiet });
   const priorCases = (plan.prior?.sizes.length ?? 0) * PRIOR_NETWORKS.length;
+  // the prior is checked before anything is measured (its options; a --plugin module loads)
+  if (plan.prior) await checkPriorSelection(plan.prior);
   const cases = progress.task("vjp", widths.length * sizes.length + 1 + priorCases);
   try {
     await measureVjp(plan, cases, sizes, warmup, widths, options, reference);
@@ -560,10 +580,11 @@ async function measureVjp(
       if (r.torch?.error) notes.push(`torch reference (${name}, ${size}): ${r.torch.error}`);
     }
   }
-  // the built-in prior's networks through the Prior API (Prior.denoiseVjp, decodeVjp, …)
+  // the prior's networks through the Prior API (Prior.denoiseVjp, decodeVjp, …)
   let prior: PriorVjpResult[] | undefined;
   if (plan.prior) {
     prior = await benchPriorVjps({
+      prior: plan.prior,
       sizes: plan.prior.sizes,
       runs: plan.runs,
       warmup,
@@ -605,6 +626,7 @@ async function measureVjp(
     widths: Object.fromEntries(widths),
     results,
     largeGraph,
+    priorSpec: plan.prior ? formatSpec(plan.prior.spec) : undefined,
     prior,
   };
   const out = plan.out;
@@ -613,7 +635,7 @@ async function measureVjp(
   console.log(`vjp (SD-block composite, CPU, load ${Deno.loadavg()[0].toFixed(2)})`);
   if (rows.length > 1) console.log(formatTable(rows));
   if (prior) {
-    console.log("prior-level VJPs, built-in exact model (Prior API, CPU):");
+    console.log(`prior-level VJPs, prior ${formatSpec(plan.prior!.spec)} (Prior API, CPU):`);
     console.log(formatTable([
       [
         "network",

@@ -23,6 +23,7 @@ import { gainPlugin } from "../examples/gain_plugin.ts";
 import { percentile, timeIt } from "../cli/bench_util.ts";
 import { classifyError, parseCli } from "../cli/common.ts";
 import { ROOT, task, type TaskResult } from "./subprocess.ts";
+import { pipelineFiles, writeFolder } from "./diffusers_fixtures.ts";
 
 const GAIN = join(ROOT, "examples", "gain_plugin.ts");
 
@@ -545,6 +546,63 @@ Deno.test("bench:vjp: both widths and the built-in prior at a tiny size; a missi
   } finally {
     await Deno.remove(join(ROOT, out)).catch(() => {});
     await Deno.remove(join(ROOT, "bench-results")).catch(() => {}); // only when left empty
+  }
+});
+
+Deno.test("bench:vjp --model DIR: the prior section measures a test-built diffusers folder; a bad --prior is exit 2 before anything runs", async () => {
+  const dir = await Deno.makeTempDir();
+  const folder = join(dir, "sd-like");
+  // networks read from files (not bytes), int64 [1] timestep, encoder with mean ‖ logvar
+  await writeFolder(folder, pipelineFiles({ unet: { timestep: "i64-batch", ehsDim: 8 } }));
+  const out = join("bench-results", `test-vjp-prior-${crypto.randomUUID()}.json`);
+  try {
+    const r = await task(
+      "bench:vjp",
+      ...["--only", "prior", "--model", folder, "--prior-sizes", "16"],
+      ...["--runs", "1", "--warmup", "0", "--no-reference", "--quiet", "--out", out],
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, "");
+    const report = JSON.parse(await Deno.readTextFile(join(ROOT, out)));
+    assert.equal(report.priorSpec, `diffusers:path=${folder}`);
+    assert.deepEqual(report.results, []); // no composite widths asked for
+    const prior = report.prior as {
+      network: string;
+      size: number;
+      ratio: number;
+      peakMB: { forward?: number; vjp?: number; measuredIn: string };
+    }[];
+    // an SD-like folder has no consistency map: only the networks it has are measured
+    assert.deepEqual(prior.map((x) => `${x.network}@${x.size}`), [
+      "unet@16",
+      "vae_decoder@16",
+      "vae_encoder@16",
+    ]);
+    for (const x of prior) {
+      assert.ok(Number.isFinite(x.ratio) && x.ratio > 0, `${x.network} ratio ${x.ratio}`);
+      assert.equal(x.peakMB.measuredIn, "child process", x.network);
+      assert.ok(x.peakMB.forward !== undefined && x.peakMB.vjp !== undefined, x.network);
+    }
+    assert.match(r.stdout, new RegExp(`prior-level VJPs, prior diffusers:path=`));
+    for (
+      const [args, pattern] of [
+        [["--prior", "nope"], /unknown prior "nope"/],
+        [["--prior", "builtin:scale=-1"], /prior "builtin": scale/],
+        [["--prior", "builtin", "--model", folder], /either --prior SPEC or --model DIR/],
+        [["--only", "sd15", "--prior", "builtin"], /--prior: applies to the prior section/],
+      ] as [string[], RegExp][]
+    ) {
+      const bad = join("bench-results", `test-vjp-bad-${crypto.randomUUID()}.json`);
+      expectInputError(await task("bench:vjp", ...args, "--quiet", "--out", bad), pattern);
+      await Deno.stat(join(ROOT, bad)).then(
+        () => assert.fail(`${args.join(" ")} wrote ${bad}`),
+        (e) => assert.ok(e instanceof Deno.errors.NotFound),
+      );
+    }
+  } finally {
+    await Deno.remove(join(ROOT, out)).catch(() => {});
+    await Deno.remove(join(ROOT, "bench-results")).catch(() => {}); // only when left empty
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { entryTasks } from "../cli/gate.ts";
 import { childEnv, runPythonJson } from "../cli/bench_util.ts";
 import { DENO, ROOT, task } from "./subprocess.ts";
+import { pipelineFiles, writeFolder } from "./diffusers_fixtures.ts";
 import { hasScript, runInTty } from "./tty.ts";
 import { GraphBuilder } from "../core/onnx/builder.ts";
 import { SessionPool } from "../core/backend/pool.ts";
@@ -125,6 +126,17 @@ Deno.test("bench: --only, --sizes and --runs reach both halves, are checked befo
     const badSize = await task("bench", "--sizes", "48", "--out-dir", dir);
     assert.equal(badSize.code, 2);
     assert.match(badSize.stderr, /--sizes 48: the VJP half runs at size\/8/);
+    for (
+      const [args, pattern] of [
+        [["--only", "blur", "--prior", "builtin"], /--prior applies to the VJP half/],
+        [["--only", "blur", "--threads", "1"], /--threads applies to the VJP and loss parts/],
+      ] as [string[], RegExp][]
+    ) {
+      const r = await task("bench", ...args, "--out-dir", dir);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, pattern);
+      assert.equal(exists(join(ROOT, dir)), false);
+    }
     const r = await task(
       "bench",
       ...["--only", "blur,narrow", "--sizes", "64", "--runs", "1", "--warmup", "0"],
@@ -420,6 +432,36 @@ Deno.test("solve reports honest numbers: restored and baselines vs clean, and th
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("every bench task that builds a prior takes --prior SPEC / --model DIR: a bad one is exit 2 before anything runs; bench:dps on a test-built folder", async () => {
+  const dir = `bench-results/test-${crypto.randomUUID()}`;
+  const tmp = await Deno.makeTempDir();
+  try {
+    for (const name of ["bench:solver", "bench:latino-pro", "bench:dps", "bench:vjp", "bench"]) {
+      const out = name === "bench" ? ["--out-dir", dir] : ["--out", `${dir}/x.json`];
+      const r = await task(name, "--prior", "nope", ...out);
+      assert.equal(r.code, 2, `${name}: ${r.stderr}`);
+      assert.match(r.stderr, /^error: unknown prior "nope"/, name);
+      assert.equal(exists(join(ROOT, dir)), false, `${name} wrote ${dir}`);
+    }
+    const folder = join(tmp, "sd-like");
+    await writeFolder(folder, pipelineFiles({ random: 3 }));
+    const r = await task(
+      "bench:dps",
+      ...["--model", folder, "--only", "builtin-ldps-blur", "--sizes", "32", "--runs", "1"],
+      ...["--steps", "3", "--quiet", "--out", `${dir}/dps.json`],
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const report = JSON.parse(await Deno.readTextFile(join(ROOT, dir, "dps.json")));
+    assert.equal(report.prior, `diffusers:path=${folder}`);
+    assert.equal(report.results[0].prior, `diffusers:path=${folder}`);
+    assert.deepEqual(report.results[0].vjpPerStep, { unet: 1, vae_decoder: 1 });
+  } finally {
+    await Deno.remove(join(ROOT, dir), { recursive: true }).catch(() => {});
+    await Deno.remove(join(ROOT, "bench-results")).catch(() => {}); // only when left empty
+    await Deno.remove(tmp, { recursive: true });
   }
 });
 
