@@ -3,7 +3,11 @@
  * Tile, Concat, Split, Slice, Pad, Gather*, Scatter*, Resize, DepthToSpace/SpaceToDepth, Trilu,
  * CumSum) and reductions, against central finite differences.
  */
-import type { GraphBuilder } from "../core/onnx/builder.ts";
+import assert from "node:assert/strict";
+import * as ort from "onnxruntime-node";
+import { GraphBuilder } from "../core/onnx/builder.ts";
+import { vjpTransform } from "../core/onnx/vjp.ts";
+import { streams } from "../core/rng.ts";
 import { awayFromZero, type CaseInput, checkOp, type FloatName } from "./onnx_vjp_harness.ts";
 
 /** A shuffled grid (spacing apart): no ties within a finite-difference step. */
@@ -397,3 +401,74 @@ Deno.test("vjp op TopK (values output; largest and smallest)", async () => {
     }, { eps: 3e-3 });
   }
 });
+
+Deno.test("vjp op Resize nearest integer upsampling: the block sums (depthwise ones Conv for float32 spatial blocks, ReduceSum otherwise) equal the adjoint exactly", async () => {
+  // [dims, scales, path expected for float32]
+  const cases: [number[], number[], "Conv" | "ReduceSum"][] = [
+    [[1, 3, 4, 5], [1, 1, 2, 2], "Conv"],
+    [[2, 3, 4, 5], [1, 1, 2, 3], "Conv"], // batch 2, different factors per axis
+    [[1, 3, 4, 5], [1, 1, 1, 2], "Conv"], // one spatial axis (kernel 1 on the other)
+    [[1, 2, 6], [1, 1, 3], "Conv"], // rank 3 (Conv1d)
+    [[1, 2, 2, 3, 2], [1, 1, 2, 1, 2], "Conv"], // rank 5 (Conv3d)
+    [[1, 2, 3, 3], [1, 2, 2, 2], "ReduceSum"], // the channel axis replicated: no Conv
+  ];
+  const rng = streams(7).get("vjp-resize-block");
+  for (const [dims, scales, path] of cases) {
+    for (const t of ["float32", "float64"] as const) {
+      const g = new GraphBuilder(`resize-${dims}-${t}`);
+      const x = g.input("x", t, dims);
+      const attrs = {
+        mode: "nearest",
+        coordinate_transformation_mode: "asymmetric",
+        nearest_mode: "floor",
+      };
+      const sc = g.constF("sc", [scales.length], scales);
+      g.output(g.op("Resize", [x, "", sc], attrs), "y", t);
+      const vjp = await vjpTransform(g.toBytes(), ["y"], ["x"]);
+      const want = t === "float32" ? path : "ReduceSum";
+      const other = want === "Conv" ? "ReduceSum" : "Conv";
+      assert.ok(vjp.stats.backwardOps.includes(want), `${dims}×${scales} ${t}: ${want} emitted`);
+      assert.ok(!vjp.stats.backwardOps.includes(other), `${dims}×${scales} ${t}: no ${other}`);
+      if (t === "float64") continue; // ONNX Runtime has no double Resize kernel on CPU
+      const yd = dims.map((d, i) => d * scales[i]);
+      const xv = new Float32Array(numel(dims)), w = new Float32Array(numel(yd));
+      rng.fillNormal(xv);
+      rng.fillNormal(w);
+      const s = await ort.InferenceSession.create(vjp.bytes());
+      const out = await s.run({
+        x: new ort.Tensor("float32", xv, dims),
+        [vjp.cotangentName("y")]: new ort.Tensor("float32", w, yd),
+      });
+      await s.release();
+      const got = out[vjp.gradName("x")].data as Float32Array;
+      // the adjoint of replication: each x element receives the sum of its block of w (float64)
+      const ref = new Float64Array(numel(dims));
+      const xs = strides(dims), ys = strides(yd);
+      for (let j = 0; j < w.length; j++) {
+        let k = 0;
+        for (let a = 0; a < yd.length; a++) {
+          k += Math.floor(Math.floor(j / ys[a]) % yd[a] / scales[a]) * xs[a];
+        }
+        ref[k] += w[j];
+      }
+      const block = scales.reduce((p, q) => p * q, 1);
+      for (let i = 0; i < ref.length; i++) {
+        // float32 sum of `block` terms of magnitude ≤ 5: a few ulps of the partial sums
+        assert.ok(
+          Math.abs(got[i] - ref[i]) <= block * 5 * 2 ** -23 * 4,
+          `${dims}×${scales} [${i}]`,
+        );
+      }
+    }
+  }
+});
+
+function strides(d: number[]): number[] {
+  const s = new Array(d.length).fill(1);
+  for (let i = d.length - 2; i >= 0; i--) s[i] = s[i + 1] * d[i + 1];
+  return s;
+}
+
+function numel(d: number[]): number {
+  return d.reduce((p, q) => p * q, 1);
+}

@@ -4,11 +4,38 @@
  *
  * @module
  */
+import { DataType } from "../../dtype.ts";
 import { intAttr, intsAttr, normAxis, numel, strAttr } from "../graph.ts";
 import { resizeMatrix, resizeMode, resolveSlice } from "../geometry.ts";
 import { axesOf } from "../shapes.ts";
 import type { Rule, RuleCtx } from "../rule.ts";
 import { adjointAlongAxis, invertPerm, isBlockReplicate } from "./util.ts";
+
+/**
+ * The block sums of nearest integer upsampling (the adjoint of replicating each element into a
+ * k_h × k_w block) as a depthwise Conv with a ones kernel and stride k, when the block axes are all
+ * spatial (axis ≥ 2) of a float32 tensor of rank 3–5: the same sums of the same k_h·k_w terms
+ * (each multiplied by 1, exactly), but ONNX Runtime's CPU provider runs this Conv in its blocked
+ * NCHWc layout, 3–4× faster than `ReduceSum` over the interleaved axes of the [N, C, H, k_h, W, k_w]
+ * view (at a 512² × 64-channel gradient: 11 ms against 38 ms; the decoder's two 2× upsamplings
+ * at 64² latents cost 63 ms of ReduceSum in the whole-loss VJP). Returns undefined otherwise.
+ */
+function blockSum(
+  c: RuleCtx,
+  g: string,
+  gDims: number[],
+  blockAxes: boolean[],
+  xd: number[],
+): string | undefined {
+  const r = gDims.length;
+  if (c.dtype(c.x(0)) !== DataType.FLOAT || r < 3 || r > 5 || blockAxes[0] || blockAxes[1]) {
+    return undefined;
+  }
+  const ch = gDims[1];
+  const k = gDims.slice(2).map((d, i) => blockAxes[i + 2] ? d / xd[i + 2] : 1);
+  const w = c.e.constant(DataType.FLOAT, [ch, 1, ...k], new Float32Array(ch * numel(k)).fill(1));
+  return c.e.op("Conv", [g, w], { group: ch, kernel_shape: k, strides: k });
+}
 
 /** Gradient of any shape-only op: reshape ḡ back to the input dims. */
 const reshapeBack: Rule = (c) => {
@@ -296,7 +323,8 @@ export const movementRules: Record<string, Rule> = {
           sumAxes.push(view.length - 1);
         } else view.push(curDims[ax]);
       }
-      cur = c.e.reduceSum(c.e.reshape(cur, view), sumAxes, false);
+      cur = blockSum(c, cur, curDims, blockAxes, xd) ??
+        c.e.reduceSum(c.e.reshape(cur, view), sumAxes, false);
       for (let ax = 0; ax < r; ax++) if (blockAxes[ax]) curDims[ax] = xd[ax];
     }
     for (let ax = 0; ax < r; ax++) {
