@@ -71,6 +71,28 @@ Deno.test("backend: session options follow the brief", async () => {
   assert.deepEqual(o.extra, { session: { intra_op: { allow_spinning: "0" } } });
   assert.deepEqual(o.executionProviders, ["cpu"]);
   assert.ok(coreCount() >= 1);
+  assert.equal(o.enableMemPattern, true);
+  // gradient sessions: weights once, no memory pattern (it holds the activations twice)
+  const g = pool.sessionOptions(await resolveDevice("cpu"), false, false);
+  assert.equal(g.enableMemPattern, false);
+  assert.deepEqual(g.extra, {
+    session: { intra_op: { allow_spinning: "0" }, disable_prepacking: "1" },
+  });
+});
+
+Deno.test("backend: a model asked for as a forward and as a gradient session loads twice (memory pattern on / off), an explicit memPattern wins", async () => {
+  const pool = new SessionPool({ threads: 1 });
+  const src = { key: "mixed-pattern", bytes: mixedModel() };
+  await pool.session("a", src, { device: "cpu" });
+  await pool.session("b", src, { device: "cpu" });
+  assert.equal(pool.size, 1);
+  await pool.session("c", src, { device: "cpu", kind: "vjp" });
+  assert.equal(pool.size, 2);
+  await pool.session("d", src, { device: "cpu", memPattern: false });
+  assert.equal(pool.size, 2); // the same session as the "vjp" request
+  await pool.session("e", src, { device: "cpu", kind: "vjp", memPattern: true });
+  assert.equal(pool.size, 2); // the same as the forward one
+  await pool.release();
 });
 
 Deno.test("backend: metadata drives feeds (float scalar, int64 from numbers, int32), zero-copy float32 in", async () => {

@@ -152,6 +152,8 @@ export interface SessionOptions {
   intraOpNumThreads?: number;
   /** "sequential" | "parallel". */
   executionMode?: "sequential" | "parallel";
+  /** ONNX Runtime's memory pattern (planned on the first run, allocated from the second). */
+  enableMemPattern?: boolean;
   /** 0 verbose … 4 fatal. */
   logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
   /** Session config entries, nested (e.g. session.intra_op.allow_spinning). */

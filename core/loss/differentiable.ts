@@ -228,10 +228,12 @@ export class DifferentiableGraph {
   async #load(kind: "forward" | "vjp" | "phase1" | "phase2"): Promise<ModelSession> {
     const o = this.options;
     const label = `${o.label ?? o.key} (${kind})`;
-    // gradient models read most weights twice: no per-consumer prepacked copies (pool docs)
+    // gradient models read most weights twice: no per-consumer prepacked copies; their
+    // activations are most of the memory: no memory pattern, which would hold them twice (pool docs)
     const request = {
       device: o.device ?? "auto",
       prepack: kind === "forward",
+      memPattern: kind === "forward",
       optimization: o.optimization,
     };
     const name = `${o.label ?? o.key}/${kind}`;
