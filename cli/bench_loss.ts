@@ -42,6 +42,7 @@ import { writeModel } from "../core/onnx/external.ts";
 import { LossGraphBuilder } from "../core/loss/builder.ts";
 import { DifferentiableGraph } from "../core/loss/differentiable.ts";
 import { createOperator } from "../core/registry.ts";
+import type { ForwardOperator } from "../core/contracts.ts";
 import { streams } from "../core/rng.ts";
 import { builtinRegistry } from "../mod.ts";
 import { childEnv, formatTable, type Timing } from "./bench_util.ts";
@@ -114,13 +115,20 @@ interface SizeReport {
   twoPhase?: { twoPhase: Times; recompute: Times; heldMB: number };
 }
 
-async function benchSize(
-  size: number,
-  runs: number,
-  warmup: number,
-  threads: number | undefined,
-  sections: ReadonlySet<string>,
-): Promise<SizeReport> {
+/** The chain of one size: its networks, the blur, the feeds. */
+interface LossCase {
+  size: number;
+  lat: number[];
+  img: number[];
+  unet: { key: string; bytes: Uint8Array; label: string };
+  vae: { key: string; bytes: Uint8Array; label: string };
+  op: ForwardOperator;
+  feeds: Record<string, Feed>;
+}
+
+const L_CTX = 77, D_CTX = 768;
+
+async function lossCase(size: number): Promise<LossCase> {
   const w = WIDTHS.sd15;
   const cfg = configFor(size, w.channels, w.heads);
   const unet = { key: `bench-loss/unet/${size}`, bytes: sdBlockGraph(cfg), label: "sd-block" };
@@ -133,58 +141,71 @@ async function benchSize(
   };
   const img = [1, 3, 8 * size, 8 * size];
   const op = await createOperator(builtinRegistry(), "blur:sigma=3", img, 0);
-  const L = 77, D = 768, lat = [1, 4, size, size];
-  const buildLoss = async (pool: SessionPool) => {
-    const b = new LossGraphBuilder("ldps-bench");
-    const z = b.input("z_t", lat);
-    const c = b.input("encoder_hidden_states", [1, L, D]);
-    const t = await b.inputLike(unet, "timestep");
-    const [ca, cb] = [b.scalar("x0_z"), b.scalar("x0_out")];
-    const eps =
-      (await b.network("unet", unet, { sample: z, timestep: t, encoder_hidden_states: c }))
-        .out_sample;
-    const z0 = b.lincomb([[z, ca], [eps, cb]]);
-    const x = (await b.network("vae_decoder", vae, { latent_sample: b.scale(z0, 1 / SCALE) }))
-      .sample;
-    b.loss(b.norm(b.residual(op, b.affine(x, 0.5, 0.5), b.input("y", img)), { scale: 2 }));
-    return await b.build({ key: `bench-loss/${size}`, wrt: ["z_t"], pool, device: "cpu" });
-  };
+  const lat = [1, 4, size, size];
   const n = lat.reduce((p, q) => p * q, 1), m = img.reduce((p, q) => p * q, 1);
   const feeds: Record<string, Feed> = {
     z_t: { data: randn(n, "z"), shape: lat },
-    encoder_hidden_states: { data: randn(L * D, "c", 0.5), shape: [1, L, D] },
+    encoder_hidden_states: { data: randn(L_CTX * D_CTX, "c", 0.5), shape: [1, L_CTX, D_CTX] },
     timestep: { data: [500], shape: [1] },
     x0_z: { data: [ALPHA], shape: [] },
     x0_out: { data: [BETA], shape: [] },
     y: { data: randn(m, "y", 0.1).map((v) => 0.5 + v), shape: img },
   };
+  return { size, lat, img, unet, vae, op, feeds };
+}
 
-  // the chain, network by network
-  // the VJP models as gradient sessions (as core/networks.ts loads a network's VJP)
-  const dev = { device: "cpu" }, grad = { device: "cpu", kind: "vjp" as const };
-  const chainSessions = async (pool: SessionPool) => ({
-    uF: await pool.session("chain/unet", unet, dev),
-    dF: await pool.session("chain/vae", vae, dev),
-    uB: await pool.session(
-      "chain/unet-vjp",
-      await vjpSource(unet, ["out_sample"], ["sample"]),
-      grad,
-    ),
-    dB: await pool.session(
-      "chain/vae-vjp",
-      await vjpSource(vae, ["sample"], ["latent_sample"]),
-      grad,
-    ),
-  });
-  const uFeeds = {
+/** The whole-loss graph of the chain: ‖2(A((D(x̂0/s)+1)/2) − y)‖, differentiated w.r.t. z_t. */
+async function buildLoss(cs: LossCase, pool: SessionPool) {
+  const { unet, vae, op, lat, img } = cs;
+  const b = new LossGraphBuilder("ldps-bench");
+  const z = b.input("z_t", lat);
+  const c = b.input("encoder_hidden_states", [1, L_CTX, D_CTX]);
+  const t = await b.inputLike(unet, "timestep");
+  const [ca, cb] = [b.scalar("x0_z"), b.scalar("x0_out")];
+  const eps = (await b.network("unet", unet, { sample: z, timestep: t, encoder_hidden_states: c }))
+    .out_sample;
+  const z0 = b.lincomb([[z, ca], [eps, cb]]);
+  const x = (await b.network("vae_decoder", vae, { latent_sample: b.scale(z0, 1 / SCALE) }))
+    .sample;
+  b.loss(b.norm(b.residual(op, b.affine(x, 0.5, 0.5), b.input("y", img)), { scale: 2 }));
+  return await b.build({ key: `bench-loss/${cs.size}`, wrt: ["z_t"], pool, device: "cpu" });
+}
+
+/** The UNet's feeds of the chain. */
+function unetFeeds(feeds: Record<string, Feed>): Record<string, Feed> {
+  return {
     sample: feeds.z_t,
     timestep: feeds.timestep,
     encoder_hidden_states: feeds.encoder_hidden_states,
   };
+}
+
+/**
+ * The chain network by network in `pool`: UNet forward, decoder forward, A and its VJP in
+ * TypeScript, the decoder's VJP model, the UNet's VJP model. Returns the run (gradient w.r.t. z_t)
+ * and the last loss value.
+ */
+async function chainRunner(cs: LossCase, pool: SessionPool) {
+  const { unet, vae, op, lat, img, feeds } = cs;
+  // the VJP models as gradient sessions (as core/networks.ts loads a network's VJP)
+  const dev = { device: "cpu" }, grad = { device: "cpu", kind: "vjp" as const };
+  const uF = await pool.session("chain/unet", unet, dev);
+  const dF = await pool.session("chain/vae", vae, dev);
+  const uB = await pool.session(
+    "chain/unet-vjp",
+    await vjpSource(unet, ["out_sample"], ["sample"]),
+    grad,
+  );
+  const dB = await pool.session(
+    "chain/vae-vjp",
+    await vjpSource(vae, ["sample"], ["latent_sample"]),
+    grad,
+  );
+  const uFeeds = unetFeeds(feeds);
+  const n = lat.reduce((p, q) => p * q, 1), m = img.reduce((p, q) => p * q, 1);
   const y = feeds.y.data as Float32Array, zt = feeds.z_t.data as Float32Array;
-  let chainLoss = 0;
-  const chained = async (ch: Awaited<ReturnType<typeof chainSessions>>) => {
-    const { uF, dF, uB, dB } = ch;
+  const state = { loss: 0 };
+  const run = async () => {
     const e = (await uF.run(uFeeds)).out_sample;
     const zs = new Float32Array(n);
     for (let i = 0; i < n; i++) zs[i] = (ALPHA * zt[i] + BETA * e.data[i]) / SCALE;
@@ -198,85 +219,102 @@ async function benchSize(
       r[i] = 2 * (ax.data[i] - y[i]);
       ss += r[i] * r[i];
     }
-    chainLoss = Math.sqrt(ss);
-    for (let i = 0; i < m; i++) r[i] = (2 * r[i]) / chainLoss;
+    state.loss = Math.sqrt(ss);
+    for (let i = 0; i < m; i++) r[i] = (2 * r[i]) / state.loss;
     const gu = await op.vjp(u, { data: r, shape: img });
     for (let i = 0; i < m; i++) gu.data[i] *= 0.5;
     const gl =
       (await dB.run({ latent_sample: latent, "sample.cotangent": gu }))["latent_sample.grad"];
     const ge = new Float32Array(n);
     for (let i = 0; i < n; i++) ge[i] = (BETA * gl.data[i]) / SCALE;
-    const gs = (await uB.run({ ...uFeeds, "out_sample.cotangent": { data: ge, shape: lat } }))[
+    return (await uB.run({ ...uFeeds, "out_sample.cotangent": { data: ge, shape: lat } }))[
       "sample.grad"
     ];
-    return gs;
   };
-  let wholeLoss = 0;
+  return { run, state };
+}
 
+type M = { wall: number; cpu: number };
+
+/** The "whole" section: forward, whole and chained, in alternating rounds. */
+async function wholeSection(
+  cs: LossCase,
+  runs: number,
+  warmup: number,
+  threads: number | undefined,
+): Promise<NonNullable<SizeReport["whole"]>> {
   // Rounds alternate two phases, each with its own sessions released at its end: at 128² a
   // gradient session's arena holds several GB (the decoder's mid-block attention alone has 16384²
   // scores) and the whole graph's and the chain's sessions together exceed 23 GB. Alternating
   // within each round keeps a drifting load (a shared machine) from favouring one side.
-  const report: SizeReport = { size, image: img };
-  type M = { wall: number; cpu: number };
-  if (sections.has("whole")) {
-    const times = { forward: [] as M[], whole: [] as M[], chained: [] as M[] };
-    for (let round = 0; round < warmup + runs; round++) {
-      const keep = round >= warmup;
-      let pool = new SessionPool({ threads });
-      const lg = await buildLoss(pool);
-      // the first two runs of each session are not timed: the first grows the arena, and a
-      // forward session's second allocates the block its memory pattern planned (page faults:
-      // 0.5 s of system time for a gradient session at 64², which therefore runs without one)
-      for (let i = 0; i < 2; i++) {
-        await lg.graph.forward(feeds);
-        await lg.lossAndGrad(feeds);
-      }
-      const tf = await measure(() => lg.graph.forward(feeds));
-      const tw = await measure(async () => {
-        wholeLoss = (await lg.lossAndGrad(feeds)).value;
-      });
-      await pool.release();
-      pool = new SessionPool({ threads });
-      const ch = await chainSessions(pool);
-      for (let i = 0; i < 2; i++) await chained(ch);
-      const tc = await measure(() => chained(ch));
-      await pool.release();
-      if (keep) {
-        times.forward.push(tf);
-        times.whole.push(tw);
-        times.chained.push(tc);
-      }
+  const { feeds } = cs;
+  const times = { forward: [] as M[], whole: [] as M[], chained: [] as M[] };
+  let wholeLoss = 0, chainLoss = 0;
+  for (let round = 0; round < warmup + runs; round++) {
+    const keep = round >= warmup;
+    let pool = new SessionPool({ threads });
+    const lg = await buildLoss(cs, pool);
+    // the first two runs of each session are not timed: the first grows the arena, and a
+    // forward session's second allocates the block its memory pattern planned (page faults:
+    // 0.5 s of system time for a gradient session at 64², which therefore runs without one)
+    for (let i = 0; i < 2; i++) {
+      await lg.graph.forward(feeds);
+      await lg.lossAndGrad(feeds);
     }
-    const both = (a: M[]): Times => ({
-      wall: summary(a.map((x) => x.wall)),
-      cpu: summary(a.map((x) => x.cpu)),
+    const tf = await measure(() => lg.graph.forward(feeds));
+    const tw = await measure(async () => {
+      wholeLoss = (await lg.lossAndGrad(feeds)).value;
     });
-    const g1 = { forward: both(times.forward), whole: both(times.whole) };
-    const g1b = { chained: both(times.chained) };
-    report.whole = {
-      forward: g1.forward,
-      whole: g1.whole,
-      chained: g1b.chained,
-      ratioForward: {
-        cpu: g1.whole.cpu.median / g1.forward.cpu.median,
-        wall: g1.whole.wall.median / g1.forward.wall.median,
-      },
-      ratioChained: {
-        cpu: g1.whole.cpu.median / g1b.chained.cpu.median,
-        wall: g1.whole.wall.median / g1b.chained.wall.median,
-      },
-      loss: { whole: wholeLoss, chained: chainLoss },
-    };
+    await pool.release();
+    pool = new SessionPool({ threads });
+    const ch = await chainRunner(cs, pool);
+    for (let i = 0; i < 2; i++) await ch.run();
+    const tc = await measure(() => ch.run());
+    chainLoss = ch.state.loss;
+    await pool.release();
+    if (keep) {
+      times.forward.push(tf);
+      times.whole.push(tw);
+      times.chained.push(tc);
+    }
   }
+  const both = (a: M[]): Times => ({
+    wall: summary(a.map((x) => x.wall)),
+    cpu: summary(a.map((x) => x.cpu)),
+  });
+  const forward = both(times.forward), whole = both(times.whole), chained = both(times.chained);
+  return {
+    forward,
+    whole,
+    chained,
+    ratioForward: {
+      cpu: whole.cpu.median / forward.cpu.median,
+      wall: whole.wall.median / forward.wall.median,
+    },
+    ratioChained: {
+      cpu: whole.cpu.median / chained.cpu.median,
+      wall: whole.wall.median / chained.wall.median,
+    },
+    loss: { whole: wholeLoss, chained: chainLoss },
+  };
+}
 
-  if (!sections.has("two-phase")) return report;
-  // group 2: LATINO-PRO's pattern — UNet → x̂0 (vector), the cotangent comes from TypeScript after
-  // the forward, ∂/∂context — two-phase against recompute
+/**
+ * The "two-phase" section, LATINO-PRO's pattern: UNet → x̂0 (vector), the cotangent comes from
+ * TypeScript after the forward, ∂/∂context — two-phase against recompute.
+ */
+async function twoPhaseSection(
+  cs: LossCase,
+  runs: number,
+  warmup: number,
+  threads: number | undefined,
+): Promise<NonNullable<SizeReport["twoPhase"]>> {
+  const { unet, lat, size, feeds } = cs;
+  const n = lat.reduce((p, q) => p * q, 1);
   const pool2 = new SessionPool({ threads });
   (globalThis as { gc?: () => void }).gc?.();
   const x0Graph = await DifferentiableGraph.create(
-    { bytes: await x0Model(unet, lat, L, D) },
+    { bytes: await x0Model(unet, lat, L_CTX, D_CTX) },
     {
       key: `bench-loss/x0/${size}`,
       of: ["x0"],
@@ -297,11 +335,26 @@ async function benchSize(
     warmup,
   );
   await pool2.release();
-  report.twoPhase = {
+  return {
     twoPhase: g2.twoPhase,
     recompute: g2.recompute,
     heldMB: (await x0Graph.heldElements()) * 4 / 2 ** 20,
   };
+}
+
+async function benchSize(
+  size: number,
+  runs: number,
+  warmup: number,
+  threads: number | undefined,
+  sections: ReadonlySet<string>,
+): Promise<SizeReport> {
+  const cs = await lossCase(size);
+  const report: SizeReport = { size, image: cs.img };
+  if (sections.has("whole")) report.whole = await wholeSection(cs, runs, warmup, threads);
+  if (sections.has("two-phase")) {
+    report.twoPhase = await twoPhaseSection(cs, runs, warmup, threads);
+  }
   return report;
 }
 
