@@ -5,8 +5,16 @@
  */
 import assert from "node:assert/strict";
 import { GraphBuilder } from "../core/onnx/builder.ts";
+import * as ort from "onnxruntime-node";
 import { vjpTransform } from "../core/onnx/vjp.ts";
-import { checkGradient, checkOp, type FloatName } from "./onnx_vjp_harness.ts";
+import { streams } from "../core/rng.ts";
+import {
+  type CaseInput,
+  checkGradient,
+  checkOp,
+  type FloatName,
+  uniform,
+} from "./onnx_vjp_harness.ts";
 
 /** Attention O = softmax(scale(Q Kᵀ) + mask) V with heads; scale as Mul, Div or absent. */
 function attention(
@@ -129,4 +137,136 @@ Deno.test("unit vjp.Silu and vjp.Gelu: gradients; not fused when an interior ten
     (await vjpTransform(g2.toBytes(), ["y", "erf_out"], ["x"])).stats.units["vjp.Gelu"] ?? 0,
     0,
   );
+});
+
+/**
+ * The GroupNorm export: Reshape → InstanceNormalization(1, 0) → Reshape(Shape(x)) → Mul γ → Add β,
+ * γ and β per channel; `gammaInput`: γ a graph input (differentiated: no unit); `exposeInterior`:
+ * the normalised tensor also a graph output (no unit).
+ */
+function groupNormExport(
+  dims: number[],
+  groups: number,
+  opts: { gammaInput?: boolean; exposeInterior?: boolean; gammaLeft?: boolean } = {},
+) {
+  return (g: GraphBuilder, t: FloatName) => {
+    const ch = dims[1];
+    const pdims = [ch, ...dims.slice(2).map(() => 1)];
+    const x = g.input("x", t, dims);
+    const r = g.op("Reshape", [x, g.constI("s1", [0, groups, -1])]);
+    const ones = g.initializer("one", t, [groups], new Array(groups).fill(1));
+    const zeros = g.initializer("zero", t, [groups], new Array(groups).fill(0));
+    const n = g.op("InstanceNormalization", [r, ones, zeros], {
+      epsilon: { kind: "float", value: 1e-5 },
+    });
+    const back = g.op("Reshape", [n, g.op("Shape", [x])]);
+    const gv = Array.from({ length: ch }, (_, i) => 0.6 + 0.35 * Math.sin(1 + 2 * i));
+    const gamma = opts.gammaInput
+      ? g.input("gamma", t, pdims)
+      : g.initializer("gamma", t, pdims, gv);
+    const beta = g.initializer("beta", t, [1, ...pdims], gv.map((v, i) => 0.1 * i - v));
+    const m = g.op("Mul", opts.gammaLeft ? [gamma, back] : [back, gamma]);
+    g.output(g.op("Add", [beta, m]), "y", t);
+    // group means away from 0
+    const inputs: CaseInput[] = [{ name: "x", dims, values: uniform(1, 4) }];
+    if (opts.gammaInput) inputs.push({ name: "gamma", dims: pdims });
+    const outputs = ["y"];
+    if (opts.exposeInterior) {
+      g.output(back, "xhat", t);
+      outputs.push("xhat");
+    }
+    return { inputs, outputs };
+  };
+}
+
+Deno.test("unit vjp.GroupNorm: recognised on the export; gradients vs finite differences", async () => {
+  // ONNX Runtime has no double InstanceNormalization kernel on CPU: float32 checks
+  const cases: [number[], number, boolean][] = [
+    [[2, 6, 4, 4], 3, false], // batch 2
+    [[1, 4, 5], 2, true], // rank 3, γ on the left of the Mul
+    [[1, 4, 2, 3, 2], 4, false], // rank 5, one channel per group
+    [[1, 6, 3, 3], 1, false], // one group
+    [[3, 8], 2, false], // no spatial axis: Mul and Add instead of the Conv
+  ];
+  for (const [dims, groups, gammaLeft] of cases) {
+    const build = groupNormExport(dims, groups, { gammaLeft });
+    await checkGradient(`gn-unit-${dims}-${groups}`, "float32", build);
+    const g = new GraphBuilder("gn", 17);
+    build(g, "float32");
+    const v = await vjpTransform(g.toBytes(), ["y"], ["x"]);
+    assert.equal(v.stats.units["vjp.GroupNorm"], 1, `${dims}: unit taken`);
+    // 1–3 spatial axes: k ḡ + a as a depthwise Conv
+    assert.equal(v.stats.backwardOps.includes("Conv"), dims.length >= 3, `${dims}: Conv`);
+  }
+});
+
+Deno.test("unit vjp.GroupNorm: not taken with a differentiated γ or a used interior tensor; the unit and the node-by-node rules against the closed form in float64", async () => {
+  const dims = [2, 6, 5, 4], groups = 3;
+  const model = (o = {}) => {
+    const g = new GraphBuilder("gn", 17);
+    groupNormExport(dims, groups, o)(g, "float32");
+    return g.toBytes();
+  };
+  const count = async (bytes: Uint8Array, of: string[], wrt: string[]) =>
+    (await vjpTransform(bytes, of, wrt)).stats.units["vjp.GroupNorm"] ?? 0;
+  assert.equal(await count(model({ gammaInput: true }), ["y"], ["x", "gamma"]), 0);
+  assert.equal(await count(model({ gammaInput: true }), ["y"], ["x"]), 1);
+  assert.equal(await count(model({ exposeInterior: true }), ["y", "xhat"], ["x"]), 0);
+  await checkGradient(
+    "gn-gamma-wrt",
+    "float32",
+    groupNormExport(dims, groups, { gammaInput: true }),
+  );
+  await checkGradient(
+    "gn-exposed",
+    "float32",
+    groupNormExport(dims, groups, { exposeInterior: true }),
+  );
+
+  // one x (group means far from 0: 3 ± 2) and one cotangent through the unit and through the
+  // node-by-node rules (the interior exposed, its cotangent zero), against the closed form
+  const rng = streams(11).get("vjp-gn-unit");
+  const nx = dims.reduce((p, q) => p * q, 1);
+  const xv = new Float32Array(nx), w = new Float32Array(nx);
+  rng.fillNormal(xv);
+  rng.fillNormal(w);
+  for (let i = 0; i < nx; i++) xv[i] = 3 + 2 * xv[i];
+  const run = async (exposed: boolean) => {
+    const of = exposed ? ["y", "xhat"] : ["y"];
+    const v = await vjpTransform(model({ exposeInterior: exposed }), of, ["x"]);
+    assert.equal(v.stats.units["vjp.GroupNorm"] ?? 0, exposed ? 0 : 1);
+    const feeds: Record<string, ort.Tensor> = {
+      x: new ort.Tensor("float32", xv, dims),
+      [v.cotangentName("y")]: new ort.Tensor("float32", w, dims),
+    };
+    if (exposed) {
+      feeds[v.cotangentName("xhat")] = new ort.Tensor("float32", new Float32Array(nx), dims);
+    }
+    const s = await ort.InferenceSession.create(v.bytes());
+    const out = await s.run(feeds);
+    await s.release();
+    return out[v.gradName("x")].data as Float32Array;
+  };
+  // closed form (float64): ∂x = r(ĝ − mean ĝ − x̂ mean(ĝ x̂)), ĝ = γ ḡ, per (n, group)
+  const ch = dims[1], P = dims[2] * dims[3], L = (ch / groups) * P;
+  const gamma = Array.from({ length: ch }, (_, i) => Math.fround(0.6 + 0.35 * Math.sin(1 + 2 * i)));
+  const ref = new Float64Array(nx);
+  for (let s0 = 0; s0 < nx; s0 += L) {
+    const idx = Array.from({ length: L }, (_, j) => s0 + j);
+    const gam = (i: number) => gamma[Math.floor(i / P) % ch];
+    const mu = idx.reduce((a, i) => a + xv[i], 0) / L;
+    const v = idx.reduce((a, i) => a + (xv[i] - mu) ** 2, 0) / L;
+    const r = 1 / Math.sqrt(v + 1e-5);
+    const xh = (i: number) => (xv[i] - mu) * r;
+    const m1 = idx.reduce((a, i) => a + gam(i) * w[i], 0) / L;
+    const m2 = idx.reduce((a, i) => a + gam(i) * w[i] * xh(i), 0) / L;
+    for (const i of idx) ref[i] = r * (gam(i) * w[i] - m1 - xh(i) * m2);
+  }
+  const scale = Math.max(...ref.map(Math.abs));
+  for (const [label, got] of [["unit", await run(false)], ["nodes", await run(true)]] as const) {
+    let worst = 0;
+    for (let i = 0; i < nx; i++) worst = Math.max(worst, Math.abs(got[i] - ref[i]) / scale);
+    // float32 rounding of sums over L = 40 terms, r from m = mean(x̂ x) with |μ|/σ ≈ 1.5
+    assert.ok(worst < 2e-6, `${label}: worst relative error ${worst}`);
+  }
 });

@@ -12,16 +12,23 @@
  * - SiLU  y = x·σ(x):                 ∂x = ḡ·s·(1 + x − y),     s = σ(x) recomputed.
  * - GELU  y = ½x(1 + erf(x/√2)):      ∂x = ḡ·(Φ(x) + x·φ(x)),   Φ = y/x written as ½(1 + erf),
  *                                                              φ(x) = e^{−x²/2}/√(2π).
+ * - GroupNorm as exported, Reshape → InstanceNormalization(γ = 1, β = 0) → Reshape → Mul γ → Add β
+ *   with γ, β per channel and without gradient: see `groupNormUnit` (γ folded into per-group
+ *   coefficients, ∂x in three elementwise passes after two reductions).
  *
  * @module
  */
 import type { NodeProto } from "../proto.ts";
 import type { Rule, RuleCtx } from "./rule.ts";
 import { num } from "./graph.ts";
+import { groupNormUnit } from "./rules/norm.ts";
 
 /** A recognised unit: a synthetic node standing for the pattern, at the root's position. */
 export interface FusedUnit {
-  /** Synthetic node (opType `vjp.Silu` / `vjp.Gelu`, input x, output y). */
+  /**
+   * Synthetic node (opType `vjp.Silu` / `vjp.Gelu`: input x, output y; `vjp.Attention` and
+   * `vjp.GroupNorm`: see their rules).
+   */
   node: NodeProto;
   /** Indices of the interior nodes (skipped by the sweep). */
   interior: number[];
@@ -42,6 +49,7 @@ function scalarIs(value: ValueOf, name: string, v: number, rel = 1e-6): boolean 
  * @param keep tensors that must stay visible (graph outputs, differentiated inputs)
  * @param rankOf rank of a tensor
  * @param isActive whether a tensor carries a gradient (an attention mask must not)
+ * @param dimsOf concrete dims of a tensor
  */
 export function findUnits(
   nodes: NodeProto[],
@@ -49,6 +57,7 @@ export function findUnits(
   keep: Set<string>,
   rankOf: (name: string) => number | undefined = () => undefined,
   isActive: (name: string) => boolean = () => true,
+  dimsOf: (name: string) => number[] | undefined = () => undefined,
 ): Map<number, FusedUnit> {
   const producer = new Map<string, number>();
   const consumers = new Map<string, number[]>();
@@ -139,6 +148,17 @@ export function findUnits(
     used.add(k);
     for (const i of interior) used.add(i);
   });
+  const take = (k: number, node: NodeProto, interior: number[]) => {
+    units.set(k, { node, interior });
+    used.add(k);
+    for (const i of interior) used.add(i);
+  };
+  // GroupNorm as exported: Add(Mul(Reshape(InstanceNorm(Reshape(x), 1, 0)), γ), β)
+  nodes.forEach((n, k) => {
+    if (n.opType !== "Add" || used.has(k)) return;
+    const gn = groupNormAt(n, k, { prod, only, value, isActive, dimsOf });
+    if (gn && !gn.interior.some((i) => used.has(i))) take(k, gn.node, gn.interior);
+  });
   nodes.forEach((n, k) => {
     if (n.opType !== "Mul" || used.has(k)) return;
     const [a, b] = n.input ?? [];
@@ -192,6 +212,74 @@ export function findUnits(
     }
   });
   return units;
+}
+
+interface Lookup {
+  prod: (t: string) => { k: number; n: NodeProto } | undefined;
+  only: (t: string, k: number) => boolean;
+  value: ValueOf;
+  isActive: (name: string) => boolean;
+  dimsOf: (name: string) => number[] | undefined;
+}
+
+/** Per-channel parameter of x's layout [N, C, …]: dims [C, 1, …] or [1, C, 1, …] (or 1s). */
+function perChannel(d: number[] | undefined, xd: number[]): boolean {
+  if (!d || d.length > xd.length) return false;
+  const p = [...Array(xd.length - d.length).fill(1), ...d];
+  return p.every((v, i) => v === 1 || (i === 1 && v === xd[1]));
+}
+
+/**
+ * The GroupNorm export rooted at the Add node `n` (index `k`), or undefined. Its synthetic node
+ * `vjp.GroupNorm` has inputs [x, γ, β, x̂] (x̂: the InstanceNormalization output in x's layout, a
+ * forward tensor the rule reads) and attributes `groups`, `epsilon`.
+ */
+function groupNormAt(n: NodeProto, k: number, l: Lookup): FusedUnit | undefined {
+  const y = (n.output ?? [])[0];
+  for (const [m, beta] of pairs(n.input)) {
+    const pm = l.prod(m);
+    if (!pm || pm.n.opType !== "Mul" || !l.only(m, k) || l.isActive(beta)) continue;
+    for (const [back, gamma] of pairs(pm.n.input)) {
+      const pb = l.prod(back);
+      if (!pb || pb.n.opType !== "Reshape" || !l.only(back, pm.k) || l.isActive(gamma)) continue;
+      const nn = pb.n.input?.[0] ?? "";
+      const pi = l.prod(nn);
+      if (!pi || pi.n.opType !== "InstanceNormalization" || !l.only(nn, pb.k)) continue;
+      const [r, scale, bias] = pi.n.input ?? [];
+      const ones = l.value(scale), zeros = l.value(bias);
+      if (!ones?.every((v) => v === 1) || !zeros?.every((v) => v === 0)) continue;
+      const pr = l.prod(r);
+      if (!pr || pr.n.opType !== "Reshape" || !l.only(r, pi.k)) continue;
+      const x = pr.n.input?.[0] ?? "";
+      const [xd, rd, bd, yd] = [x, r, back, y].map(l.dimsOf);
+      if (!xd || !rd || !bd || !yd || xd.length < 2 || rd.length !== 3) continue;
+      const same = (a: number[]) => a.length === xd.length && a.every((v, i) => v === xd[i]);
+      const G = rd[1];
+      if (!same(bd) || !same(yd) || rd[0] !== xd[0] || G < 1 || xd[1] % G !== 0) continue;
+      if (!perChannel(l.dimsOf(gamma), xd) || !perChannel(l.dimsOf(beta), xd)) continue;
+      const eps = (pi.n.attribute ?? []).find((a) => a.name === "epsilon");
+      return {
+        node: {
+          opType: "vjp.GroupNorm",
+          input: [x, gamma, beta, back],
+          output: [y],
+          name: `${n.name ?? ""}/group_norm`,
+          attribute: [
+            { name: "groups", type: 2, i: G },
+            { name: "epsilon", type: 1, f: eps ? (eps.f as number) : 1e-5 },
+          ],
+        },
+        interior: [pm.k, pb.k, pi.k, pr.k],
+      };
+    }
+  }
+  return undefined;
+}
+
+/** Both orders of a binary node's inputs. */
+function pairs(input: string[] | null | undefined): [string, string][] {
+  const [a, b] = input ?? [];
+  return [[a, b], [b, a]];
 }
 
 function softmaxAxis(n: NodeProto): number {
@@ -258,6 +346,7 @@ export const unitRules: Record<string, Rule> = {
       c.add(1, sc(e.unbroadcast(full, fd, c.dims(kt))));
     }
   },
+  "vjp.GroupNorm": groupNormUnit,
   "vjp.Silu": (c) => {
     const g = c.gy(0);
     if (!g || !c.needs(0)) return;

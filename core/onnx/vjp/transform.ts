@@ -328,6 +328,7 @@ function analyse(f: Forward) {
     keep,
     (n) => info.get(n)?.dims.length,
     (n) => act.active.has(n),
+    (n) => info.get(n)?.dims,
   );
   const interior = new Set([...units.values()].flatMap((u) => u.interior));
   const unsupported: UnsupportedNode[] = [];

@@ -49,9 +49,9 @@ function rstdFromNormalized(
   xh: string,
   axes: number[],
   eps: number,
+  t = c.dtype(x),
 ): string {
   const e = c.e;
-  const t = c.dtype(x);
   const m = e.reduceMean(e.mul(xh, x), axes, true);
   const disc = e.op("Sqrt", [e.add(e.mul(m, m), e.scalar(4 * eps, t))]);
   const s = e.mul(e.add(m, disc), e.scalar(0.5, t));
@@ -205,6 +205,61 @@ const lpNorm: Rule = (c) => {
   const nrm = e.reduce("ReduceL2", x, [axis], true);
   const s = e.reduceSum(e.mul(g, y), [axis], true);
   c.add(0, e.div(e.sub(g, e.mul(y, s)), nrm));
+};
+
+/**
+ * The GroupNorm export as one unit (`vjp.GroupNorm`, see patterns.ts): inputs [x, γ, β, x̂], γ and
+ * β per channel without gradient, x̂ the forward's normalised tensor in x's layout [N, C, …].
+ * With groups g of L = (C/G)·P elements (P spatial), r_{n,g} from x̂ and x as above:
+ *   ∂x_{ncp} = r γ_c ḡ − r·mean_g(γ ḡ) − r·x̂·mean_g(γ ḡ x̂)
+ *            = k_{nc}·ḡ_{ncp} + b_{nc}·x̂_{ncp} + a_{nc},
+ *   k = r γ_c,  a = −(r/L) Σ_{c∈g} γ_c S1_{nc},  b = −(r/L) Σ_{c∈g} γ_c S2_{nc},
+ *   S1_{nc} = Σ_p ḡ_{ncp},  S2_{nc} = Σ_p ḡ_{ncp} x̂_{ncp}.
+ * γ never multiplies a full tensor: the full-tensor work is the products x̂⊙x and ḡ⊙x̂ (each
+ * reduced), and k ḡ + a as one depthwise 1×1 Conv (float32, 1–3 spatial axes; per (n, c) on the
+ * [1, N·C, …] view), plus b x̂ and the sum — 5 elementwise passes where the node-by-node rules
+ * take 7 (γ ḡ, x̂⊙x, ĝ⊙x̂, two Sub, two Mul). Other types and ranks: Mul and Add.
+ */
+export const groupNormUnit: Rule = (c) => {
+  const g = c.gy(0);
+  if (!g || !c.needs(0)) return;
+  const e = c.e;
+  const [x, gamma, , xh] = [c.x(0), c.x(1), c.x(2), c.x(3)];
+  const xd = c.dims(x);
+  const t = c.dtype(x);
+  const G = intAttr(c.a, "groups", 1);
+  const eps = floatAttr(c.a, "epsilon", 1e-5);
+  const [n, ch] = xd;
+  const P = numel(xd.slice(2));
+  const L = (ch / G) * P;
+  // r per (n, g), from the normalised tensor
+  const r = rstdFromNormalized(c, e.reshape(x, [n, G, L]), e.reshape(xh, [n, G, L]), [2], eps, t);
+  // per-channel sums over the spatial axes, then γ-weighted per group
+  const perC = (v: string) => e.reduceSum(e.reshape(v, [n, ch, P]), [2], false); // [N, C]
+  const gam = e.reshape(gamma, [1, G, ch / G]);
+  const groupMean = (s: string) => e.reduceSum(e.mul(e.reshape(s, [n, G, ch / G]), gam), [2], true); // [N, G, 1], × L
+  const nrL = e.mul(r, e.scalar(-1 / L, t)); // −r/L, [N, G, 1]
+  const a = e.mul(nrL, groupMean(perC(g)));
+  const b = e.mul(nrL, groupMean(perC(e.mul(g, xh))));
+  const perNC = (v: string, dims: number[]) => e.reshape(e.expand(v, [n, G, ch / G]), dims); // [N, G, 1] → per (n, c)
+  const kNC = e.mul(r, gam); // [N, G, C/G]
+  const bshape = [n, ch, ...xd.slice(2).map(() => 1)];
+  const bx = e.mul(xh, perNC(b, bshape));
+  const rank = xd.length;
+  let kg: string;
+  if (t === 1 && rank >= 3 && rank <= 5) {
+    // k ḡ + a: depthwise 1×1 Conv over the [1, N·C, …] view (weights k, bias a)
+    const view = [1, n * ch, ...xd.slice(2)];
+    const w = e.reshape(kNC, [n * ch, 1, ...xd.slice(2).map(() => 1)]);
+    kg = e.op("Conv", [e.reshape(g, view), w, perNC(a, [n * ch])], {
+      group: n * ch,
+      kernel_shape: xd.slice(2).map(() => 1),
+    });
+    kg = e.reshape(kg, xd);
+  } else {
+    kg = e.add(e.mul(g, e.reshape(kNC, bshape)), perNC(a, bshape));
+  }
+  c.add(0, e.add(kg, bx));
 };
 
 /** Rules of this module, by op type. */
