@@ -147,7 +147,13 @@ Deno.test("unit vjp.Silu and vjp.Gelu: gradients; not fused when an interior ten
 function groupNormExport(
   dims: number[],
   groups: number,
-  opts: { gammaInput?: boolean; exposeInterior?: boolean; gammaLeft?: boolean } = {},
+  opts: {
+    gammaInput?: boolean;
+    exposeInterior?: boolean;
+    gammaLeft?: boolean;
+    /** γ and β of dims [1] (a scalar scale and shift after a GroupNorm without affine). */
+    scalarAffine?: boolean;
+  } = {},
 ) {
   return (g: GraphBuilder, t: FloatName) => {
     const ch = dims[1];
@@ -163,8 +169,12 @@ function groupNormExport(
     const gv = Array.from({ length: ch }, (_, i) => 0.6 + 0.35 * Math.sin(1 + 2 * i));
     const gamma = opts.gammaInput
       ? g.input("gamma", t, pdims)
+      : opts.scalarAffine
+      ? g.initializer("gamma", t, [1], [0.7])
       : g.initializer("gamma", t, pdims, gv);
-    const beta = g.initializer("beta", t, [1, ...pdims], gv.map((v, i) => 0.1 * i - v));
+    const beta = opts.scalarAffine
+      ? g.initializer("beta", t, [1], [-0.2])
+      : g.initializer("beta", t, [1, ...pdims], gv.map((v, i) => 0.1 * i - v));
     const m = g.op("Mul", opts.gammaLeft ? [gamma, back] : [back, gamma]);
     g.output(g.op("Add", [beta, m]), "y", t);
     // group means away from 0
@@ -212,6 +222,13 @@ Deno.test("unit vjp.GroupNorm: not taken with a differentiated γ or a used inte
   assert.equal(await count(model({ gammaInput: true }), ["y"], ["x", "gamma"]), 0);
   assert.equal(await count(model({ gammaInput: true }), ["y"], ["x"]), 1);
   assert.equal(await count(model({ exposeInterior: true }), ["y", "xhat"], ["x"]), 0);
+  // a scalar γ: the unit's rule needs C values of γ, so the node-by-node rules take it
+  assert.equal(await count(model({ scalarAffine: true }), ["y"], ["x"]), 0);
+  await checkGradient(
+    "gn-scalar-affine",
+    "float32",
+    groupNormExport(dims, groups, { scalarAffine: true }),
+  );
   await checkGradient(
     "gn-gamma-wrt",
     "float32",

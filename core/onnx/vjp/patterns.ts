@@ -222,10 +222,15 @@ interface Lookup {
   dimsOf: (name: string) => number[] | undefined;
 }
 
-/** Per-channel parameter of x's layout [N, C, …]: dims [C, 1, …] or [1, C, 1, …] (or 1s). */
-function perChannel(d: number[] | undefined, xd: number[]): boolean {
+/**
+ * Per-channel parameter of x's layout [N, C, …]: dims [C, 1, …] or [1, C, 1, …] (or 1s when
+ * `full` is false). With `full`, the channel axis must hold all C values: the unit's rule reshapes
+ * γ to [1, G, C/G], so a scalar or all-ones γ is left to the node-by-node rules.
+ */
+function perChannel(d: number[] | undefined, xd: number[], full = false): boolean {
   if (!d || d.length > xd.length) return false;
   const p = [...Array(xd.length - d.length).fill(1), ...d];
+  if (full && p[1] !== xd[1]) return false;
   return p.every((v, i) => v === 1 || (i === 1 && v === xd[1]));
 }
 
@@ -256,7 +261,7 @@ function groupNormAt(n: NodeProto, k: number, l: Lookup): FusedUnit | undefined 
       const same = (a: number[]) => a.length === xd.length && a.every((v, i) => v === xd[i]);
       const G = rd[1];
       if (!same(bd) || !same(yd) || rd[0] !== xd[0] || G < 1 || xd[1] % G !== 0) continue;
-      if (!perChannel(l.dimsOf(gamma), xd) || !perChannel(l.dimsOf(beta), xd)) continue;
+      if (!perChannel(l.dimsOf(gamma), xd, true) || !perChannel(l.dimsOf(beta), xd)) continue;
       const eps = (pi.n.attribute ?? []).find((a) => a.name === "epsilon");
       return {
         node: {
