@@ -106,7 +106,7 @@ export function splitBenchArgs(
     if (values.threads !== undefined && !loss) {
       throw new InputError("--threads applies to the VJP and loss parts, which --only leaves out");
     }
-    for (const flag of ["prior", "model"] as const) {
+    for (const flag of ["prior", "model", "plugin"] as const) {
       if (values[flag] !== undefined) {
         throw new InputError(`--${flag} applies to the VJP half, which --only leaves out`);
       }
@@ -158,7 +158,8 @@ export async function benchAll(args: string[]): Promise<number> {
   const operators = halves.operators && planOperatorBench(halves.operators);
   const vjp = halves.vjp && planVjpBench(halves.vjp);
   const loss = halves.loss && planLossBench(halves.loss);
-  if (vjp && vjp.prior) await checkPriorSelection(vjp.prior); // the prior too, before anything runs
+  // the prior too, before anything runs
+  if (vjp && vjp.prior) await checkPriorSelection(vjp.prior, vjp.prior.sizes[0]);
   if (operators) await runOperatorBench(operators);
   if (vjp) await runVjpBench(vjp);
   if (loss) await runLossBench(loss);

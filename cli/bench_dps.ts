@@ -50,7 +50,15 @@ import { dpsSettings, ldpsOptions, psldOptions, runDps } from "../solvers/ldps.t
 import { childEnv, formatTable, timeIt } from "./bench_util.ts";
 import { taskForScript } from "./gate.ts";
 import { configFor, WIDTHS } from "./bench_vjp.ts";
-import { buildRegistry, main, parseCli, parseNumber, priorSpecFromFlags } from "./common.ts";
+import {
+  buildRegistry,
+  checkPriorSpec,
+  childFailure,
+  main,
+  parseCli,
+  parseNumber,
+  priorSpecFromFlags,
+} from "./common.ts";
 import { formatSpec, type Spec } from "../core/spec.ts";
 import { Progress } from "./progress.ts";
 
@@ -342,8 +350,9 @@ async function caseInChild(
     env: childEnv(),
     clearEnv: true,
   }).output();
-  const err = new TextDecoder().decode(r.stderr).trim().split("\n").pop();
-  if (r.code !== 0) throw new Error(`case ${name}: child exited ${r.code}: ${err}`);
+  if (r.code !== 0) {
+    throw childFailure(`case ${name}`, r.code, new TextDecoder().decode(r.stderr));
+  }
   return JSON.parse(new TextDecoder().decode(r.stdout));
 }
 
@@ -376,9 +385,6 @@ export async function benchDps(args: string[]): Promise<number> {
   const steps = parseNumber(values.steps, "--steps", { fallback: 12, min: 2, integer: true });
   const runs = parseNumber(values.runs, "--runs", { fallback: 9, min: 1, integer: true });
   const priorSpec = priorSpecFromFlags(values), plugins = values.plugin ?? [];
-  // the prior is checked before any case starts (its options; a --plugin module loads)
-  const registry = await buildRegistry({ plugins });
-  validateOptions(registry.get("prior", priorSpec.name), priorSpec.options);
   if (values.case) {
     const r = await runCase(values.case, sizes[0], steps, runs, priorSpec, plugins);
     console.log(JSON.stringify(r));
@@ -395,6 +401,16 @@ export async function benchDps(args: string[]): Promise<number> {
     if (!CASES.includes(c)) {
       throw new InputError(`--only: unknown case "${c}" (known: ${CASES.join(", ")})`);
     }
+  }
+  // the prior is checked before any case starts: it exists (a --plugin module loads), its
+  // options validate, it builds at the first size
+  if (cases.some((c) => c.startsWith("builtin-"))) {
+    await checkPriorSpec(priorSpec, plugins, [1, 3, sizes[0], sizes[0]]);
+  } else if (values.prior !== undefined || values.model !== undefined) {
+    throw new InputError(
+      `${values.prior !== undefined ? "--prior" : "--model"}: applies to the builtin-* cases, ` +
+        "which --only leaves out",
+    );
   }
   const progress = new Progress({ enabled: !values.quiet });
   const task = progress.task("bench:dps", cases.length * sizes.length);

@@ -26,7 +26,15 @@ import { runSolver } from "./run_problem.ts";
 import { childEnv, formatTable, summarize } from "./bench_util.ts";
 import { PeakSampler } from "./bench_memory.ts";
 import { taskForScript } from "./gate.ts";
-import { buildRegistry, main, parseCli, parseNumber, priorSpecFromFlags } from "./common.ts";
+import {
+  buildRegistry,
+  checkPriorSpec,
+  childFailure,
+  main,
+  parseCli,
+  parseNumber,
+  priorSpecFromFlags,
+} from "./common.ts";
 import { formatSpec, type Spec } from "../core/spec.ts";
 import { Progress } from "./progress.ts";
 
@@ -159,8 +167,11 @@ async function inChild(
   }).output();
   const out = new TextDecoder().decode(r.stdout).trim().split("\n").at(-1) ?? "";
   if (r.code !== 0) {
-    const err = new TextDecoder().decode(r.stderr).trim().split("\n").slice(-3).join(" | ");
-    throw new Error(`bench child ${solver} ${size}² failed (exit ${r.code}): ${err}`);
+    throw childFailure(
+      `bench child ${solver} ${size}²`,
+      r.code,
+      new TextDecoder().decode(r.stderr),
+    );
   }
   return JSON.parse(out) as CaseResult;
 }
@@ -207,8 +218,6 @@ export async function benchLatinoPro(args: string[]): Promise<number> {
   }
   const priorSpec = priorSpecFromFlags(values);
   const plugins = values.plugin ?? [];
-  const registry = await buildRegistry({ plugins });
-  validateOptions(registry.get("prior", priorSpec.name), priorSpec.options); // up front
   if (values.child) {
     const [solver, size, runs] = values.child.split(":");
     if (!(solver in SOLVERS)) throw new InputError(`--child ${values.child}: unknown solver`);
@@ -227,6 +236,8 @@ export async function benchLatinoPro(args: string[]): Promise<number> {
     throw new InputError(`--only ${values.only}: expected latino, latino-pro or both`);
   }
   const solvers = (Object.keys(SOLVERS) as SolverKey[]).filter((k) => !only || only.includes(k));
+  // the prior, up front: it exists, its options validate, it builds at the first size
+  await checkPriorSpec(priorSpec, plugins, [1, 3, sizes[0], sizes[0]]);
   const progress = new Progress({ enabled: !values.quiet });
   const task = progress.task("cases", sizes.length * solvers.length);
   const cases: CaseResult[] = [], summaries: SizeSummary[] = [];

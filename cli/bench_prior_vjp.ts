@@ -29,7 +29,7 @@ import { validateOptions } from "../core/registry.ts";
 import { formatSpec, parseSpec, type Spec } from "../core/spec.ts";
 import { streams } from "../core/rng.ts";
 import type { Tensor } from "../core/tensor.ts";
-import { buildRegistry } from "./common.ts";
+import { buildRegistry, checkPriorSpec } from "./common.ts";
 import { peakInFreshProcess, peakOf, PeakSampler } from "./bench_memory.ts";
 import type { Timing } from "./bench_util.ts";
 
@@ -90,11 +90,11 @@ const BUILTIN: PriorSelection = { spec: { name: "builtin", options: {} }, plugin
 
 /**
  * Check the selection before anything is measured: the prior exists (built-in or from a
- * `--plugin` module) and its options validate. Errors are InputErrors naming the input.
+ * `--plugin` module), its options validate and it builds at the first image size (a folder that
+ * is not there is found here). Errors are InputErrors naming the input.
  */
-export async function checkPriorSelection(sel: PriorSelection): Promise<void> {
-  const registry = await buildRegistry({ plugins: sel.plugins });
-  validateOptions(registry.get("prior", sel.spec.name), sel.spec.options);
+export async function checkPriorSelection(sel: PriorSelection, size: number): Promise<void> {
+  await checkPriorSpec(sel.spec, sel.plugins, [1, 3, size, size]);
 }
 
 /** The prior as `solve` builds it, on CPU, with its own pool when a thread count is given. */
@@ -350,6 +350,8 @@ export async function priorPeakChild(args: string[]): Promise<number> {
   const { source, feeds } = await childModel(prior.networks(), r, c, ls, is);
   const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: "all" };
   if (r.threads > 0) options.intraOpNumThreads = r.threads;
+  // as the prior's pool loads them: gradient sessions without ORT's memory pattern
+  if (r.which === "vjp") options.enableMemPattern = false;
   if (source.externalData?.length) options.externalData = source.externalData;
   const model = source.bytes ?? source.path;
   if (!model) throw new Error(`${r.net}: the model source has neither bytes nor a path`);

@@ -514,7 +514,7 @@ export async function runVjpBench(plan: VjpBenchPlan): Promise<void> {
   const progress = new Progress({ enabled: !plan.quiet });
   const priorCases = (plan.prior?.sizes.length ?? 0) * PRIOR_NETWORKS.length;
   // the prior is checked before anything is measured (its options; a --plugin module loads)
-  if (plan.prior) await checkPriorSelection(plan.prior);
+  if (plan.prior) await checkPriorSelection(plan.prior, plan.prior.sizes[0]);
   const cases = progress.task("vjp", widths.length * sizes.length + 1 + priorCases);
   try {
     await measureVjp(plan, cases, sizes, warmup, widths, options, reference);

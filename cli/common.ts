@@ -16,8 +16,10 @@ import {
   type PluginKind,
   pluginProblems,
   type PluginRegistry,
+  validateOptions,
 } from "../core/registry.ts";
 import { parseSpec, type Spec } from "../core/spec.ts";
+import { SessionPool } from "../core/backend/pool.ts";
 import { z } from "zod";
 import { builtinRegistry } from "../mod.ts";
 import { isNpyPath, readTensor, writeTensor } from "../core/io/image.ts";
@@ -237,6 +239,38 @@ export function priorSpecFromFlags(values: { prior?: string; model?: string }): 
   }
   if (values.model !== undefined) return { name: "diffusers", options: { path: values.model } };
   return parseSpec(values.prior ?? "builtin", "--prior");
+}
+
+/**
+ * Check a prior spec before a benchmark's expensive work: the plugin exists (built-in or from a
+ * `--plugin` module), its options validate, and it builds at `imageShape` on the CPU (what a
+ * plugin checks when it builds — a folder that is not there, a missing network — is found here,
+ * not in the first measurement). The prior is built into a throwaway session pool, released.
+ */
+export async function checkPriorSpec(
+  spec: Spec,
+  plugins: readonly string[],
+  imageShape: readonly number[],
+): Promise<void> {
+  const registry = await buildRegistry({ plugins });
+  const plugin = registry.get("prior", spec.name);
+  const options = validateOptions(plugin, spec.options);
+  const sessions = new SessionPool({ threads: 1 });
+  try {
+    await plugin.create(options, { device: "cpu", imageShape, sessions });
+  } finally {
+    await sessions.release();
+  }
+}
+
+/**
+ * A benchmark child's failure as an error of the parent: exit 2 (bad input, found by the child)
+ * stays an input error with the child's own one-line message; anything else names the child.
+ */
+export function childFailure(what: string, code: number, stderr: string): Error {
+  const last = stderr.trim().split("\n").at(-1) ?? "";
+  if (code === 2) return new InputError(last.replace(/^error: /, ""));
+  return new Error(`${what} failed (exit ${code}): ${last}`);
 }
 
 /** What `--help` shows of one option: its spelling, type, default and description. */

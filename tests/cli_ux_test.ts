@@ -439,13 +439,27 @@ Deno.test("every bench task that builds a prior takes --prior SPEC / --model DIR
   const dir = `bench-results/test-${crypto.randomUUID()}`;
   const tmp = await Deno.makeTempDir();
   try {
+    const bad: [string[], RegExp][] = [
+      [["--prior", "nope"], /^error: unknown prior "nope"/],
+      // found when the prior is built (the plugin's own check), still before any measurement
+      [
+        ["--model", join(tmp, "no-such-folder")],
+        /^error: prior "diffusers": path .* is not a directory/,
+      ],
+    ];
     for (const name of ["bench:solver", "bench:latino-pro", "bench:dps", "bench:vjp", "bench"]) {
-      const out = name === "bench" ? ["--out-dir", dir] : ["--out", `${dir}/x.json`];
-      const r = await task(name, "--prior", "nope", ...out);
-      assert.equal(r.code, 2, `${name}: ${r.stderr}`);
-      assert.match(r.stderr, /^error: unknown prior "nope"/, name);
-      assert.equal(exists(join(ROOT, dir)), false, `${name} wrote ${dir}`);
+      for (const [args, pattern] of bad) {
+        const out = name === "bench" ? ["--out-dir", dir] : ["--out", `${dir}/x.json`];
+        const r = await task(name, ...args, ...out);
+        assert.equal(r.code, 2, `${name} ${args.join(" ")}: ${r.stderr}`);
+        assert.equal(r.stderr.trimEnd().split("\n").length, 1, `${name}: one line: ${r.stderr}`);
+        assert.match(r.stderr, pattern, name);
+        assert.equal(exists(join(ROOT, dir)), false, `${name} wrote ${dir}`);
+      }
     }
+    const standin = await task("bench:dps", "--only", "standin-ldps-blur", "--prior", "builtin");
+    assert.equal(standin.code, 2, standin.stderr);
+    assert.match(standin.stderr, /--prior: applies to the builtin-\* cases/);
     const folder = join(tmp, "sd-like");
     await writeFolder(folder, pipelineFiles({ random: 3 }));
     const r = await task(
