@@ -5,7 +5,8 @@
  *   ẑ0  = G(z, t, c)                          consistency map (1 NFE)
  *   x   = clip(D(ẑ0), −1, 1)                  decode
  *   df  = ‖A(x) + σ'n − y'‖                  residual with fresh measurement-like noise (only
- *                                              when the δ rule reads it)
+ *                                              when the δ rule reads it; drawn exactly in law
+ *                                              as (‖r‖ + σ'g)² + σ'²χ²_{N−1}, see below)
  *   δ   = rule(t, df);  γ = δ (1−ᾱ_t)/σ'²
  *   x_p = argmin_u (γ/2)‖A u − y'‖² + ½‖u − x‖²
  *   z0' = E(clip(x_p, −1, 1))                 encode (mean)
@@ -20,7 +21,8 @@
  *
  * A {@link LatinoStep} owns the run's image-sized buffers (reused by every step), the operator's
  * prox bound to y, and the random streams: re-noising ξ from the solver stream's child "renoise",
- * the residual's noise n from "residual" — so a chain of steps draws exactly what LATINO draws,
+ * the residual's noise (g and χ²_{N−1}, the law of ‖r + σ'n‖; README "Deviations") from
+ * "residual" — so a chain of steps draws exactly what LATINO draws,
  * whichever solver drives it.
  *
  * @module
@@ -39,6 +41,7 @@ import { InputError } from "../core/errors.ts";
 import type { RandomStream } from "../core/rng.ts";
 import { clamp, type Tensor, tensor, toImageScale, toModelScale } from "../core/tensor.ts";
 import { addNoise } from "../core/sampling/mod.ts";
+import { noisyResidualNormSq } from "../core/distributions.ts";
 import { deltaAt, type DeltaRule } from "./delta.ts";
 
 /**
@@ -159,8 +162,12 @@ export function operatorTask(op: Pick<ForwardOperator, "name" | "options">): str
 }
 
 /**
- * df² = ‖2(A(x) + σ n − y)‖² = ‖A(x') + σ'n − y'‖² on the [-1,1] scale, from A(x) on [0,1]; the
- * noise n (when drawn) comes from `rng` in chunks, fused with the sum.
+ * df² = ‖2(A(x) + σ n − y)‖² = ‖A(x') + σ'n − y'‖² on the [-1,1] scale, from A(x) on [0,1], with
+ * n ~ N(0, I) drawn from `rng` (none when null). Only the norm is used and n is never used again,
+ * so it is drawn exactly in law from two scalars (core/distributions.ts `noisyResidualNormSq`):
+ * ‖r + σn‖² = (‖r‖ + σg)² + σ²χ²_{N−1}, r = A(x) − y — one pass over A(x) and y, no N-sized draw.
+ * (The official code draws the whole vector n through its physics: the same random variable, a
+ * different sample path.)
  */
 function residualNormSq(
   ax: Float32Array,
@@ -169,24 +176,12 @@ function residualNormSq(
   rng: RandomStream | null,
 ) {
   let s = 0;
-  if (!rng) {
-    for (let i = 0; i < ax.length; i++) s += 4 * (ax[i] - y[i]) ** 2;
-    return s;
+  for (let i = 0; i < ax.length; i++) {
+    const r = ax[i] - y[i];
+    s += r * r;
   }
-  const n = DF_CHUNK;
-  for (let i0 = 0; i0 < ax.length; i0 += n.length) {
-    const m = Math.min(n.length, ax.length - i0);
-    rng.fillNormal(m === n.length ? n : n.subarray(0, m));
-    for (let j = 0; j < m; j++) {
-      const r = ax[i0 + j] + sigma * n[j] - y[i0 + j];
-      s += 4 * r * r;
-    }
-  }
-  return s;
+  return 4 * (rng ? noisyResidualNormSq(rng, s, ax.length, sigma) : s);
 }
-
-/** Scratch for the residual's noise draws (fillNormal into float64 = successive normal() calls). */
-const DF_CHUNK = new Float64Array(4096);
 
 /** out ← clip(0.5·x + 0.5, 0, 1) when `clip` (= (clip(x, −1, 1) + 1)/2), else 0.5·x + 0.5. */
 function toUnitInto(x: Float32Array, out: Float32Array, clip: boolean): void {
