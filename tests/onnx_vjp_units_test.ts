@@ -21,9 +21,10 @@ function attention(
   kind: "mul" | "mul-left" | "div" | "none",
   withMask: boolean,
   maskActive = false,
+  d = 5,
 ) {
   return (g: GraphBuilder, t: FloatName) => {
-    const [b, h, tq, tk, d] = [1, 2, 3, 4, 5];
+    const [b, h, tq, tk] = [1, 2, 3, 4];
     const q = g.input("q", t, [b, h, tq, d]);
     const k = g.input("k", t, [b, h, tk, d]);
     const v = g.input("v", t, [b, h, tk, d]);
@@ -58,6 +59,20 @@ Deno.test("unit vjp.Attention: scale Mul / Div / none, with and without a consta
       const rep = await checkOp(`attention-${kind}-${withMask}`, attention(kind, withMask));
       assert.equal(rep.dtype, "float64");
     }
+  }
+});
+
+Deno.test("unit vjp.Attention: ∂P − r by an extra inner column, or by a Sub when d is a multiple of 128", async () => {
+  // the two forms of the score gradient (patterns.ts scoreGradient), each against finite
+  // differences, and which one the rule emits
+  for (const [d, sub] of [[5, false], [127, false], [128, true], [256, true]] as const) {
+    const build = attention("mul", true, false, d);
+    assert.equal((await checkOp(`attention-d${d}`, build)).dtype, "float64");
+    const g = new GraphBuilder(`att-d${d}`, 17);
+    build(g, "float64");
+    const ops = (await vjpTransform(g.toBytes(), ["o"], ["q", "k", "v"])).stats.backwardOps;
+    assert.equal(ops.includes("Concat"), !sub, `d = ${d}: Concat`);
+    assert.equal(ops.includes("Sub"), sub, `d = ${d}: Sub`);
   }
 });
 

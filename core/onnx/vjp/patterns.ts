@@ -298,6 +298,29 @@ function swapLast2(r: number): number[] {
   return p;
 }
 
+/**
+ * ∂P − r·1ᵀ = ḡ Vᵀ − r·1ᵀ for the attention rule (d = V's last dim).
+ *
+ * Usually one product with an extra inner column, [ḡ, −r] [V, 1]ᵀ: a broadcast subtraction over
+ * the T×S scores is a full extra pass, the extra column nearly free. Not when d is a multiple of
+ * 128: ONNX Runtime's CPU GEMM (MLAS) steps through the inner dimension in blocks of 128, so a
+ * 129th column opens a block of width one — a whole extra read-modify-write pass over the T×S
+ * product, dearer than the subtraction (T = S = 16384, d = 128, one thread: product, subtraction
+ * and ⊙P 496 ms against 540 ms augmented; d = 40, 64 or 127: the augmented product is as fast or
+ * faster). Both forms give the same values in MLAS (its last block adds −r after the 128 terms).
+ * With the ∂K orientation below, the VAE decoder's mid-block attention at T = 16384 (forward +
+ * VJP, one thread) went from 3206 to 2946 ms.
+ */
+function scoreGradient(c: RuleCtx, g: string, v: string, r: string, vd: number[]): string {
+  const e = c.e;
+  const tr = (t: string) => e.transpose(t, swapLast2(vd.length));
+  if (vd[vd.length - 1] % 128 === 0) return e.sub(e.op("MatMul", [g, tr(v)]), r);
+  const ones = e.expand(e.scalar(1, c.dtype(v)), [...vd.slice(0, -1), 1]);
+  const gAug = e.op("Concat", [g, e.neg(r)], { axis: -1 });
+  const vAug = e.op("Concat", [v, ones], { axis: -1 });
+  return e.op("MatMul", [gAug, tr(vAug)]);
+}
+
 function k(c: RuleCtx, v: number, like: string): string {
   return c.e.scalar(v, c.dtype(like));
 }
@@ -309,8 +332,14 @@ export const unitRules: Record<string, Rule> = {
    *   ∂V = Pᵀ ḡ,  ∂P = ḡ Vᵀ,  ∂S = P ⊙ (∂P − r),  r = rowsum(∂P ⊙ P) = rowsum(ḡ ⊙ O),
    *   ∂Q = c·∂S Kᵀ,  ∂K = c·Qᵀ ∂S.
    * r is formed on the small [.., T, d] tensors (the FlashAttention identity), ∂P − r comes out of
-   * one MatMul with an extra inner column, and the scale c is applied to the small products: the
-   * T×S score gradient costs one product and one elementwise multiplication.
+   * one MatMul with an extra inner column (or a broadcast Sub when d is a multiple of 128, below),
+   * and the scale c is applied to the small products: the T×S score gradient costs one product
+   * and one or two elementwise passes.
+   *
+   * Orientation (ONNX Runtime's CPU MatMul, measured at T = S = 16384, d = 128 and at 8 heads of
+   * 4096 tokens, d = 40, one thread): ∂K is formed as (∂Sᵀ Q)ᵀ — the T×S operand transposed
+   * inside the MatMul, a [.., S, d] result, then a small transpose — which runs 5–14 % faster than
+   * Qᵀ ∂S with its d-row left operand; same products, same sums.
    */
   "vjp.Attention": (c) => {
     const g = c.gy(0);
@@ -328,14 +357,9 @@ export const unitRules: Record<string, Rule> = {
       c.add(2, e.unbroadcast(full, fd, c.dims(v)));
     }
     if (!c.needs(0) && !c.needs(1)) return;
-    // ∂P − r·1ᵀ as one product: [ḡ, −r] [V, 1]ᵀ (a broadcast subtraction over the T×S
-    // scores is a slow strided pass in ONNX Runtime; one extra inner column is nearly free)
     const r = e.reduceSum(e.mul(g, o), [od.length - 1], true);
     const vd = c.dims(v);
-    const ones = e.expand(e.scalar(1, c.dtype(o)), [...vd.slice(0, -1), 1]);
-    const gAug = e.op("Concat", [g, e.neg(r)], { axis: -1 });
-    const vAug = e.op("Concat", [v, ones], { axis: -1 });
-    const dS = e.mul(p, e.op("MatMul", [gAug, tr(vAug, vd.length)]));
+    const dS = e.mul(p, scoreGradient(c, g, v, r, vd));
     const sc = (t: string) => (scale === 1 ? t : e.mul(t, e.scalar(scale, c.dtype(o))));
     const sd = pd;
     if (c.needs(0)) {
@@ -346,7 +370,7 @@ export const unitRules: Record<string, Rule> = {
     }
     if (c.needs(1)) {
       const qd = c.dims(q);
-      const full = e.op("MatMul", [tr(q), dS]);
+      const full = tr(e.op("MatMul", [tr(dS, sd.length), q]), sd.length);
       const fd = [...sd.slice(0, -2), qd[qd.length - 1], sd[sd.length - 1]];
       c.add(1, sc(e.unbroadcast(full, fd, c.dims(kt))));
     }
