@@ -216,9 +216,10 @@ const lpNorm: Rule = (c) => {
  *   k = r γ_c,  a = −(r/L) Σ_{c∈g} γ_c S1_{nc},  b = −(r/L) Σ_{c∈g} γ_c S2_{nc},
  *   S1_{nc} = Σ_p ḡ_{ncp},  S2_{nc} = Σ_p ḡ_{ncp} x̂_{ncp}.
  * γ never multiplies a full tensor: the full-tensor work is the products x̂⊙x and ḡ⊙x̂ (each
- * reduced), and k ḡ + a as one depthwise 1×1 Conv (float32, 1–3 spatial axes; per (n, c) on the
- * [1, N·C, …] view), plus b x̂ and the sum — 5 elementwise passes where the node-by-node rules
- * take 7 (γ ḡ, x̂⊙x, ĝ⊙x̂, two Sub, two Mul). Other types and ranks: Mul and Add.
+ * reduced), b x̂, and k ḡ + a + b x̂ as one depthwise 1×1 Conv (float32, 1–3 spatial axes; per
+ * (n, c) on the [1, N·C, …] view) whose Add ONNX Runtime fuses into it — 4 elementwise passes where
+ * the node-by-node rules take 7 (γ ḡ, x̂⊙x, ĝ⊙x̂, two Sub, two Mul). Other types and ranks: Mul
+ * and Add.
  */
 export const groupNormUnit: Rule = (c) => {
   const g = c.gy(0);
@@ -246,20 +247,23 @@ export const groupNormUnit: Rule = (c) => {
   const bshape = [n, ch, ...xd.slice(2).map(() => 1)];
   const bx = e.mul(xh, perNC(b, bshape));
   const rank = xd.length;
-  let kg: string;
   if (t === 1 && rank >= 3 && rank <= 5) {
-    // k ḡ + a: depthwise 1×1 Conv over the [1, N·C, …] view (weights k, bias a)
+    // k ḡ + a: depthwise 1×1 Conv over the [1, N·C, …] view (weights k, bias a); b x̂ is added
+    // on the same view with the Conv's output as the Add's direct input, which ONNX Runtime fuses
+    // into the Conv (FusedConv with a sum input: one pass fewer). A Reshape between the Conv and
+    // the Add — even one to the same shape — stops that fusion.
     const view = [1, n * ch, ...xd.slice(2)];
+    const onView = (v: string) => (n === 1 ? v : e.reshape(v, view));
     const w = e.reshape(kNC, [n * ch, 1, ...xd.slice(2).map(() => 1)]);
-    kg = e.op("Conv", [e.reshape(g, view), w, perNC(a, [n * ch])], {
+    const kg = e.op("Conv", [onView(g), w, perNC(a, [n * ch])], {
       group: n * ch,
       kernel_shape: xd.slice(2).map(() => 1),
     });
-    kg = e.reshape(kg, xd);
+    const sum = e.add(kg, onView(bx));
+    c.add(0, n === 1 ? sum : e.reshape(sum, xd));
   } else {
-    kg = e.add(e.mul(g, e.reshape(kNC, bshape)), perNC(a, bshape));
+    c.add(0, e.add(e.add(e.mul(g, e.reshape(kNC, bshape)), perNC(a, bshape)), bx));
   }
-  c.add(0, e.add(kg, bx));
 };
 
 /** Rules of this module, by op type. */
