@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { GraphBuilder } from "../core/onnx/builder.ts";
 import * as ort from "onnxruntime-node";
 import { vjpTransform } from "../core/onnx/vjp.ts";
+import { decodeModel } from "../core/onnx/proto.ts";
 import { streams } from "../core/rng.ts";
 import {
   type CaseInput,
@@ -220,8 +221,32 @@ Deno.test("unit vjp.GroupNorm: recognised on the export; gradients vs finite dif
     build(g, "float32");
     const v = await vjpTransform(g.toBytes(), ["y"], ["x"]);
     assert.equal(v.stats.units["vjp.GroupNorm"], 1, `${dims}: unit taken`);
-    // 1–3 spatial axes: k ḡ + a as a depthwise Conv
+    // 1–3 spatial axes: k ḡ + a as a depthwise Conv whose output goes straight into the Add of
+    // b x̂ (ONNX Runtime fuses Conv + Add into FusedConv with a sum input, not across a Reshape)
     assert.equal(v.stats.backwardOps.includes("Conv"), dims.length >= 3, `${dims}: Conv`);
+    const nodes = decodeModel(v.bytes()).graph!.node ?? [];
+    for (const conv of nodes.filter((n) => n.opType === "Conv")) {
+      const users = nodes.filter((n) => n.input?.includes(conv.output![0]));
+      assert.deepEqual(users.map((n) => n.opType), ["Add"], `${dims}: the Conv feeds the Add`);
+    }
+  }
+  // and ORT does fuse it (the optimized backward graph of the batch-1 case)
+  const g = new GraphBuilder("gn-fused", 17);
+  groupNormExport([1, 4, 6, 6], 2)(g, "float32");
+  const dir = Deno.makeTempDirSync();
+  try {
+    const path = `${dir}/opt.onnx`;
+    const bytes = (await vjpTransform(g.toBytes(), ["y"], ["x"])).bytes();
+    const s = await ort.InferenceSession.create(bytes, {
+      graphOptimizationLevel: "all",
+      optimizedModelFilePath: path,
+      logSeverityLevel: 3,
+    });
+    await s.release();
+    const ops = (decodeModel(Deno.readFileSync(path)).graph!.node ?? []).map((n) => n.opType);
+    assert.ok(ops.includes("FusedConv"), `optimized backward: ${ops.join(",")}`);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
   }
 });
 
