@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { streams } from "../core/rng.ts";
 import { chiSquareVariate, gammaVariate, noisyResidualNormSq } from "../core/distributions.ts";
+import { KS_0_001, ksStatistic as ks, ksTwoSample as ks2 } from "./ks.ts";
 
 /** ln Γ(a) (Lanczos, g = 7, 9 terms; relative error ~1e-15 for a > 0). */
 function lnGamma(a: number): number {
@@ -59,31 +60,6 @@ function gammaP(a: number, x: number): number {
   }
   return 1 - front * h;
 }
-
-/** √n·D of sorted draws against a CDF. */
-function ks(sorted: Float64Array, cdf: (x: number) => number): number {
-  const n = sorted.length;
-  let d = 0;
-  for (let i = 0; i < n; i++) {
-    const F = cdf(sorted[i]);
-    d = Math.max(d, (i + 1) / n - F, F - i / n);
-  }
-  return Math.sqrt(n) * d;
-}
-
-/** √(nm/(n+m))·D of two sorted samples. */
-function ks2(a: Float64Array, b: Float64Array): number {
-  let i = 0, j = 0, d = 0;
-  while (i < a.length && j < b.length) {
-    if (a[i] <= b[j]) i++;
-    else j++;
-    d = Math.max(d, Math.abs(i / a.length - j / b.length));
-  }
-  return Math.sqrt(a.length * b.length / (a.length + b.length)) * d;
-}
-
-/** 0.1 % point of the Kolmogorov distribution. */
-const KS_0_001 = 1.949;
 
 Deno.test("incomplete gamma (the test's reference) against closed forms", () => {
   // P(1, x) = 1 − e^{−x}; P(2, x) = 1 − e^{−x}(1 + x); P(1/2, x) = erf(√x): erf(1) = 0.8427007929…

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { streams, zigguratTables } from "../core/rng.ts";
+import { KS_0_001, ksStatistic } from "./ks.ts";
 
 /** erfc(z) for z ≥ 0 (Numerical Recipes' Chebyshev fit, relative error < 1.2e-7 everywhere). */
 function erfcPos(z: number): number {
@@ -21,20 +22,6 @@ function erfcPos(z: number): number {
 function upperTail(x: number): number {
   return x >= 0 ? 0.5 * erfcPos(x / Math.SQRT2) : 1 - 0.5 * erfcPos(-x / Math.SQRT2);
 }
-
-/** Kolmogorov–Smirnov statistic √n·D of sorted draws against a CDF. */
-function ksStatistic(sorted: Float64Array, cdf: (x: number) => number): number {
-  const n = sorted.length;
-  let d = 0;
-  for (let i = 0; i < n; i++) {
-    const F = cdf(sorted[i]);
-    d = Math.max(d, (i + 1) / n - F, F - i / n);
-  }
-  return Math.sqrt(n) * d;
-}
-
-/** 0.1 % point of the Kolmogorov distribution (P(√n·D > 1.949) = 0.001 for large n). */
-const KS_0_001 = 1.949;
 
 Deno.test("streams: same seed and name give bit-identical draws; names and seeds are independent", () => {
   const a = streams(3).get("x").fillNormal(new Float64Array(1000));
