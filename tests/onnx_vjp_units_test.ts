@@ -327,3 +327,213 @@ Deno.test("unit vjp.GroupNorm: not taken with a differentiated γ or a used inte
     assert.ok(worst < 2e-6, `${label}: worst relative error ${worst}`);
   }
 });
+
+/** Options of {@link upConv}: the upsampling and the Conv after it. */
+interface UpConvCase {
+  dims: number[];
+  /** Resize scales per axis (or `sizes` with `bySizes`). */
+  scales: number[];
+  cout: number;
+  kernel: number[];
+  pads: number[];
+  group?: number;
+  strides?: number[];
+  dilations?: number[];
+  resize?: Record<string, string>;
+  bySizes?: boolean;
+  /** The upsampled tensor also a graph output (no unit). */
+  expose?: boolean;
+  bias?: boolean;
+}
+
+/** y = Conv(Resize(x), w[, b]) with constant w (and b). */
+function upConv(o: UpConvCase) {
+  return (g: GraphBuilder, t: FloatName) => {
+    const x = g.input("x", t, o.dims);
+    const ud = o.dims.map((d, i) => d * o.scales[i]);
+    const attrs = o.resize ?? { mode: "nearest" };
+    const u = o.bySizes ? g.op("Resize", [x, "", "", g.constI("sizes", ud)], attrs) : g.op(
+      "Resize",
+      [x, "", g.initializer("scales", "float32", [o.scales.length], o.scales)],
+      attrs,
+    );
+    const group = o.group ?? 1;
+    const wd = [o.cout, o.dims[1] / group, ...o.kernel];
+    const wn = wd.reduce((a, b) => a * b, 1);
+    const w = g.initializer(
+      "w",
+      t,
+      wd,
+      Array.from({ length: wn }, (_, i) => Math.sin(0.7 * i + 1)),
+    );
+    const ins = [u, w];
+    if (o.bias) {
+      ins.push(g.initializer("b", t, [o.cout], Array.from({ length: o.cout }, (_, i) => 0.1 * i)));
+    }
+    const cattrs: Record<string, number[] | number> = {
+      pads: o.pads,
+      kernel_shape: o.kernel,
+      group,
+    };
+    if (o.strides) cattrs.strides = o.strides;
+    if (o.dilations) cattrs.dilations = o.dilations;
+    g.output(g.op("Conv", ins, cattrs), "y", t);
+    const outputs = ["y"];
+    if (o.expose) {
+      g.output(u, "u", t);
+      outputs.push("u");
+    }
+    return { inputs: [{ name: "x", dims: o.dims }], outputs };
+  };
+}
+
+/** ∂x of `bytes` w.r.t. x for the cotangent `gy` of y (float32). */
+async function gradX(bytes: Uint8Array, dims: number[], gy: Float32Array, yd: number[]) {
+  const v = await vjpTransform(bytes, ["y"], ["x"]);
+  const s = await ort.InferenceSession.create(v.bytes(), { logSeverityLevel: 3 });
+  try {
+    const n = dims.reduce((a, b) => a * b, 1);
+    const x = Float32Array.from({ length: n }, (_, i) => Math.cos(0.37 * i));
+    const out = await s.run({
+      x: new ort.Tensor("float32", x, dims),
+      "y.cotangent": new ort.Tensor("float32", gy, yd),
+    });
+    return { grad: out["x.grad"].data as Float32Array, stats: v.stats, bytes: v.bytes() };
+  } finally {
+    await s.release();
+  }
+}
+
+Deno.test("unit vjp.UpConv: nearest integer upsampling into a stride-1 Conv — gradients vs finite differences and vs the node-by-node rules, one strided Conv", async () => {
+  const cases: [string, UpConvCase][] = [
+    ["2x2 3x3 bias", {
+      dims: [1, 3, 4, 5],
+      scales: [1, 1, 2, 2],
+      cout: 4,
+      kernel: [3, 3],
+      pads: [1, 1, 1, 1],
+      bias: true,
+    }],
+    ["2x3 asymmetric pads", {
+      dims: [2, 4, 3, 3],
+      scales: [1, 1, 2, 3],
+      cout: 2,
+      kernel: [3, 2],
+      pads: [0, 1, 2, 0],
+    }],
+    ["groups", {
+      dims: [1, 4, 3, 3],
+      scales: [1, 1, 2, 2],
+      cout: 6,
+      kernel: [3, 3],
+      pads: [1, 1, 1, 1],
+      group: 2,
+    }],
+    ["rank 3, ×3, k 5", { dims: [1, 2, 5], scales: [1, 1, 3], cout: 3, kernel: [5], pads: [2, 2] }],
+    ["1x1 kernel", {
+      dims: [1, 3, 3, 3],
+      scales: [1, 1, 2, 2],
+      cout: 2,
+      kernel: [1, 1],
+      pads: [0, 0, 0, 0],
+    }],
+    ["one axis, valid pads", {
+      dims: [1, 2, 3, 4],
+      scales: [1, 1, 1, 2],
+      cout: 3,
+      kernel: [3, 3],
+      pads: [0, 0, 0, 0],
+    }],
+    ["sizes, half_pixel", {
+      dims: [1, 2, 3, 3],
+      scales: [1, 1, 2, 2],
+      cout: 2,
+      kernel: [3, 3],
+      pads: [1, 1, 1, 1],
+      bySizes: true,
+      resize: { mode: "nearest", coordinate_transformation_mode: "half_pixel" },
+    }],
+    ["asymmetric floor (torch export)", {
+      dims: [1, 2, 4, 4],
+      scales: [1, 1, 2, 2],
+      cout: 2,
+      kernel: [3, 3],
+      pads: [1, 1, 1, 1],
+      resize: {
+        mode: "nearest",
+        coordinate_transformation_mode: "asymmetric",
+        nearest_mode: "floor",
+      },
+    }],
+  ];
+  for (const [label, o] of cases) {
+    const rep = await checkOp(`upconv-${label}`, upConv(o));
+    assert.ok(rep.backwardOps.includes("Conv"), label);
+    const g = new GraphBuilder("uc", 17);
+    upConv(o)(g, "float32");
+    const e = new GraphBuilder("uc-exposed", 17);
+    upConv({ ...o, expose: true })(e, "float32");
+    const yd = [
+      o.dims[0],
+      o.cout,
+      ...o.dims.slice(2).map((d, i) => {
+        const u = d * o.scales[i + 2];
+        return u + o.pads[i] + o.pads[i + o.kernel.length] - o.kernel[i] + 1;
+      }),
+    ];
+    const gy = Float32Array.from(
+      { length: yd.reduce((a, b) => a * b, 1) },
+      (_, i) => Math.sin(0.11 * i + 0.3),
+    );
+    const unit = await gradX(g.toBytes(), o.dims, gy, yd);
+    const plain = await gradX(e.toBytes(), o.dims, gy, yd);
+    assert.equal(unit.stats.units["vjp.UpConv"], 1, `${label}: unit taken`);
+    assert.equal(plain.stats.units["vjp.UpConv"] ?? 0, 0, `${label}: not taken with u an output`);
+    let md = 0, mx = 0;
+    for (let i = 0; i < unit.grad.length; i++) {
+      md = Math.max(md, Math.abs(unit.grad[i] - plain.grad[i]));
+      mx = Math.max(mx, Math.abs(plain.grad[i]));
+    }
+    assert.ok(md <= 1e-5 * mx, `${label}: unit vs node by node ${md} (max ${mx})`);
+    // the forward Conv and one backward Conv with stride = the factors, nothing at the
+    // upsampled size
+    const convs = (decodeModel(unit.bytes).graph!.node ?? []).filter((n) => n.opType === "Conv");
+    const strides = convs.map((n) =>
+      n.attribute?.find((a) => a.name === "strides")?.ints?.map(Number) ?? []
+    );
+    assert.deepEqual(strides, [[], o.scales.slice(2)], `${label}: one strided Conv`);
+  }
+});
+
+Deno.test("unit vjp.UpConv: not taken for a strided or dilated Conv, linear or non-integer Resize, or a kernel with a gradient", async () => {
+  const base: UpConvCase = {
+    dims: [1, 2, 3, 3],
+    scales: [1, 1, 2, 2],
+    cout: 2,
+    kernel: [3, 3],
+    pads: [1, 1, 1, 1],
+  };
+  const variants: [string, UpConvCase][] = [
+    ["stride 2", { ...base, strides: [2, 2] }],
+    ["dilation 2", { ...base, dilations: [2, 2], pads: [2, 2, 2, 2] }],
+    ["linear", { ...base, resize: { mode: "linear" } }],
+    ["×1.5", { ...base, dims: [1, 2, 4, 4], scales: [1, 1, 1.5, 1.5] }],
+    ["pads ≥ k", { ...base, pads: [3, 3, 3, 3] }],
+  ];
+  for (const [label, o] of variants) {
+    await checkOp(`upconv-no-${label}`, upConv(o));
+    const g = new GraphBuilder("uc", 17);
+    upConv(o)(g, "float32");
+    const v = await vjpTransform(g.toBytes(), ["y"], ["x"]);
+    assert.equal(v.stats.units["vjp.UpConv"] ?? 0, 0, label);
+  }
+  // w differentiated: the node-by-node rules (its gradient needs the upsampled tensor)
+  const g = new GraphBuilder("uc-w", 17);
+  upConv(base)(g, "float32");
+  const v = await vjpTransform(g.toBytes(), ["y"], ["x", "w"]);
+  assert.equal(v.stats.units["vjp.UpConv"] ?? 0, 0, "w with a gradient");
+  await checkGradient("upconv-w", "float32", (b, t) => ({
+    ...upConv(base)(b, t),
+    wrtInitializers: ["w"],
+  }));
+});

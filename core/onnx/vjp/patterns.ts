@@ -15,13 +15,18 @@
  * - GroupNorm as exported, Reshape → InstanceNormalization(γ = 1, β = 0) → Reshape → Mul γ → Add β
  *   with γ, β per channel and without gradient: see `groupNormUnit` (γ folded into per-group
  *   coefficients, ∂x in three elementwise passes after two reductions).
+ * - Upsample-conv, Conv(Resize(x)) with nearest integer upsampling, a stride-1 Conv and a kernel
+ *   without gradient: ∂x in one strided Conv, see `upConvUnit` (rules/conv.ts).
  *
  * @module
  */
 import type { NodeProto } from "../proto.ts";
 import type { Rule, RuleCtx } from "./rule.ts";
-import { num } from "./graph.ts";
+import { attrsOf, intAttr, intsAttr, num, strAttr } from "./graph.ts";
+import { resizeMatrix, resizeMode, windowGeometry } from "./geometry.ts";
 import { groupNormUnit } from "./rules/norm.ts";
+import { upConvUnit } from "./rules/conv.ts";
+import { isBlockReplicate } from "./rules/util.ts";
 
 /** A recognised unit: a synthetic node standing for the pattern, at the root's position. */
 export interface FusedUnit {
@@ -159,6 +164,12 @@ export function findUnits(
     const gn = groupNormAt(n, k, { prod, only, value, isActive, dimsOf });
     if (gn && !gn.interior.some((i) => used.has(i))) take(k, gn.node, gn.interior);
   });
+  // nearest integer upsampling into a stride-1 Conv: Conv(Resize(x), w)
+  nodes.forEach((n, k) => {
+    if (n.opType !== "Conv" || used.has(k)) return;
+    const uc = upConvAt(n, k, { prod, only, value, isActive, dimsOf });
+    if (uc && !uc.interior.some((i) => used.has(i))) take(k, uc.node, uc.interior);
+  });
   nodes.forEach((n, k) => {
     if (n.opType !== "Mul" || used.has(k)) return;
     const [a, b] = n.input ?? [];
@@ -281,6 +292,69 @@ function groupNormAt(n: NodeProto, k: number, l: Lookup): FusedUnit | undefined 
   return undefined;
 }
 
+/**
+ * Per spatial axis, the integer factor of a nearest Resize that repeats each element of its input
+ * into a block (batch and channel axes unchanged), or undefined (any other Resize).
+ */
+function blockFactors(r: NodeProto, l: Lookup): number[] | undefined {
+  const a = attrsOf(r);
+  const m = resizeMode(a);
+  if (m.mode !== "nearest" || m.coord === "tf_crop_and_resize" || intsAttr(a, "axes")) return;
+  if (strAttr(a, "keep_aspect_ratio_policy", "stretch") !== "stretch") return;
+  const [x, , scales, sizes] = r.input ?? [];
+  const [xd, yd] = [x, (r.output ?? [])[0]].map(l.dimsOf);
+  if (!xd || !yd || xd.length < 3 || yd.length !== xd.length || yd[0] !== xd[0]) return;
+  if (yd[1] !== xd[1]) return;
+  const sv = scales && !sizes ? l.value(scales) : undefined;
+  if (scales && !sizes && (!sv || sv.length !== xd.length)) return;
+  const f: number[] = [];
+  for (let ax = 2; ax < xd.length; ax++) {
+    const s = yd[ax] / xd[ax];
+    if (!Number.isInteger(s) || s < 1) return;
+    const scale = sv ? Math.fround(sv[ax]) : s;
+    if (s > 1 && !isBlockReplicate(resizeMatrix(xd[ax], yd[ax], scale, m), yd[ax], xd[ax])) return;
+    f.push(s);
+  }
+  return f.some((s) => s > 1) ? f : undefined;
+}
+
+/**
+ * Conv(Resize(x), w[, b]) at the Conv node `n` (index `k`): nearest integer upsampling whose output
+ * only this Conv reads, stride 1, dilation 1, pads below the kernel extent, w and b without
+ * gradient. Its synthetic node `vjp.UpConv` has inputs [x, w] and attributes `up` (the factor per
+ * spatial axis), `kernel_shape`, `pads` (resolved) and `group`.
+ */
+function upConvAt(n: NodeProto, k: number, l: Lookup): FusedUnit | undefined {
+  const [u, w, b] = n.input ?? [];
+  if (!u || !w || l.isActive(w) || (b && l.isActive(b))) return;
+  const pr = l.prod(u);
+  if (!pr || pr.n.opType !== "Resize" || !l.only(u, k)) return;
+  const up = blockFactors(pr.n, l);
+  const [ud, wd] = [u, w].map(l.dimsOf);
+  if (!up || !ud || !wd || wd.length !== ud.length) return;
+  const a = attrsOf(n);
+  const kernel = intsAttr(a, "kernel_shape") ?? wd.slice(2);
+  const geo = windowGeometry(a, ud.slice(2), kernel);
+  const nd = kernel.length;
+  if (geo.strides.some((s) => s !== 1) || geo.dilations.some((d) => d !== 1)) return;
+  if (geo.pads.some((p, i) => p < 0 || p > kernel[i % nd] - 1)) return;
+  return {
+    node: {
+      opType: "vjp.UpConv",
+      input: [pr.n.input?.[0] ?? "", w],
+      output: [(n.output ?? [])[0]],
+      name: `${n.name ?? ""}/up_conv`,
+      attribute: [
+        { name: "up", type: 7, ints: up },
+        { name: "kernel_shape", type: 7, ints: kernel },
+        { name: "pads", type: 7, ints: geo.pads },
+        { name: "group", type: 2, i: intAttr(a, "group", 1) },
+      ],
+    },
+    interior: [pr.k],
+  };
+}
+
 /** Both orders of a binary node's inputs. */
 function pairs(input: string[] | null | undefined): [string, string][] {
   const [a, b] = input ?? [];
@@ -376,6 +450,7 @@ export const unitRules: Record<string, Rule> = {
     }
   },
   "vjp.GroupNorm": groupNormUnit,
+  "vjp.UpConv": upConvUnit,
   "vjp.Silu": (c) => {
     const g = c.gy(0);
     if (!g || !c.needs(0)) return;
