@@ -213,6 +213,7 @@ Deno.test("unit vjp.GroupNorm: recognised on the export; gradients vs finite dif
     [[1, 4, 2, 3, 2], 4, false], // rank 5, one channel per group
     [[1, 6, 3, 3], 1, false], // one group
     [[3, 8], 2, false], // no spatial axis: Mul and Add instead of the Conv
+    [[1, 4, 32, 32], 2, false], // rows of ≥ 1024 terms: the sums of x̂⊙x and ḡ⊙x̂ by MatMul
   ];
   for (const [dims, groups, gammaLeft] of cases) {
     const build = groupNormExport(dims, groups, { gammaLeft });
@@ -224,6 +225,8 @@ Deno.test("unit vjp.GroupNorm: recognised on the export; gradients vs finite dif
     // 1–3 spatial axes: k ḡ + a as a depthwise Conv whose output goes straight into the Add of
     // b x̂ (ONNX Runtime fuses Conv + Add into FusedConv with a sum input, not across a Reshape)
     assert.equal(v.stats.backwardOps.includes("Conv"), dims.length >= 3, `${dims}: Conv`);
+    const long = dims.slice(2).reduce((a, b) => a * b, 1) >= 1024;
+    assert.equal(v.stats.backwardOps.includes("MatMul"), long, `${dims}: dot products by MatMul`);
     const nodes = decodeModel(v.bytes()).graph!.node ?? [];
     for (const conv of nodes.filter((n) => n.opType === "Conv")) {
       const users = nodes.filter((n) => n.input?.includes(conv.output![0]));

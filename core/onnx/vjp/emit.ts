@@ -138,6 +138,27 @@ export class Emitter extends NodeBuilder {
     return axes.length ? this.reduce("ReduceSum", x, axes, keepdims) : x;
   }
 
+  /**
+   * Σ of a ⊙ b over the last `k` axes (a and b both of `dims`), the reduced axes kept with size 1.
+   * Rows of at least 1024 terms go through one batched MatMul, [M, 1, K] × [M, 1, K]ᵀ: it reads a
+   * and b once and writes M sums, where Mul + ReduceSum also writes and reads the product (ONNX
+   * Runtime's CPU provider, one thread: 64 rows of 2²⁰ terms 15 ms against 32, 16 × 2²¹ 17 against
+   * 35, 4096 × 1024 1.0 against 1.7; the same rounding error against a float64 sum). Shorter rows:
+   * Mul + ReduceSum.
+   */
+  dot(a: string, b: string, dims: number[], k: number): string {
+    const r = dims.length;
+    const lead = dims.slice(0, r - k);
+    const K = numel(dims.slice(r - k));
+    if (k === 0 || K < 1024) {
+      return this.reduceSum(this.mul(a, b), Array.from({ length: k }, (_, i) => r - k + i), true);
+    }
+    const M = numel(lead);
+    const rows = (x: string) => this.reshape(x, [M, 1, K]);
+    const p = this.op("MatMul", [rows(a), this.transpose(rows(b), [0, 2, 1])]);
+    return this.reshape(p, [...lead, ...new Array(k).fill(1)]);
+  }
+
   /** ReduceMean over axes. */
   reduceMean(x: string, axes: number[], keepdims = true): string {
     return axes.length ? this.reduce("ReduceMean", x, axes, keepdims) : x;

@@ -42,7 +42,10 @@ function stats(e: Emitter, x: string, axes: number[], eps: string) {
   return { mu, rstd, xh: e.mul(xc, rstd) };
 }
 
-/** r from x̂ and x: s = (m + √(m² + 4ε))/2, m = mean(x̂ ⊙ x), r = 1/s. */
+/**
+ * r from x̂ and x: s = (m + √(m² + 4ε))/2, m = mean(x̂ ⊙ x), r = 1/s. With `dims` (x's, the axes
+ * then the trailing ones) the mean comes from {@link Emitter.dot}.
+ */
 function rstdFromNormalized(
   c: RuleCtx,
   x: string,
@@ -50,9 +53,15 @@ function rstdFromNormalized(
   axes: number[],
   eps: number,
   t = c.dtype(x),
+  dims?: number[],
 ): string {
   const e = c.e;
-  const m = e.reduceMean(e.mul(xh, x), axes, true);
+  const m = dims
+    ? e.mul(
+      e.dot(xh, x, dims, axes.length),
+      e.scalar(1 / numel(dims.slice(dims.length - axes.length)), t),
+    )
+    : e.reduceMean(e.mul(xh, x), axes, true);
   const disc = e.op("Sqrt", [e.add(e.mul(m, m), e.scalar(4 * eps, t))]);
   const s = e.mul(e.add(m, disc), e.scalar(0.5, t));
   return e.op("Reciprocal", [s]);
@@ -215,8 +224,8 @@ const lpNorm: Rule = (c) => {
  *            = k_{nc}·ḡ_{ncp} + b_{nc}·x̂_{ncp} + a_{nc},
  *   k = r γ_c,  a = −(r/L) Σ_{c∈g} γ_c S1_{nc},  b = −(r/L) Σ_{c∈g} γ_c S2_{nc},
  *   S1_{nc} = Σ_p ḡ_{ncp},  S2_{nc} = Σ_p ḡ_{ncp} x̂_{ncp}.
- * γ never multiplies a full tensor: the full-tensor work is the products x̂⊙x and ḡ⊙x̂ (each
- * reduced), b x̂, and k ḡ + a + b x̂ as one depthwise 1×1 Conv (float32, 1–3 spatial axes; per
+ * γ never multiplies a full tensor: the full-tensor work is the sums of x̂⊙x and ḡ⊙x̂ (dot products
+ * that do not write the product for long rows, `Emitter.dot`), b x̂, and k ḡ + a + b x̂ as one depthwise 1×1 Conv (float32, 1–3 spatial axes; per
  * (n, c) on the [1, N·C, …] view) whose Add ONNX Runtime fuses into it — 4 elementwise passes where
  * the node-by-node rules take 7 (γ ḡ, x̂⊙x, ĝ⊙x̂, two Sub, two Mul). Other types and ranks: Mul
  * and Add.
@@ -234,14 +243,29 @@ export const groupNormUnit: Rule = (c) => {
   const P = numel(xd.slice(2));
   const L = (ch / G) * P;
   // r per (n, g), from the normalised tensor
-  const r = rstdFromNormalized(c, e.reshape(x, [n, G, L]), e.reshape(xh, [n, G, L]), [2], eps, t);
+  const r = rstdFromNormalized(
+    c,
+    e.reshape(x, [n, G, L]),
+    e.reshape(xh, [n, G, L]),
+    [2],
+    eps,
+    t,
+    [n, G, L],
+  );
   // per-channel sums over the spatial axes, then γ-weighted per group
   const perC = (v: string) => e.reduceSum(e.reshape(v, [n, ch, P]), [2], false); // [N, C]
   const gam = e.reshape(gamma, [1, G, ch / G]);
   const groupMean = (s: string) => e.reduceSum(e.mul(e.reshape(s, [n, G, ch / G]), gam), [2], true); // [N, G, 1], × L
   const nrL = e.mul(r, e.scalar(-1 / L, t)); // −r/L, [N, G, 1]
   const a = e.mul(nrL, groupMean(perC(g)));
-  const b = e.mul(nrL, groupMean(perC(e.mul(g, xh))));
+  const ghSums = e.reshape(
+    e.dot(e.reshape(g, [n, ch, P]), e.reshape(xh, [n, ch, P]), [n, ch, P], 1),
+    [
+      n,
+      ch,
+    ],
+  ); // S2, [N, C]
+  const b = e.mul(nrL, groupMean(ghSums));
   const perNC = (v: string, dims: number[]) => e.reshape(e.expand(v, [n, G, ch / G]), dims); // [N, G, 1] → per (n, c)
   const kNC = e.mul(r, gam); // [N, G, C/G]
   const bshape = [n, ch, ...xd.slice(2).map(() => 1)];
