@@ -6,10 +6,11 @@
  * quarter of its widths, one ResNet per level, 8× upsampling) as
  * D, and the Gaussian blur σ = 3 (its ONNX export) as A, at 64² and 128² latents (512² and 1024²
  * images). Wall time and CPU time (with `--threads 1`, all of ORT's work; robust on a shared machine),
- * medians of N rounds after warm-up rounds, in one process; each round runs the
- * whole graph's forward and forward+VJP, releases their sessions, then the chain (their sessions
- * together exceed the memory at 128²); the first two runs after loading are not timed (arena growth,
- * then the block a forward session's memory pattern planned):
+ * medians over N rounds × R timed runs after warm-up rounds, in one process; each round loads the
+ * whole graph's forward and forward+VJP sessions, times R alternating pairs of them, releases them,
+ * then loads the chain and times R runs of it (the two sets of sessions together exceed the memory
+ * at 128²); the first two runs after loading are not timed (arena growth, then the block a forward
+ * session's memory pattern planned):
  * - forward: the composed chain's forward (one run, loss out);
  * - whole: the whole-loss graph's forward + VJP w.r.t. z_t (one run);
  * - chained: network by network — UNet forward, decoder forward, A and its VJP in TypeScript, the
@@ -53,11 +54,12 @@ import { Progress } from "./progress.ts";
 
 const USAGE =
   `Usage: deno task bench:loss [--only whole,two-phase,memory] [--sizes 64,128] [--runs N]
-                            [--warmup N] [--threads N] [--no-memory] [--quiet]
+                            [--reps R] [--warmup N] [--threads N] [--no-memory] [--quiet]
                             [--out bench-results/loss.json]
 
 Whole-loss graph (SD-block composite at SD1.5 widths + VAE-decoder-shaped block + blur σ=3 +
-norm): forward+VJP vs forward and vs the network-by-network chain, at the given latent sizes; the
+norm): forward+VJP vs forward and vs the network-by-network chain, at the given latent sizes (N
+rounds of fresh sessions, R timed runs of each in a round: default N = 5 / 3 at 64² / 128², R = 2); the
 two-phase VJP vs recompute; resident memory of forward and VJP sessions (fresh child processes).
 `;
 
@@ -242,6 +244,7 @@ async function wholeSection(
   runs: number,
   warmup: number,
   threads: number | undefined,
+  reps: number,
 ): Promise<NonNullable<SizeReport["whole"]>> {
   // Rounds alternate two phases, each with its own sessions released at its end: at 128² a
   // gradient session's arena holds several GB (the decoder's mid-block attention alone has 16384²
@@ -261,21 +264,28 @@ async function wholeSection(
       await lg.graph.forward(feeds);
       await lg.lossAndGrad(feeds);
     }
-    const tf = await measure(() => lg.graph.forward(feeds));
-    const tw = await measure(async () => {
-      wholeLoss = (await lg.lossAndGrad(feeds)).value;
-    });
+    // R alternating pairs: single runs at 128² vary by 10–18 % on a shared machine, so more
+    // samples per loaded session are cheaper than more rounds (each pays the loading)
+    const tf: M[] = [], tw: M[] = [], tc: M[] = [];
+    for (let i = 0; i < reps; i++) {
+      tf.push(await measure(() => lg.graph.forward(feeds)));
+      tw.push(
+        await measure(async () => {
+          wholeLoss = (await lg.lossAndGrad(feeds)).value;
+        }),
+      );
+    }
     await pool.release();
     pool = new SessionPool({ threads });
     const ch = await chainRunner(cs, pool);
     for (let i = 0; i < 2; i++) await ch.run();
-    const tc = await measure(() => ch.run());
+    for (let i = 0; i < reps; i++) tc.push(await measure(() => ch.run()));
     chainLoss = ch.state.loss;
     await pool.release();
     if (keep) {
-      times.forward.push(tf);
-      times.whole.push(tw);
-      times.chained.push(tc);
+      times.forward.push(...tf);
+      times.whole.push(...tw);
+      times.chained.push(...tc);
     }
   }
   const both = (a: M[]): Times => ({
@@ -348,10 +358,11 @@ async function benchSize(
   warmup: number,
   threads: number | undefined,
   sections: ReadonlySet<string>,
+  reps: number,
 ): Promise<SizeReport> {
   const cs = await lossCase(size);
   const report: SizeReport = { size, image: cs.img };
-  if (sections.has("whole")) report.whole = await wholeSection(cs, runs, warmup, threads);
+  if (sections.has("whole")) report.whole = await wholeSection(cs, runs, warmup, threads, reps);
   if (sections.has("two-phase")) {
     report.twoPhase = await twoPhaseSection(cs, runs, warmup, threads);
   }
@@ -532,8 +543,10 @@ async function memoryReport(dir: string): Promise<Record<string, unknown>> {
 export interface LossBenchPlan {
   /** Latent sizes. */
   sizes: number[];
-  /** Timed runs (default by size). */
+  /** Rounds of fresh sessions (default by size). */
   runs?: number;
+  /** Timed runs of each session per round (default 2). */
+  reps: number;
   /** Untimed rounds first. */
   warmup: number;
   /** ORT intra-op threads. */
@@ -569,6 +582,7 @@ export function planLossBench(args: string[]): LossBenchPlan | undefined {
   const { values } = parseCli(args, {
     sizes: { type: "string" },
     runs: { type: "string" },
+    reps: { type: "string" },
     warmup: { type: "string" },
     threads: { type: "string" },
     "no-memory": { type: "boolean" },
@@ -594,6 +608,7 @@ export function planLossBench(args: string[]): LossBenchPlan | undefined {
     runs: values.runs === undefined
       ? undefined
       : parseNumber(values.runs, "--runs", { min: 1, integer: true }),
+    reps: parseNumber(values.reps, "--reps", { fallback: 2, min: 1, integer: true }),
     warmup: parseNumber(values.warmup, "--warmup", { fallback: 1, min: 0, integer: true }),
     threads: values.threads
       ? parseNumber(values.threads, "--threads", { min: 1, integer: true })
@@ -627,7 +642,7 @@ export async function runLossBench(plan: LossBenchPlan): Promise<void> {
   try {
     for (const size of sized ? plan.sizes : []) {
       const runs = plan.runs ?? (size >= 128 ? 3 : 5);
-      const r = await benchSize(size, runs, plan.warmup, plan.threads, plan.sections);
+      const r = await benchSize(size, runs, plan.warmup, plan.threads, plan.sections, plan.reps);
       (globalThis as { gc?: () => void }).gc?.();
       results.push(r);
       const t = (x?: Times) => x ? `${x.cpu.median.toFixed(0)} (${x.wall.median.toFixed(0)})` : "–";
